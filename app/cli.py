@@ -1,0 +1,61 @@
+"""`flask portal ...`: deploy and data commands. Each crosses tenants under a named scope bypass."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from app.extensions import db
+from security import scoping
+
+portal = AppGroup("portal", help="Partner Portal commands.")
+
+
+@portal.command("sync-roles")
+@click.option("--dry-run", is_flag=True, help="Print the changes without making them.")
+def sync_roles_command(dry_run: bool) -> None:
+    """Make the roles in the database match security/permissions.py."""
+    from security.roles import sync_roles
+
+    with scoping.bypass("cli:sync-roles"):
+        changes = sync_roles(db.session, dry_run=dry_run)
+    for line in changes.lines():
+        click.echo(("would " if dry_run else "") + line)
+    click.echo("Roles are in sync." if changes.empty else ("Dry run: nothing changed." if dry_run else "Roles synced."))
+
+
+@portal.command("seed-demo")
+@click.option("--password", default=None, help="Password for every demo user (default: DEMO_PASSWORD or random).")
+@click.option("--scale", type=click.IntRange(min=0), default=0, help="Also generate N more customers.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has accounts.")
+def seed_demo_command(password: str | None, scale: int, if_empty: bool) -> None:
+    """Create the demo data of DESIGN.md (idempotent)."""
+    from app.models.accounts import Account
+    from app.services.demo import seed_demo
+    from app.services.scale import seed_scale
+
+    password = password or current_app.config.get("DEMO_PASSWORD") or None
+    if password is not None and len(password) < 12:
+        raise click.BadParameter("use at least 12 characters", param_hint="--password")
+    with scoping.bypass("cli:seed-demo"):
+        if if_empty and db.session.query(Account.id).first() is not None:
+            click.echo("The database already has data: demo seeding skipped. Demo logins, if seeded: "
+                       "ops@mycloudstore.co.nz, simon@demoreseller.co.nz, pat@otherreseller.example "
+                       "(reset their password with `flask portal seed-demo --password ...`).")
+            return
+        report = seed_demo(password)
+        if scale:
+            seed_scale(scale, echo=click.echo)
+    click.echo(f"Demo data: {len(report.created)} item(s) created." if report.created else "Demo data already present.")
+    click.echo("Demo logins (http://127.0.0.1:5000/login/):")
+    for email, where in report.logins:
+        click.echo(f"  {email:32} {where}")
+    if report.password:
+        click.echo(f"  password: {report.password}")
+    else:
+        click.echo("  passwords unchanged (pass --password to reset them)")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(portal)

@@ -1,0 +1,45 @@
+"""Times, dates and money as the guide shows them, in the configured zone and currency (DESIGN.md rule 8)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from babel.numbers import format_currency
+from flask import Flask, current_app
+
+
+def local_time(value: dt.datetime) -> dt.datetime:
+    """A stored (naive UTC) time in the portal's zone."""
+    zone = ZoneInfo(current_app.config["PORTAL_TIMEZONE"])
+    return value.replace(tzinfo=dt.timezone.utc).astimezone(zone)
+
+
+def format_datetime(value: dt.datetime | None, empty: str = "N/A") -> str:
+    """``22/08/18 01:48 PM``."""
+    if value is None:
+        return empty
+    return local_time(value).strftime("%d/%m/%y %I:%M %p")
+
+
+def format_date(value: dt.date | None, empty: str = "") -> str:
+    """``12/01/2019``."""
+    if value is None:
+        return empty
+    return value.strftime("%d/%m/%Y")
+
+
+def format_money(value: Decimal | int | None) -> str:
+    """``$17.30`` in the configured currency and locale."""
+    if value is None:
+        return ""
+    return format_currency(
+        Decimal(value), current_app.config["PORTAL_CURRENCY"], locale=current_app.config["PORTAL_LOCALE"]
+    )
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(format_datetime, "datetime")
+    app.add_template_filter(format_date, "date")
+    app.add_template_filter(format_money, "money")

@@ -1,0 +1,28 @@
+"""Every model, imported so that ``flask_appbuilder.Model.metadata`` is complete for Alembic and scoping."""
+
+from app.models.accounts import Account, MicrosoftTenant, PlaceholderUser
+from app.models.catalog import Product
+from app.models.csp import SandboxDomain
+from app.models.dashboards import DashboardWidget
+from app.models.events import Event
+from app.models.jobs import BackgroundJob
+from app.models.sessions import ServerSession
+from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
+from security.models import PortalUser
+
+__all__ = [
+    "Account",
+    "BackgroundJob",
+    "DashboardWidget",
+    "Event",
+    "LicenceAssignment",
+    "M365User",
+    "MicrosoftTenant",
+    "PlaceholderUser",
+    "PortalUser",
+    "Product",
+    "SandboxDomain",
+    "ServerSession",
+    "Subscription",
+    "UsagePoint",
+]

@@ -1,0 +1,125 @@
+"""The account tree (operator ← reseller ← customer), Microsoft tenants and the default master admin placeholder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Optional
+
+from flask_appbuilder import Model
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import TenantOwned, utcnow
+
+OPERATOR, RESELLER, CUSTOMER = "operator", "reseller", "customer"
+ACCOUNT_KINDS = (OPERATOR, RESELLER, CUSTOMER)
+ACTIVE, DISABLED = "active", "disabled"
+
+
+class Account(Model):
+    """One organisation. Scoping treats an account as owned by itself and by its parent reseller."""
+
+    __tablename__ = "account"
+    __table_args__ = (
+        CheckConstraint("kind IN ('operator', 'reseller', 'customer')", name="ck_account_kind"),
+        CheckConstraint(
+            "(kind = 'operator' AND parent_id IS NULL) OR (kind <> 'operator' AND parent_id IS NOT NULL)",
+            name="ck_account_parent",
+        ),
+        CheckConstraint("status IN ('active', 'disabled')", name="ck_account_status"),
+        Index("ix_account_parent_kind_created", "parent_id", "kind", "created_on"),
+        Index("ix_account_kind_created", "kind", "created_on"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("account.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(160), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=ACTIVE, server_default=ACTIVE)
+    contact_first_name: Mapped[Optional[str]] = mapped_column(String(40))
+    contact_last_name: Mapped[Optional[str]] = mapped_column(String(40))
+    contact_email: Mapped[Optional[str]] = mapped_column(String(320))
+    phone: Mapped[Optional[str]] = mapped_column(String(32))
+    address_line1: Mapped[Optional[str]] = mapped_column(String(120))
+    address_line2: Mapped[Optional[str]] = mapped_column(String(120))
+    city: Mapped[Optional[str]] = mapped_column(String(64))
+    region: Mapped[Optional[str]] = mapped_column(String(64))
+    postcode: Mapped[Optional[str]] = mapped_column(String(16))
+    country: Mapped[str] = mapped_column(String(2), nullable=False, default="NZ", server_default="NZ")
+    it_support_email: Mapped[Optional[str]] = mapped_column(String(320))
+    created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+    parent: Mapped[Optional["Account"]] = relationship(remote_side=[id], back_populates="children")
+    children: Mapped[list["Account"]] = relationship(back_populates="parent", lazy="raise_on_sql")
+    tenant: Mapped[Optional["MicrosoftTenant"]] = relationship(
+        uselist=False, viewonly=True, primaryjoin="Account.id == MicrosoftTenant.account_id"
+    )
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or f"account-{self.id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == ACTIVE
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+TENANT_STATUSES = ("pending", "provisioning", "active", "failed", "invited")
+
+
+class MicrosoftTenant(TenantOwned, Model):
+    """A customer's Microsoft 365 tenant: ``<domain_prefix>.onmicrosoft.com``."""
+
+    __account_index__ = False
+    __tablename__ = "microsoft_tenant"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'provisioning', 'active', 'failed', 'invited')", name="ck_microsoft_tenant_status"
+        ),
+        CheckConstraint("link_type IN ('created', 'linked')", name="ck_microsoft_tenant_link_type"),
+        Index("uq_microsoft_tenant_account", "account_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain_prefix: Mapped[str] = mapped_column(String(27), nullable=False, unique=True)
+    tenant_guid: Mapped[Optional[str]] = mapped_column(String(36), unique=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    link_type: Mapped[str] = mapped_column(String(16), nullable=False, default="created")
+    agreement_signer_name: Mapped[Optional[str]] = mapped_column(String(120))
+    agreement_signer_email: Mapped[Optional[str]] = mapped_column(String(320))
+    agreement_date: Mapped[Optional[dt.date]] = mapped_column(Date)
+    idempotency_key: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    last_error: Mapped[Optional[str]] = mapped_column(String(500))
+    created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    provisioned_on: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    @property
+    def primary_domain(self) -> str:
+        return f"{self.domain_prefix}.onmicrosoft.com"
+
+    def __repr__(self) -> str:
+        return self.primary_domain
+
+
+class PlaceholderUser(TenantOwned, Model):
+    """The guide's default master admin on a new customer. Not a login: FAB's ``ab_user.email`` is unique and
+    this address repeats on every customer, so it stays here until edited to a real address and activated."""
+
+    __tablename__ = "placeholder_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(64), nullable=False, default="Master")
+    last_name: Mapped[str] = mapped_column(String(64), nullable=False, default="Admin")
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    mobile: Mapped[Optional[str]] = mapped_column(String(32))
+    is_admin: Mapped[bool] = mapped_column(nullable=False, default=True)
+    is_master_admin: Mapped[bool] = mapped_column(nullable=False, default=True)
+    created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}"

@@ -1,0 +1,54 @@
+"""Recording events (DESIGN.md rule 3): every change adds one in the same transaction, never commits itself."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from flask import g, has_request_context, request
+
+from app.extensions import db
+from app.models.events import Event
+from security import scoping
+
+
+def _current_actor() -> tuple[Any, Any]:
+    """The signed-in user and, while impersonating, the partner user behind them."""
+    if not has_request_context():
+        return None, None
+    user = getattr(g, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None, None
+    return user, getattr(g, "impersonator", None)
+
+
+def record_event(
+    action: str,
+    *,
+    account_id: int,
+    summary: str = "",
+    target: Any = None,
+    target_type: Optional[str] = None,
+    target_id: Optional[Any] = None,
+    actor: Any = None,
+    on_behalf_of: Any = None,
+) -> Event:
+    """Add an Event to the current session. ``actor`` defaults to the signed-in user (or the bypass reason)."""
+    if actor is None and on_behalf_of is None:
+        actor, on_behalf_of = _current_actor()
+    if target is not None:
+        target_type = target_type or type(target).__name__
+        target_id = target_id if target_id is not None else getattr(target, "id", None)
+    label = actor.email if actor is not None else (scoping.current_scope().reason or "system")
+    event = Event(
+        account_id=account_id,
+        action=action,
+        summary=summary[:1000],
+        target_type=target_type,
+        target_id=str(target_id) if target_id is not None else None,
+        actor_id=getattr(actor, "id", None),
+        on_behalf_of_id=getattr(on_behalf_of, "id", None),
+        actor_label=label,
+        client_address=request.remote_addr if has_request_context() else None,
+    )
+    db.session.add(event)
+    return event

@@ -1,0 +1,52 @@
+"""Request-level behaviour shared by every page: database pragmas, bad paging arguments, scope violations."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from flask import Flask, abort, jsonify, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+from security.scoping import ScopeViolation
+
+_PAGING_ARG = re.compile(r"^(page|psize)_")
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """SQLite enforces foreign keys only when asked; WAL lets readers and a writer work at once."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+def _reject_bad_paging() -> None:
+    """FAB parses ``page_*``/``psize_*`` with int(): anything but a small whole number is a 400, not a 500."""
+    for name, value in request.args.items():
+        if _PAGING_ARG.match(name) and not (value.isdigit() and len(value) <= 6):
+            abort(400, description=f"{name} must be a whole number")
+
+
+def _scope_violation(exc: ScopeViolation):
+    db.session.rollback()
+    abort(404)
+
+
+def _json_errors_for_api(exc: HTTPException):
+    """The API answers errors as JSON; pages keep Flask's HTML error pages."""
+    if request.path.startswith("/api/"):
+        return jsonify({"message": exc.description, "status": exc.code}), exc.code
+    return exc
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_reject_bad_paging)
+    app.register_error_handler(ScopeViolation, _scope_violation)
+    app.register_error_handler(HTTPException, _json_errors_for_api)

@@ -1,0 +1,234 @@
+"""Settings, read from the environment. The defaults are the embedded mode of DESIGN.md rule 6:
+SQLite in ``instance/``, mail to ``instance/outbox/``, sessions in the database, the sandbox CSP
+provider — so ``make run`` needs nothing installed. ``PORTAL_ENV=production`` demands the real parts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import get_currency_name
+
+BASE_DIR = Path(__file__).resolve().parent
+MODES = ("development", "testing", "production")
+CSP_PROVIDERS = ("sandbox", "partner_center")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names it and says what is expected."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1, not {value}")
+    return value
+
+
+def _secret_key(env: Mapping[str, str], instance: Path, mode: str) -> str:
+    key = env.get("SECRET_KEY", "")
+    if key:
+        if len(key) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters long")
+        return key
+    if mode == "production":
+        raise ConfigError("SECRET_KEY is required in production (at least 32 random characters)")
+    # Generated once and kept, so sessions survive restarts without a constant in the code.
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _database_url(env: Mapping[str, str], instance: Path, mode: str) -> str:
+    url = env.get("DATABASE_URL", "")
+    if not url:
+        if mode == "production":
+            raise ConfigError("DATABASE_URL is required in production (postgresql://...)")
+        instance.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{instance / 'portal.db'}"
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+        raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, not {url.split(':')[0]}://")
+    if mode == "production" and url.startswith("sqlite:"):
+        raise ConfigError("DATABASE_URL must point at PostgreSQL in production, not SQLite")
+    return url
+
+
+def _locale_settings(env: Mapping[str, str]) -> dict[str, str]:
+    locale = env.get("PORTAL_LOCALE", "en_NZ")
+    zone = env.get("PORTAL_TIMEZONE", "Pacific/Auckland")
+    currency = env.get("PORTAL_CURRENCY", "NZD").upper()
+    try:
+        Locale.parse(locale)
+    except (ValueError, UnknownLocaleError):
+        raise ConfigError(f"PORTAL_LOCALE {locale!r} is not a known locale (for example en_NZ)") from None
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"PORTAL_TIMEZONE {zone!r} is not a known time zone (for example Pacific/Auckland)") from None
+    if len(currency) != 3 or get_currency_name(currency, locale="en") == currency:
+        raise ConfigError(f"PORTAL_CURRENCY {currency!r} is not an ISO 4217 currency code (for example NZD)")
+    return {"PORTAL_LOCALE": locale, "PORTAL_TIMEZONE": zone, "PORTAL_CURRENCY": currency}
+
+
+def _mail_settings(env: Mapping[str, str], instance: Path, mode: str) -> dict[str, Any]:
+    server = env.get("MAIL_SERVER", "")
+    settings: dict[str, Any] = {
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER", "Mycloudstore Partner Portal <no-reply@mycloudstore.co.nz>"),
+        "MAIL_FILE_PATH": str(instance / "outbox"),
+    }
+    if not server:
+        if mode == "production":
+            raise ConfigError("MAIL_SERVER is required in production (the SMTP host for activation emails)")
+        settings["MAIL_BACKEND"] = "file"
+        return settings
+    settings.update(
+        MAIL_BACKEND="smtp",
+        MAIL_SERVER=server,
+        MAIL_PORT=_int(env, "MAIL_PORT", 587, minimum=1),
+        MAIL_USERNAME=env.get("MAIL_USERNAME") or None,
+        MAIL_PASSWORD=env.get("MAIL_PASSWORD") or None,
+        MAIL_USE_TLS=_bool(env, "MAIL_USE_TLS", True),
+        MAIL_USE_SSL=_bool(env, "MAIL_USE_SSL", False),
+        MAIL_TIMEOUT=_int(env, "MAIL_TIMEOUT", 10, minimum=1),
+    )
+    if settings["MAIL_USE_TLS"] and settings["MAIL_USE_SSL"]:
+        raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL cannot both be on")
+    return settings
+
+
+def _csp_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
+    provider = env.get("CSP_PROVIDER", "sandbox")
+    if provider not in CSP_PROVIDERS:
+        raise ConfigError(f"CSP_PROVIDER must be one of {', '.join(CSP_PROVIDERS)}, not {provider!r}")
+    settings: dict[str, Any] = {
+        "CSP_PROVIDER": provider,
+        "CSP_SANDBOX_LATENCY_MS": _int(env, "CSP_SANDBOX_LATENCY_MS", 0),
+        "CSP_SANDBOX_FAIL_RATE": _float(env, "CSP_SANDBOX_FAIL_RATE", 0.0),
+        "PARTNER_CENTER_BASE_URL": env.get("PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com"),
+        "PARTNER_CENTER_TOKEN_URL": env.get("PARTNER_CENTER_TOKEN_URL", ""),
+        "PARTNER_CENTER_TENANT_ID": env.get("PARTNER_CENTER_TENANT_ID", ""),
+        "PARTNER_CENTER_CLIENT_ID": env.get("PARTNER_CENTER_CLIENT_ID", ""),
+        "PARTNER_CENTER_CLIENT_SECRET": env.get("PARTNER_CENTER_CLIENT_SECRET", ""),
+        "PARTNER_CENTER_REFRESH_TOKEN": env.get("PARTNER_CENTER_REFRESH_TOKEN", ""),
+        "PARTNER_CENTER_TIMEOUT_S": _int(env, "PARTNER_CENTER_TIMEOUT_S", 5, minimum=1),
+    }
+    if provider == "partner_center":
+        for name in ("PARTNER_CENTER_TENANT_ID", "PARTNER_CENTER_CLIENT_ID", "PARTNER_CENTER_CLIENT_SECRET"):
+            if not settings[name]:
+                raise ConfigError(f"{name} is required when CSP_PROVIDER is partner_center")
+    return settings
+
+
+def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every setting of the app as a dict for ``app.config``; raises ConfigError on a bad one."""
+    env = os.environ if environ is None else environ
+    mode = env.get("PORTAL_ENV", "development")
+    if mode not in MODES:
+        raise ConfigError(f"PORTAL_ENV must be one of {', '.join(MODES)}, not {mode!r}")
+    instance = Path(env.get("PORTAL_INSTANCE_PATH") or BASE_DIR / "instance").resolve()
+    redis_url = env.get("REDIS_URL", "")
+    if mode == "production" and not redis_url:
+        raise ConfigError("REDIS_URL is required in production (rate limits and jobs shared by every worker)")
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must be a redis:// URL, not {redis_url!r}")
+    hosts = [h.strip() for h in env.get("PORTAL_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
+
+    settings: dict[str, Any] = {
+        "PORTAL_ENV": mode,
+        "INSTANCE_PATH": str(instance),
+        "SECRET_KEY": _secret_key(env, instance, mode),
+        "SQLALCHEMY_DATABASE_URI": _database_url(env, instance, mode),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "REDIS_URL": redis_url,
+        # Flask-AppBuilder
+        "APP_NAME": "Mycloudstore Partner Portal",
+        "AUTH_TYPE": 1,  # AUTH_DB
+        "AUTH_ROLE_ADMIN": "Operator Admin",
+        "AUTH_ROLE_PUBLIC": "Public",
+        "AUTH_USER_REGISTRATION": False,
+        "AUTH_RATE_LIMITED": True,
+        "AUTH_RATE_LIMIT": env.get("AUTH_RATE_LIMIT", "10 per 20 second"),
+        "FAB_SECURITY_MANAGER_CLASS": "security.manager.PortalSecurityManager",
+        "FAB_INDEX_VIEW": "views.partner.home.HomeView",
+        "FAB_BASE_TEMPLATE": "portal/base.html",
+        # The schema comes from migrations and roles from `flask portal sync-roles` (DESIGN.md rule 5).
+        "FAB_CREATE_DB": False,
+        "FAB_UPDATE_PERMS": _bool(env, "FAB_UPDATE_PERMS", False),
+        "FAB_ADD_OPENAPI_VIEWS": False,
+        "FAB_ADD_MENU_API": False,
+        "FAB_ADD_SECURITY_API": False,
+        "FAB_SAFE_REDIRECT_HOSTS": hosts,
+        "FAB_API_MAX_PAGE_SIZE": 100,
+        "LANGUAGES": {"en": {"flag": "nz", "name": "English"}},
+        "BABEL_DEFAULT_LOCALE": "en",
+        # CSRF on every change (DESIGN.md rule 2); tokens live as long as the session does.
+        "WTF_CSRF_ENABLED": True,
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Server-side sessions: logging out ends them for good.
+        "SESSION_STORE": "redis" if redis_url else "database",
+        "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME_MINUTES", 480, minimum=5) * 60,
+        "SESSION_COOKIE_NAME": "portal_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool(env, "SESSION_COOKIE_SECURE", mode == "production"),
+        # Rate limits: settings must be in place before appbuilder.init_app (FAB pitfall 4).
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", mode != "testing"),
+        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # Product settings
+        "OPERATOR_NAME": env.get("OPERATOR_NAME", "Mycloudstore"),
+        "DEFAULT_MASTER_ADMIN_EMAIL": env.get("DEFAULT_MASTER_ADMIN_EMAIL", "default.masteradmin@mycloudstore.co.nz"),
+        "ACTIVATION_LINK_HOURS": _int(env, "ACTIVATION_LINK_HOURS", 72, minimum=1),
+        "IMPERSONATION_MINUTES": _int(env, "IMPERSONATION_MINUTES", 60, minimum=1),
+        "LIST_PAGE_SIZE": _int(env, "LIST_PAGE_SIZE", 25, minimum=1),
+        "LIST_PAGE_SIZE_MAX": _int(env, "LIST_PAGE_SIZE_MAX", 100, minimum=1),
+        "DEMO_PASSWORD": env.get("DEMO_PASSWORD", ""),
+    }
+    settings.update(_locale_settings(env))
+    settings.update(_mail_settings(env, instance, mode))
+    settings.update(_csp_settings(env, mode))
+    if overrides:
+        settings.update(overrides)
+    return settings

@@ -1,0 +1,219 @@
+"""PortalSecurityManager: FAB's security manager with our user model, sign-in hooks and nothing else."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+
+from flask import current_app, flash, g, redirect, request, session
+from flask_appbuilder._compat import as_unicode
+from flask_appbuilder.security.forms import LoginForm_db
+from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.views import AuthDBView
+from flask_appbuilder.utils.base import get_safe_redirect
+from flask_appbuilder.views import expose
+from flask_login import login_user, logout_user
+from werkzeug.security import generate_password_hash
+
+from app.extensions import limiter
+from app.models.accounts import OPERATOR, Account
+from app.models.base import utcnow
+from security import scoping
+from security.models import OPERATOR_PORTAL, PortalUser
+
+log = logging.getLogger(__name__)
+
+
+def renew_session_id() -> None:
+    """Give the browser a new session id, keeping the data (sign-in, impersonation start and stop)."""
+    interface = current_app.session_interface
+    if hasattr(interface, "regenerate"):
+        interface.regenerate(session)
+
+
+def hash_password(password: str) -> str:
+    """FAB's default password hash (scrypt), with FAB's settings."""
+    return generate_password_hash(
+        password,
+        method=current_app.config.get("FAB_PASSWORD_HASH_METHOD", "scrypt"),
+        salt_length=current_app.config.get("FAB_PASSWORD_HASH_SALT_LENGTH", 16),
+    )
+
+
+def _authentication(method):
+    """Sign-in looks users up across every tenant: run it under the named bypass (DESIGN.md rule 1)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with scoping.bypass("authentication"):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class PortalAuthDBView(AuthDBView):
+    """FAB's login form, plus a fresh session id at sign-in and a session that ends for good at logout."""
+
+    @expose("/login/", methods=["GET", "POST"])
+    def login(self):
+        if g.user is not None and g.user.is_authenticated:
+            return redirect(self._get_safe_next_url())
+        form = LoginForm_db()
+        if form.validate_on_submit():
+            next_url = get_safe_redirect(request.args.get("next") or self.appbuilder.get_url_for_index)
+            user = self.appbuilder.sm.auth_user_db(form.username.data, form.password.data)
+            if not user:
+                flash(as_unicode(self.invalid_login_message), "warning")
+                return redirect(self.appbuilder.get_url_for_login_with(next_url))
+            session.clear()
+            renew_session_id()
+            with scoping.bypass("authentication"):
+                login_user(user, remember=False)
+            return redirect(next_url)
+        return self.render_template(self.login_template, title=self.title, form=form, appbuilder=self.appbuilder)
+
+    @expose("/logout/", methods=["GET", "POST"])
+    def logout(self):
+        user = self._get_authenticated_user()
+        logout_user()
+        session.clear()
+        renew_session_id()
+        if user is not None:
+            self.appbuilder.sm.on_user_logout(user)
+        return redirect(self.appbuilder.get_url_for_login)
+
+
+class PortalSecurityManager(SecurityManager):
+    """Our user model and views; sign-in lookups run under the authentication bypass."""
+
+    user_model = PortalUser
+    authdbview = PortalAuthDBView
+
+    def create_limiter(self, app):
+        """One Flask-Limiter for the app: the one in ``app.extensions``, configured before FAB starts."""
+        limiter.init_app(app)
+        return limiter
+
+    def register_views(self) -> None:
+        """Only the sign-in view: users and roles are managed by our own screens and `flask portal sync-roles`."""
+        self.auth_view = self.authdbview()
+        self.appbuilder.add_view_no_menu(self.auth_view)
+        if self.is_auth_limited:
+            self.limiter.limit(self.auth_rate_limit, methods=["POST"])(self.auth_view.blueprint)
+
+    get_user_by_id = _authentication(SecurityManager.get_user_by_id)
+    count_users = _authentication(SecurityManager.count_users)
+    get_first_user = _authentication(SecurityManager.get_first_user)
+    noop_user_update = _authentication(SecurityManager.noop_user_update)
+    update_user = _authentication(SecurityManager.update_user)
+    auth_user_db = _authentication(SecurityManager.auth_user_db)
+    reset_password = _authentication(SecurityManager.reset_password)
+
+    @_authentication
+    def find_user(self, username=None, email=None):
+        """FAB's lookup, lower-cased as PortalUser stores them (emails are unique case-insensitively)."""
+        return SecurityManager.find_user(
+            self, username=username.strip().lower() if username else None, email=email.strip().lower() if email else None
+        )
+
+    @_authentication
+    def load_user(self, pk):
+        user = self.session.get(self.user_model, int(pk))
+        if user is not None and user.is_active:
+            return user
+        return None
+
+    def add_user(
+        self,
+        username,
+        first_name,
+        last_name,
+        email,
+        role=None,
+        password="",
+        hashed_password="",
+        groups=None,
+        commit=True,
+        *,
+        account=None,
+        portal=OPERATOR_PORTAL,
+        **flags,
+    ):
+        """FAB's add_user. Without an account (``flask fab create-admin``) the user is operator staff, added
+        under a named bypass; with one (our services) the caller's scope checks the write."""
+        if account is None:
+            from app.services.events import record_event
+
+            with scoping.bypass("create operator staff"):
+                user = self.add_user(
+                    username, first_name, last_name, email, role, password, hashed_password, groups, False,
+                    account=self._operator_account(), portal=OPERATOR_PORTAL, **flags,
+                )
+                if user is not False:
+                    record_event("user.created", account_id=user.account_id, target=user,
+                                 summary=f"Created operator staff {user.email}")
+                    if commit:
+                        self.session.commit()
+                return user
+        roles = role if isinstance(role, list) else [role] if role else []
+        user = self.user_model(
+            first_name=first_name,
+            last_name=last_name,
+            username=username,
+            email=email,
+            active=True,
+            roles=roles,
+            groups=groups or [],
+            account=account,
+            portal=portal,
+            password=hashed_password or hash_password(password or secrets.token_urlsafe(32)),
+            password_set_at=utcnow() if (password or hashed_password) else None,
+            **flags,
+        )
+        self.session.add(user)
+        try:
+            self.session.flush()
+            if commit:
+                self.session.commit()
+        except scoping.ScopeViolation:
+            self.session.rollback()
+            raise
+        except Exception as exc:  # FAB's contract: False on failure, with the reason logged
+            log.error("Could not add user %s: %s", username, exc)
+            self.session.rollback()
+            return False
+        return user
+
+    def _operator_account(self) -> Account:
+        account = self.session.query(Account).filter(Account.kind == OPERATOR).order_by(Account.id).first()
+        if account is None:
+            account = Account(kind=OPERATOR, name=current_app.config["OPERATOR_NAME"])
+            self.session.add(account)
+            self.session.flush()
+        return account
+
+    @_authentication
+    def update_user_auth_stat(self, user, success=True):
+        """FAB's login statistics, with the time in UTC and an event for every sign-in."""
+        from app.services.events import record_event
+
+        user.login_count = (user.login_count or 0) + (1 if success else 0)
+        user.fail_login_count = 0 if success else (user.fail_login_count or 0) + 1
+        if success:
+            user.last_login = utcnow()
+        record_event(
+            "auth.login" if success else "auth.login_failed",
+            account_id=user.account_id,
+            actor=user,
+            target=user,
+            summary=f"{user.email} signed in" if success else f"Failed sign-in for {user.email}",
+        )
+        self.session.commit()
+
+    @_authentication
+    def on_user_logout(self, user) -> None:
+        from app.services.events import record_event
+
+        record_event("auth.logout", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed out")
+        self.session.commit()

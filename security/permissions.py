@@ -1,0 +1,178 @@
+"""Resource and action names, the menu, and the roles of DESIGN.md *Roles*, declared as data.
+
+``flask portal sync-roles`` makes the database match this module; nothing else writes roles.
+A view names its resource with ``class_permission_name`` and collapses its methods onto the actions below.
+"""
+
+from __future__ import annotations
+
+# Actions (FAB stores them prefixed with "can_").
+READ = "read"
+WRITE = "write"
+DELETE = "delete"
+LAUNCH = "launch"
+EXPORT = "export"
+MENU_ACCESS = "menu_access"
+
+# Partner-portal pages
+HOME = "Home"
+ACCOUNTS = "Accounts"
+RESELLERS = "Resellers"
+PORTAL_USERS = "Portal Users"
+PARTNER_USERS = "Partner Users"
+TENANTS = "Microsoft Tenants"
+SUBSCRIPTIONS = "Subscriptions"
+M365_USERS = "Microsoft 365 Users"
+PRODUCTS = "Products"
+EVENTS = "Event Log"
+REPORTS = "Reports"
+IMPERSONATION = "Impersonation"
+# Customer-portal pages
+DASHBOARD = "Dashboard"
+CUSTOMER_SERVICES = "Microsoft CSP"
+CUSTOMER_USERS = "Customer Users"
+CUSTOMER_EVENTS = "Customer Event Log"
+# Capabilities checked by the forms of both portals
+ORDERS = "Orders"  # new subscriptions, quantities, auto-renew
+LICENCES = "Licences"  # assign and unassign licences
+M365_ADMIN = "Microsoft 365 Admin"  # add and disable Microsoft 365 users
+TENANT_SETUP = "Tenant Setup"  # create or link a Microsoft tenant
+PRICES = "Prices"  # see cost and margin
+
+# The menu: item name -> the resource whose read permission shows it. views/__init__.py uses these names.
+MENU_ACCOUNTS = "Accounts"
+MENU_ACCOUNTS_LIST = "List all"
+MENU_SUBSCRIPTIONS = "Subscriptions"
+MENU_M365_USERS = "Microsoft 365 users"
+MENU_TENANTS = "Microsoft tenants"
+MENU_CATALOGUE = "Catalogue"
+MENU_PRODUCTS = "Products"
+MENU_EVENTS = "Event Log"
+MENU = {
+    MENU_ACCOUNTS: ACCOUNTS,
+    MENU_ACCOUNTS_LIST: ACCOUNTS,
+    MENU_SUBSCRIPTIONS: SUBSCRIPTIONS,
+    MENU_M365_USERS: M365_USERS,
+    MENU_TENANTS: TENANTS,
+    MENU_CATALOGUE: PRODUCTS,
+    MENU_PRODUCTS: PRODUCTS,
+    MENU_EVENTS: EVENTS,
+}
+
+# Role names
+OPERATOR_ADMIN = "Operator Admin"
+PARTNER_CSP_ADMIN = "Partner CSP Admin"
+PARTNER_USER = "Partner User"
+CUSTOMER_MASTER_ADMIN = "Customer Master Admin"
+CUSTOMER_ADMIN = "Customer Admin"
+CUSTOMER_USER = "Customer User"
+PUBLIC = "Public"
+
+
+def _grant(resource: str, *actions: str) -> set[tuple[str, str]]:
+    return {(action, resource) for action in actions}
+
+
+_PARTNER_USER = (
+    _grant(HOME, READ)
+    | _grant(ACCOUNTS, READ, WRITE)
+    | _grant(PORTAL_USERS, READ, WRITE, DELETE)
+    | _grant(TENANTS, READ)
+    | _grant(SUBSCRIPTIONS, READ)
+    | _grant(M365_USERS, READ)
+    | _grant(PRODUCTS, READ)
+    | _grant(EVENTS, READ)
+    | _grant(REPORTS, READ, EXPORT)
+    | _grant(IMPERSONATION, LAUNCH)
+)
+_PARTNER_CSP_ADMIN = (
+    _PARTNER_USER
+    | _grant(PARTNER_USERS, READ, WRITE)
+    | _grant(TENANT_SETUP, WRITE)
+    | _grant(ORDERS, WRITE)
+    | _grant(LICENCES, WRITE)
+    | _grant(M365_ADMIN, WRITE)
+    | _grant(PRICES, READ)
+)
+_CUSTOMER_USER = _grant(HOME, READ) | _grant(DASHBOARD, READ, WRITE) | _grant(CUSTOMER_SERVICES, READ)
+_CUSTOMER_ADMIN = (
+    _CUSTOMER_USER
+    | _grant(CUSTOMER_USERS, READ, WRITE, DELETE)
+    | _grant(CUSTOMER_EVENTS, READ)
+    | _grant(LICENCES, WRITE)
+    | _grant(M365_ADMIN, WRITE)
+)
+_CUSTOMER_MASTER_ADMIN = _CUSTOMER_ADMIN | _grant(ORDERS, WRITE) | _grant(TENANT_SETUP, WRITE)
+
+RESOURCE_ACTIONS = {
+    HOME: (READ,),
+    ACCOUNTS: (READ, WRITE, DELETE),
+    RESELLERS: (READ, WRITE),
+    PORTAL_USERS: (READ, WRITE, DELETE),
+    PARTNER_USERS: (READ, WRITE),
+    TENANTS: (READ, WRITE),
+    SUBSCRIPTIONS: (READ, WRITE),
+    M365_USERS: (READ, WRITE),
+    PRODUCTS: (READ, WRITE),
+    EVENTS: (READ,),
+    REPORTS: (READ, EXPORT),
+    IMPERSONATION: (LAUNCH,),
+    DASHBOARD: (READ, WRITE),
+    CUSTOMER_SERVICES: (READ,),
+    CUSTOMER_USERS: (READ, WRITE, DELETE),
+    CUSTOMER_EVENTS: (READ,),
+    ORDERS: (WRITE,),
+    LICENCES: (WRITE,),
+    M365_ADMIN: (WRITE,),
+    TENANT_SETUP: (WRITE,),
+    PRICES: (READ,),
+}
+# Operator staff: everything on every account.
+_OPERATOR_ADMIN = {(action, resource) for resource, actions in RESOURCE_ACTIONS.items() for action in actions}
+
+ROLES: dict[str, set[tuple[str, str]]] = {
+    OPERATOR_ADMIN: _OPERATOR_ADMIN,
+    PARTNER_CSP_ADMIN: _PARTNER_CSP_ADMIN,
+    PARTNER_USER: _PARTNER_USER,
+    CUSTOMER_MASTER_ADMIN: _CUSTOMER_MASTER_ADMIN,
+    CUSTOMER_ADMIN: _CUSTOMER_ADMIN,
+    CUSTOMER_USER: _CUSTOMER_USER,
+    PUBLIC: set(),
+}
+
+# Pages of the partner portal: no customer role may hold any of them.
+PARTNER_PORTAL_RESOURCES = frozenset(
+    {ACCOUNTS, RESELLERS, PORTAL_USERS, PARTNER_USERS, TENANTS, SUBSCRIPTIONS, M365_USERS, PRODUCTS, EVENTS, REPORTS}
+    | {IMPERSONATION}
+)
+
+# CRUD views collapse FAB's methods onto these actions.
+MODEL_VIEW_METHODS = {
+    "list": READ,
+    "show": READ,
+    "add": WRITE,
+    "edit": WRITE,
+    "action": WRITE,
+    "action_post": WRITE,
+    "delete": DELETE,
+}
+
+
+def role_for(portal: str, *, csp_admin: bool = False, admin: bool = False, master_admin: bool = False) -> str:
+    """The one role a portal user's flags give (the flags of the guide's tables are the truth)."""
+    if portal == "operator":
+        return OPERATOR_ADMIN
+    if portal == "partner":
+        return PARTNER_CSP_ADMIN if csp_admin else PARTNER_USER
+    if master_admin:
+        return CUSTOMER_MASTER_ADMIN
+    return CUSTOMER_ADMIN if admin else CUSTOMER_USER
+
+
+def permission_pairs(role: str) -> set[tuple[str, str]]:
+    """(FAB permission name, view/menu name) pairs a role holds: actions prefixed, menu items derived."""
+    grants = ROLES[role]
+    pairs = {(f"can_{action}", resource) for action, resource in grants}
+    readable = {resource for action, resource in grants if action == READ}
+    pairs |= {(MENU_ACCESS, item) for item, resource in MENU.items() if resource in readable}
+    return pairs

@@ -1,0 +1,77 @@
+"""Server-side sessions with Flask-Session: Redis when REDIS_URL is set, else the ``server_session`` table.
+
+The table comes from our migrations (Flask-Session's own SQLAlchemy store would create it at start-up and
+commit the request's database session); this store uses its own short transactions on the same engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Optional
+
+from flask import Flask
+from flask_session.base import ServerSideSessionInterface
+from flask_session.defaults import Defaults
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.models.base import utcnow
+from app.models.sessions import ServerSession
+
+
+class DatabaseSessionInterface(ServerSideSessionInterface):
+    """Flask-Session's server-side session, stored in ``server_session`` through its own connection."""
+
+    ttl = False
+
+    def __init__(self, app: Flask, engine_getter, **kwargs) -> None:
+        self._engine = engine_getter
+        super().__init__(app, cleanup_n_requests=kwargs.pop("cleanup_n_requests", 200), **kwargs)
+
+    def _store(self) -> Session:
+        return Session(self._engine(), expire_on_commit=False)
+
+    def _retrieve_session_data(self, store_id: str) -> Optional[dict]:
+        with self._store() as store:
+            record = store.scalars(select(ServerSession).where(ServerSession.session_id == store_id)).first()
+            if record is None or record.expiry is None or record.expiry <= utcnow():
+                return None
+            return self.serializer.decode(record.data)
+
+    def _delete_session(self, store_id: str) -> None:
+        with self._store() as store, store.begin():
+            store.execute(delete(ServerSession).where(ServerSession.session_id == store_id))
+
+    def _upsert_session(self, session_lifetime: dt.timedelta, session, store_id: str) -> None:
+        data = self.serializer.encode(session)
+        expiry = utcnow() + session_lifetime
+        with self._store() as store, store.begin():
+            record = store.scalars(select(ServerSession).where(ServerSession.session_id == store_id)).first()
+            if record is None:
+                store.add(ServerSession(session_id=store_id, data=data, expiry=expiry))
+            else:
+                record.data, record.expiry = data, expiry
+
+    def _delete_expired_sessions(self) -> None:
+        with self._store() as store, store.begin():
+            store.execute(delete(ServerSession).where(ServerSession.expiry <= utcnow()))
+
+
+def init_sessions(app: Flask, engine_getter) -> None:
+    """Install the server-side session interface the configuration asks for."""
+    common = {
+        "key_prefix": Defaults.SESSION_KEY_PREFIX,
+        "use_signer": False,
+        "permanent": True,
+        "sid_length": Defaults.SESSION_ID_LENGTH,
+        "serialization_format": Defaults.SESSION_SERIALIZATION_FORMAT,
+    }
+    if app.config["SESSION_STORE"] == "redis":
+        from flask_session.redis import RedisSessionInterface
+        from redis import Redis
+
+        app.session_interface = RedisSessionInterface(
+            app, client=Redis.from_url(app.config["REDIS_URL"]), **common
+        )
+    else:
+        app.session_interface = DatabaseSessionInterface(app, engine_getter, **common)

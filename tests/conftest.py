@@ -1,0 +1,183 @@
+"""Fixtures: one app per test session on a real database (SQLite, or PostgreSQL with TEST_DATABASE_URL), a clean
+database for every test, the named users of STYLE.md and a signed-in client for each."""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+
+import flask_migrate
+import pytest
+from flask_appbuilder import Model
+from jinja2 import StrictUndefined
+from sqlalchemy import event, text
+
+from app import create_app
+from app.extensions import db
+from security import scoping
+from tests import factories
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+# Role tables are filled once per session by sync-roles; everything else is emptied before each test.
+KEEP_TABLES = {"ab_permission", "ab_view_menu", "ab_permission_view", "ab_role", "ab_permission_view_role"}
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def make_app(tmp_path, url: str, **overrides):
+    environ = {"PORTAL_ENV": "testing", "PORTAL_INSTANCE_PATH": str(tmp_path), "DATABASE_URL": url}
+    app = create_app(config={"TESTING": True, **overrides}, environ=environ)
+    app.jinja_env.undefined = StrictUndefined
+    return app
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    if TEST_DATABASE_URL:
+        _reset_postgres(TEST_DATABASE_URL)
+        return TEST_DATABASE_URL
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory, database_url):
+    app = make_app(tmp_path_factory.mktemp("instance"), database_url)
+    with app.app_context():
+        flask_migrate.upgrade()
+        from security.roles import sync_roles
+
+        with scoping.bypass("test set-up"):
+            sync_roles(db.session)
+    return app
+
+
+def _empty_tables() -> None:
+    tables = [t for t in reversed(Model.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text(f"TRUNCATE {', '.join(t.name for t in tables)} RESTART IDENTITY CASCADE"))
+    else:
+        db.session.execute(text("PRAGMA defer_foreign_keys = ON"))  # account rows reference each other
+        for table in tables:
+            db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture(autouse=True)
+def clean_database(request):
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    with app.app_context(), scoping.bypass("test clean-up"):
+        _empty_tables()
+    yield
+
+
+@contextmanager
+def unscoped():
+    """Look at the database as it is, across tenants (tests check what really changed)."""
+    with scoping.bypass("test assertion"):
+        yield db.session
+        db.session.rollback()
+
+
+@pytest.fixture
+def world(app):
+    with app.app_context(), scoping.bypass("test world"):
+        return factories.build_world()
+
+
+def _login(app, email: str, password: str = factories.PASSWORD):
+    client = app.test_client()
+    page = client.get("/login/")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    response = client.post("/login/", data={"csrf_token": token, "username": email, "password": password})
+    assert response.status_code == 302 and "/login" not in response.location, f"login failed for {email}"
+    return client
+
+
+@pytest.fixture
+def login(app):
+    return lambda email, password=factories.PASSWORD: _login(app, email, password)
+
+
+def csrf_token(client, path: str = "/") -> str:
+    """The CSRF token of the client's session, from the meta tag every portal page carries."""
+    page = client.get(path)
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
+
+
+@pytest.fixture
+def ops_admin(world):
+    return world.users["ops_admin"]
+
+
+@pytest.fixture
+def reseller_a_admin(world):
+    return world.users["reseller_a_admin"]
+
+
+@pytest.fixture
+def reseller_a_user(world):
+    return world.users["reseller_a_user"]
+
+
+@pytest.fixture
+def reseller_b_admin(world):
+    return world.users["reseller_b_admin"]
+
+
+@pytest.fixture
+def customer_a_master_admin(world):
+    return world.users["customer_a_master_admin"]
+
+
+@pytest.fixture
+def ops_admin_client(login, ops_admin):
+    return login(ops_admin.email)
+
+
+@pytest.fixture
+def reseller_a_admin_client(login, reseller_a_admin):
+    return login(reseller_a_admin.email)
+
+
+@pytest.fixture
+def reseller_a_user_client(login, reseller_a_user):
+    return login(reseller_a_user.email)
+
+
+@pytest.fixture
+def reseller_b_admin_client(login, reseller_b_admin):
+    return login(reseller_b_admin.email)
+
+
+@pytest.fixture
+def customer_a_master_admin_client(login, customer_a_master_admin):
+    return login(customer_a_master_admin.email)
+
+
+@contextmanager
+def count_statements(app):
+    """Collect the SQL statements sent while the block runs."""
+    statements: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before)

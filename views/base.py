@@ -1,0 +1,158 @@
+"""ScopedModelView: the base of every model view, covering the FAB pitfalls once.
+
+- Rows: every query and write goes through security/scoping.py (attached to the session), so list, show, edit,
+  delete, related dropdowns and search are scoped; another tenant's id answers 404.
+- Actions: POST only, a permission, and rows re-fetched through the scope (FAB hands handlers unfiltered rows).
+- Pages: ``psize_<view>`` is capped and bad paging arguments answer 400 (app/web.py).
+- Lists: named many-to-one relationships load in the list's own query (no query per row).
+- Search: ``search_columns`` must be set explicitly (FAB's default searches, and loads, whole related tables).
+- Events: adding, editing and deleting records an event in the same transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from flask import abort, current_app, redirect, request
+from flask_appbuilder import ModelView
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.security.decorators import has_access
+from flask_login import current_user
+from sqlalchemy import inspect
+from sqlalchemy.orm import joinedload
+
+from app.models.accounts import OPERATOR, Account
+from app.services.events import record_event
+from security.permissions import MODEL_VIEW_METHODS
+
+
+class EagerInterface(SQLAInterface):
+    """FAB's SQLAlchemy interface that joins the named many-to-one relationships into list and show queries."""
+
+    def __init__(self, obj, session=None, eager=()):
+        super().__init__(obj, session)
+        self.eager = tuple(eager)
+
+    def apply_all(self, query, *args, **kwargs):
+        query = super().apply_all(query, *args, **kwargs)
+        return query.options(*(joinedload(getattr(self.obj, name)) for name in self.eager))
+
+
+def signed_in_first(view):
+    """Send anonymous visitors quietly to sign-in (``has_access`` would flash "Access is Denied" first)."""
+
+    @functools.wraps(view)
+    def wrapper(self, *args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(self.appbuilder.get_url_for_login_with(request.full_path))
+        return view(self, *args, **kwargs)
+
+    return wrapper
+
+
+def bounded_page_size(requested: int | None, default: int) -> int:
+    limit = current_app.config["LIST_PAGE_SIZE_MAX"]
+    if not requested or requested < 1:
+        return default
+    return min(requested, limit)
+
+
+def changes_summary(item) -> str:
+    """'field: old → new' for each changed column of ``item`` (never a password)."""
+    parts = []
+    for attr in inspect(item).mapper.column_attrs:
+        if attr.key == "password":
+            continue
+        history = inspect(item).attrs[attr.key].history
+        if history.has_changes() and history.deleted:
+            parts.append(f"{attr.key}: {history.deleted[0]!r} → {getattr(item, attr.key)!r}")
+    return "; ".join(parts)
+
+
+class ScopedModelView(ModelView):
+    """Base of every model view. Subclasses set ``datamodel``, ``class_permission_name`` and ``search_columns``."""
+
+    method_permission_name = MODEL_VIEW_METHODS
+    exclude_route_methods = {"download"}
+    search_columns: list[str] = None  # type: ignore[assignment]
+    event_name: str = ""
+
+    def __init__(self, **kwargs):
+        if self.search_columns is None:
+            raise TypeError(f"{type(self).__name__} must set search_columns explicitly")
+        if not self.class_permission_name:
+            raise TypeError(f"{type(self).__name__} must name its resource in class_permission_name")
+        super().__init__(**kwargs)
+
+    # -- pages -----------------------------------------------------------------------------------------
+    def _get_list_widget(self, filters, actions=None, order_column="", order_direction="", page=None,
+                         page_size=None, widgets=None, **kwargs):
+        page_size = bounded_page_size(page_size, self.page_size)
+        page = page if page and page > 0 else None
+        if order_column and order_column not in self.order_columns:
+            order_column, order_direction = "", ""
+        return super()._get_list_widget(
+            filters, actions, order_column, order_direction, page, page_size, widgets, **kwargs
+        )
+
+    # -- changes: POST only ------------------------------------------------------------------------------
+    @expose("/delete/<pk>", methods=["POST"])
+    @has_access
+    def delete(self, pk):
+        self._delete(self._deserialize_pk_if_composite(pk))
+        return self.post_delete_redirect()
+
+    @expose("/action/<string:name>/<pk>", methods=["POST"])
+    @has_access
+    def action(self, name, pk):
+        action = self._permitted_action(name)
+        return action.func(self._fetch_in_scope([pk])[0])
+
+    @expose("/action_post", methods=["POST"])
+    @has_access
+    def action_post(self):
+        action = self._permitted_action(request.form.get("action", ""))
+        return action.func(self._fetch_in_scope(request.form.getlist("rowid")))
+
+    def _permitted_action(self, name: str):
+        action = self.actions.get(name)
+        if action is None:
+            abort(404)
+        if not self.appbuilder.sm.has_access(self.get_action_permission_name(name), self.class_permission_name):
+            abort(403)
+        return action
+
+    def _fetch_in_scope(self, pks: list[str]) -> list:
+        """Re-fetch an action's rows through the scope and base filters; any row not visible is a 404."""
+        if not pks:
+            abort(404)
+        items = [self.datamodel.get(self._deserialize_pk_if_composite(pk), self._base_filters) for pk in pks]
+        if any(item is None for item in items):
+            abort(404)
+        return items
+
+    # -- events ----------------------------------------------------------------------------------------
+    def event_account_id(self, item) -> int:
+        """The account whose event log shows a change to ``item``; global rows go to the operator's."""
+        if isinstance(item, Account):
+            return item.id
+        account_id = getattr(item, "account_id", None)
+        if account_id is not None:
+            return account_id
+        return self.datamodel.session.query(Account.id).filter(Account.kind == OPERATOR).scalar()
+
+    def _event(self, verb: str, item, summary: str) -> None:
+        name = self.event_name or type(item).__name__.lower()
+        record_event(f"{name}.{verb}", account_id=self.event_account_id(item), target=item, summary=summary)
+
+    def pre_add(self, item):
+        self.datamodel.session.add(item)
+        self.datamodel.session.flush()
+        self._event("created", item, f"Created {item!r}")
+
+    def pre_update(self, item):
+        self._event("updated", item, changes_summary(item) or "No changes")
+
+    def pre_delete(self, item):
+        self._event("deleted", item, f"Deleted {item!r}")

@@ -1,0 +1,39 @@
+"""Catalogue ▸ Products: the operator's price list; partners read it."""
+
+from __future__ import annotations
+
+from flask import flash, redirect
+from flask_appbuilder.actions import action
+
+from app.extensions import db
+from app.models.base import utcnow
+from app.models.catalog import Product
+from security import permissions as P
+from views.base import EagerInterface, ScopedModelView
+
+
+class ProductView(ScopedModelView):
+    datamodel = EagerInterface(Product)
+    class_permission_name = P.PRODUCTS
+    event_name = "product"
+    include_route_methods = {"list", "show", "add", "edit", "action_post"}
+    list_title = "Products"
+    list_columns = ["name", "sku", "billing_cycle", "unit_price", "retired_on"]
+    order_columns = ["name", "sku", "billing_cycle", "unit_price", "retired_on"]
+    search_columns = ["name", "sku", "billing_cycle"]
+    show_columns = ["name", "sku", "billing_cycle", "unit_cost", "unit_price", "retired_on", "created_on"]
+    add_columns = ["name", "sku", "billing_cycle", "unit_cost", "unit_price"]
+    edit_columns = add_columns
+    base_order = ("name", "asc")
+    label_columns = {"sku": "SKU", "unit_cost": "Unit cost", "unit_price": "Unit price", "retired_on": "Retired"}
+
+    @action("retire", "Retire", "Retire the selected products? Existing subscriptions keep them.", "fa-archive",
+            single=False)
+    def retire(self, items):
+        for product in items:
+            if product.retired_on is None:
+                product.retired_on = utcnow()
+                self._event("retired", product, f"Retired {product.name} ({product.sku})")
+        db.session.commit()
+        flash(f"Retired {len(items)} product(s).", "success")
+        return redirect(self.get_redirect())
