@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
@@ -114,7 +115,9 @@ def _locale_settings(env: Mapping[str, str]) -> dict[str, str]:
 def _mail_settings(env: Mapping[str, str], instance: Path, mode: str) -> dict[str, Any]:
     server = env.get("MAIL_SERVER", "")
     settings: dict[str, Any] = {
-        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER", "Mycloudstore Partner Portal <no-reply@mycloudstore.co.nz>"),
+        "MAIL_DEFAULT_SENDER": env.get(
+            "MAIL_DEFAULT_SENDER", "Mycloudstore Partner Portal <no-reply@mycloudstore.co.nz>"
+        ),
         "MAIL_FILE_PATH": str(instance / "outbox"),
     }
     if not server:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from flask import Flask
 
@@ -14,7 +15,7 @@ from app.extensions import appbuilder, csrf, db, mail, migrate
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def create_app(config: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment (or ``environ``), with ``config`` overriding single settings."""
     try:
         values = settings.load(environ, config)

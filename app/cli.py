@@ -40,9 +40,11 @@ def seed_demo_command(password: str | None, scale: int, if_empty: bool) -> None:
         raise click.BadParameter("use at least 12 characters", param_hint="--password")
     with scoping.bypass("cli:seed-demo"):
         if if_empty and db.session.query(Account.id).first() is not None:
-            click.echo("The database already has data: demo seeding skipped. Demo logins, if seeded: "
-                       "ops@mycloudstore.co.nz, simon@demoreseller.co.nz, pat@otherreseller.example "
-                       "(reset their password with `flask portal seed-demo --password ...`).")
+            click.echo(
+                "The database already has data: demo seeding skipped. Demo logins, if seeded: "
+                "ops@mycloudstore.co.nz, simon@demoreseller.co.nz, pat@otherreseller.example "
+                "(reset their password with `flask portal seed-demo --password ...`)."
+            )
             return
         report = seed_demo(password)
         if scale:

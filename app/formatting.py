@@ -13,7 +13,7 @@ from flask import Flask, current_app
 def local_time(value: dt.datetime) -> dt.datetime:
     """A stored (naive UTC) time in the portal's zone."""
     zone = ZoneInfo(current_app.config["PORTAL_TIMEZONE"])
-    return value.replace(tzinfo=dt.timezone.utc).astimezone(zone)
+    return value.replace(tzinfo=dt.UTC).astimezone(zone)
 
 
 def format_datetime(value: dt.datetime | None, empty: str = "N/A") -> str:

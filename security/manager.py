@@ -67,9 +67,9 @@ class PortalAuthDBView(AuthDBView):
                 flash(as_unicode(self.invalid_login_message), "warning")
                 return redirect(self.appbuilder.get_url_for_login_with(next_url))
             session.clear()
-            renew_session_id()
             with scoping.bypass("authentication"):
                 login_user(user, remember=False)
+            renew_session_id()  # after login_user: Flask-Session renews only a non-empty session
             return redirect(next_url)
         return self.render_template(self.login_template, title=self.title, form=form, appbuilder=self.appbuilder)
 
@@ -77,8 +77,7 @@ class PortalAuthDBView(AuthDBView):
     def logout(self):
         user = self._get_authenticated_user()
         logout_user()
-        session.clear()
-        renew_session_id()
+        session.clear()  # an emptied session is deleted from the store and its cookie dropped
         if user is not None:
             self.appbuilder.sm.on_user_logout(user)
         return redirect(self.appbuilder.get_url_for_login)
@@ -114,7 +113,9 @@ class PortalSecurityManager(SecurityManager):
     def find_user(self, username=None, email=None):
         """FAB's lookup, lower-cased as PortalUser stores them (emails are unique case-insensitively)."""
         return SecurityManager.find_user(
-            self, username=username.strip().lower() if username else None, email=email.strip().lower() if email else None
+            self,
+            username=username.strip().lower() if username else None,
+            email=email.strip().lower() if email else None,
         )
 
     @_authentication
@@ -147,12 +148,26 @@ class PortalSecurityManager(SecurityManager):
 
             with scoping.bypass("create operator staff"):
                 user = self.add_user(
-                    username, first_name, last_name, email, role, password, hashed_password, groups, False,
-                    account=self._operator_account(), portal=OPERATOR_PORTAL, **flags,
+                    username,
+                    first_name,
+                    last_name,
+                    email,
+                    role,
+                    password,
+                    hashed_password,
+                    groups,
+                    False,
+                    account=self._operator_account(),
+                    portal=OPERATOR_PORTAL,
+                    **flags,
                 )
                 if user is not False:
-                    record_event("user.created", account_id=user.account_id, target=user,
-                                 summary=f"Created operator staff {user.email}")
+                    record_event(
+                        "user.created",
+                        account_id=user.account_id,
+                        target=user,
+                        summary=f"Created operator staff {user.email}",
+                    )
                     if commit:
                         self.session.commit()
                 return user
@@ -185,6 +200,18 @@ class PortalSecurityManager(SecurityManager):
             return False
         return user
 
+    def has_access(self, permission_name: str, view_name: str) -> bool:
+        """FAB's check, answered from the signed-in user's permissions loaded once per request (not one query
+        per menu item and button)."""
+        user = g.get("user")
+        if user is None or not user.is_authenticated:
+            return super().has_access(permission_name, view_name)
+        cached = g.get("_portal_permissions")
+        if cached is None or cached[0] != user.id:
+            allowed = self.get_user_permissions(user) if user.is_active else set()
+            cached = g._portal_permissions = (user.id, frozenset(allowed))
+        return (permission_name, view_name) in cached[1]
+
     def _operator_account(self) -> Account:
         account = self.session.query(Account).filter(Account.kind == OPERATOR).order_by(Account.id).first()
         if account is None:
@@ -215,5 +242,7 @@ class PortalSecurityManager(SecurityManager):
     def on_user_logout(self, user) -> None:
         from app.services.events import record_event
 
-        record_event("auth.logout", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed out")
+        record_event(
+            "auth.logout", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed out"
+        )
         self.session.commit()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import CheckConstraint, DateTime, String
@@ -25,13 +24,13 @@ class PortalUser(TenantOwned, User):
     )
 
     portal: Mapped[str] = mapped_column(String(16), nullable=False, default=CUSTOMER_PORTAL)
-    mobile: Mapped[Optional[str]] = mapped_column(String(32))
+    mobile: Mapped[str | None] = mapped_column(String(32))
     is_csp_admin: Mapped[bool] = mapped_column(nullable=False, default=False)
     is_admin: Mapped[bool] = mapped_column(nullable=False, default=False)
     is_master_admin: Mapped[bool] = mapped_column(nullable=False, default=False)
     cp3_enabled: Mapped[bool] = mapped_column(nullable=False, default=False)
-    password_set_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    deleted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    password_set_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     @validates("email", "username")
     def _lower(self, key: str, value: str) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Iterator, Optional
 
 from flask import g, has_request_context
 from flask_login import current_user
@@ -56,7 +56,7 @@ class Scope:
     """Which accounts may be seen: all of them, a reseller and its customers, one customer, or none."""
 
     kind: str
-    account_id: Optional[int] = None
+    account_id: int | None = None
     reason: str = ""
 
     @property
@@ -77,7 +77,7 @@ class Scope:
 
 
 NOTHING = Scope(NONE)
-_override: ContextVar[Optional[Scope]] = ContextVar("portal_scope_override", default=None)
+_override: ContextVar[Scope | None] = ContextVar("portal_scope_override", default=None)
 
 
 def scope_for_user(user) -> Scope:
@@ -133,9 +133,7 @@ def _criteria(scope: Scope) -> tuple:
     if scope.kind == RESELLER_SCOPE:
         rid = scope.account_id
         return (
-            with_loader_criteria(
-                Account, lambda cls: or_(cls.id == rid, cls.parent_id == rid), include_aliases=True
-            ),
+            with_loader_criteria(Account, lambda cls: or_(cls.id == rid, cls.parent_id == rid), include_aliases=True),
             with_loader_criteria(
                 TenantOwned,
                 lambda cls: cls.account_id.in_(
@@ -166,17 +164,15 @@ def _scope_statement(state: ORMExecuteState) -> None:
     state.statement = state.statement.options(*_criteria(scope))
 
 
-def _account_parent(session: Session, account_id: int) -> Optional[int]:
+def _account_parent(session: Session, account_id: int) -> int | None:
     cache = session.info.setdefault("_scope_parents", {})
     if account_id not in cache:
-        row = session.connection().execute(
-            select(_account.c.parent_id).where(_account.c.id == account_id)
-        ).first()
+        row = session.connection().execute(select(_account.c.parent_id).where(_account.c.id == account_id)).first()
         cache[account_id] = row[0] if row else None
     return cache[account_id]
 
 
-def _covers(session: Session, scope: Scope, account_id: Optional[int]) -> bool:
+def _covers(session: Session, scope: Scope, account_id: int | None) -> bool:
     if scope.is_all:
         return True
     if account_id is None:
@@ -188,7 +184,7 @@ def _covers(session: Session, scope: Scope, account_id: Optional[int]) -> bool:
     return False
 
 
-def _owner(obj, attr: str, rel: str) -> Optional[int]:
+def _owner(obj, attr: str, rel: str) -> int | None:
     value = getattr(obj, attr)
     if value is None and getattr(obj, rel, None) is not None:
         value = getattr(obj, rel).id
@@ -245,7 +241,7 @@ def classify(table_name: str) -> str:
     if table_name in GLOBAL_TABLES:
         return "global"
     for mapper in Model.registry.mappers:
-        if mapper.local_table is not None and mapper.local_table.name == table_name:
-            if issubclass(mapper.class_, TenantOwned):
-                return "tenant"
+        table = mapper.local_table
+        if table is not None and table.name == table_name and issubclass(mapper.class_, TenantOwned):
+            return "tenant"
     raise LookupError(f"table {table_name} is neither tenant-owned nor declared global in security/scoping.py")

@@ -7,9 +7,10 @@ commit the request's database session); this store uses its own short transactio
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
+import msgspec
 from flask import Flask
+from flask_babel.speaklater import LazyString
 from flask_session.base import ServerSideSessionInterface
 from flask_session.defaults import Defaults
 from sqlalchemy import delete, select
@@ -31,7 +32,7 @@ class DatabaseSessionInterface(ServerSideSessionInterface):
     def _store(self) -> Session:
         return Session(self._engine(), expire_on_commit=False)
 
-    def _retrieve_session_data(self, store_id: str) -> Optional[dict]:
+    def _retrieve_session_data(self, store_id: str) -> dict | None:
         with self._store() as store:
             record = store.scalars(select(ServerSession).where(ServerSession.session_id == store_id)).first()
             if record is None or record.expiry is None or record.expiry <= utcnow():
@@ -57,6 +58,13 @@ class DatabaseSessionInterface(ServerSideSessionInterface):
             store.execute(delete(ServerSession).where(ServerSession.expiry <= utcnow()))
 
 
+def _encode_lazy_text(value):
+    """FAB flashes lazily translated messages; the session keeps them as the text they read as."""
+    if isinstance(value, LazyString):
+        return str(value)
+    raise NotImplementedError(f"cannot keep a {type(value).__name__} in the session")
+
+
 def init_sessions(app: Flask, engine_getter) -> None:
     """Install the server-side session interface the configuration asks for."""
     common = {
@@ -70,8 +78,7 @@ def init_sessions(app: Flask, engine_getter) -> None:
         from flask_session.redis import RedisSessionInterface
         from redis import Redis
 
-        app.session_interface = RedisSessionInterface(
-            app, client=Redis.from_url(app.config["REDIS_URL"]), **common
-        )
+        app.session_interface = RedisSessionInterface(app, client=Redis.from_url(app.config["REDIS_URL"]), **common)
     else:
         app.session_interface = DatabaseSessionInterface(app, engine_getter, **common)
+    app.session_interface.serializer.encoder = msgspec.msgpack.Encoder(enc_hook=_encode_lazy_text)

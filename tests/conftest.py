@@ -23,6 +23,13 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 KEEP_TABLES = {"ab_permission", "ab_view_menu", "ab_permission_view", "ab_role", "ab_permission_view_role"}
 
 
+@pytest.fixture(autouse=True)
+def _push_request_context():
+    """Replaces pytest-flask's: a request context held open for the whole test would make every client request
+    share one app context, so ``g`` (the signed-in user, the scope) would leak from one request to the next."""
+    yield
+
+
 def _reset_postgres(url: str) -> None:
     from sqlalchemy import create_engine
 
@@ -57,6 +64,7 @@ def app(tmp_path_factory, database_url):
 
         with scoping.bypass("test set-up"):
             sync_roles(db.session)
+    _SESSION_APP[:] = [app]
     return app
 
 
@@ -82,10 +90,14 @@ def clean_database(request):
     yield
 
 
+_SESSION_APP = []
+
+
 @contextmanager
 def unscoped():
-    """Look at the database as it is, across tenants (tests check what really changed)."""
-    with scoping.bypass("test assertion"):
+    """Look at the database as it is, across tenants (tests check what really changed), in an app context of
+    its own: a context held open around client requests would be shared by them."""
+    with _SESSION_APP[0].app_context(), scoping.bypass("test assertion"):
         yield db.session
         db.session.rollback()
 

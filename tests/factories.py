@@ -69,16 +69,25 @@ def m365_user(customer: Account, upn: str, name: str = "Person") -> M365User:
 def subscription(customer: Account, item: Product, quantity: int, holders=(), renew_in_days: int = 90) -> Subscription:
     today = dt.date.today()
     sub = Subscription(
-        account=customer, product=item, quantity=quantity, assigned=len(holders), billing_cycle=item.billing_cycle,
-        renew_on=today + dt.timedelta(days=renew_in_days), term_started_on=today - dt.timedelta(days=30),
-        unit_price=item.unit_price, unit_cost=item.unit_cost,
+        account=customer,
+        product=item,
+        quantity=quantity,
+        assigned=len(holders),
+        billing_cycle=item.billing_cycle,
+        renew_on=today + dt.timedelta(days=renew_in_days),
+        term_started_on=today - dt.timedelta(days=30),
+        unit_price=item.unit_price,
+        unit_cost=item.unit_cost,
     )
     db.session.add(sub)
     db.session.flush()
     for holder in holders:
         db.session.add(LicenceAssignment(account=customer, subscription=sub, m365_user=holder))
-    db.session.add(UsagePoint(account=customer, subscription=sub, quantity=quantity, assigned=len(holders),
-                              unit_price=sub.unit_price))
+    db.session.add(
+        UsagePoint(
+            account=customer, subscription=sub, quantity=quantity, assigned=len(holders), unit_price=sub.unit_price
+        )
+    )
     db.session.flush()
     return sub
 
@@ -100,8 +109,14 @@ def build_world() -> World:
     basic = product("Microsoft 365 Business Basic", "TEST-BASIC", "9.00", "7.65")
     exchange = product("Exchange Online (Plan 1)", "TEST-EXO1", "5.50", "4.68")
 
-    for key, acc in [("operator", operator), ("reseller_a", reseller_a), ("reseller_b", reseller_b),
-                     ("customer_a", customer_a), ("customer_a2", customer_a2), ("customer_b", customer_b)]:
+    for key, acc in [
+        ("operator", operator),
+        ("reseller_a", reseller_a),
+        ("reseller_b", reseller_b),
+        ("customer_a", customer_a),
+        ("customer_a2", customer_a2),
+        ("customer_b", customer_b),
+    ]:
         w.accounts[key] = Named(id=acc.id, name=acc.name)
 
     w.users["ops_admin"] = _named_user(user(operator, "ops@operator.example", "Olive", "Ops"))
@@ -118,14 +133,20 @@ def build_world() -> World:
     rows: dict[str, dict[str, int]] = {}
     for key, customer, prefix, people in [("a", customer_a, "aardvark", 3), ("b", customer_b, "bluebird", 2)]:
         t = tenant(customer, prefix)
-        holders = [m365_user(customer, f"p{i}@{prefix}.onmicrosoft.com", f"{prefix.title()} Person {i}")
-                   for i in range(people)]
+        holders = [
+            m365_user(customer, f"p{i}@{prefix}.onmicrosoft.com", f"{prefix.title()} Person {i}") for i in range(people)
+        ]
         s1 = subscription(customer, basic, people + 1, holders, renew_in_days=10)
         s2 = subscription(customer, exchange, people, holders[:1], renew_in_days=200)
         placeholder = add_default_master_admin(customer)
-        rows[key] = {"tenant": t.id, "m365_user": holders[0].id, "subscription": s1.id, "subscription2": s2.id,
-                     "placeholder": placeholder.id,
-                     "assignment": db.session.query(LicenceAssignment.id).filter_by(subscription_id=s1.id).first()[0]}
+        rows[key] = {
+            "tenant": t.id,
+            "m365_user": holders[0].id,
+            "subscription": s1.id,
+            "subscription2": s2.id,
+            "placeholder": placeholder.id,
+            "assignment": db.session.query(LicenceAssignment.id).filter_by(subscription_id=s1.id).first()[0],
+        }
     rows["products"] = {"basic": basic.id, "exchange": exchange.id}
     w.rows = rows
     db.session.commit()

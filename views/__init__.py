@@ -11,11 +11,18 @@ def register(appbuilder) -> None:
     from views.partner.events import EventView
     from views.partner.services import M365UserView, SubscriptionView, TenantView
 
-    appbuilder.add_view(AccountView, P.MENU_ACCOUNTS_LIST, label="List all", icon="fa-building",
-                        category=P.MENU_ACCOUNTS, category_icon="fa-building")
+    appbuilder.add_view(
+        AccountView,
+        P.MENU_ACCOUNTS_LIST,
+        label="List all",
+        icon="fa-building",
+        category=P.MENU_ACCOUNTS,
+        category_icon="fa-building",
+    )
     appbuilder.add_view(SubscriptionView, P.MENU_SUBSCRIPTIONS, icon="fa-file-text-o", category=P.MENU_ACCOUNTS)
     appbuilder.add_view(TenantView, P.MENU_TENANTS, icon="fa-cloud", category=P.MENU_ACCOUNTS)
     appbuilder.add_view(M365UserView, P.MENU_M365_USERS, icon="fa-users", category=P.MENU_ACCOUNTS)
-    appbuilder.add_view(ProductView, P.MENU_PRODUCTS, icon="fa-tags", category=P.MENU_CATALOGUE,
-                        category_icon="fa-tags")
+    appbuilder.add_view(
+        ProductView, P.MENU_PRODUCTS, icon="fa-tags", category=P.MENU_CATALOGUE, category_icon="fa-tags"
+    )
     appbuilder.add_view(EventView, P.MENU_EVENTS, icon="fa-history")

@@ -16,6 +16,7 @@ import functools
 from flask import abort, current_app, redirect, request
 from flask_appbuilder import ModelView
 from flask_appbuilder.baseviews import expose
+from flask_appbuilder.const import PERMISSION_PREFIX
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
 from flask_login import current_user
@@ -24,7 +25,7 @@ from sqlalchemy.orm import joinedload
 
 from app.models.accounts import OPERATOR, Account
 from app.services.events import record_event
-from security.permissions import MODEL_VIEW_METHODS
+from security.permissions import MODEL_VIEW_METHODS, WRITE
 
 
 class EagerInterface(SQLAInterface):
@@ -83,11 +84,27 @@ class ScopedModelView(ModelView):
             raise TypeError(f"{type(self).__name__} must set search_columns explicitly")
         if not self.class_permission_name:
             raise TypeError(f"{type(self).__name__} must name its resource in class_permission_name")
+        relations = [c for c in self.search_columns if self.datamodel.is_relation(c)]
+        if relations:
+            # FAB renders a relationship search column as a dropdown of the whole related table.
+            raise TypeError(
+                f"{type(self).__name__}: search on relationship columns {relations} would load whole "
+                "tables into a dropdown; search a column instead"
+            )
         super().__init__(**kwargs)
 
     # -- pages -----------------------------------------------------------------------------------------
-    def _get_list_widget(self, filters, actions=None, order_column="", order_direction="", page=None,
-                         page_size=None, widgets=None, **kwargs):
+    def _get_list_widget(
+        self,
+        filters,
+        actions=None,
+        order_column="",
+        order_direction="",
+        page=None,
+        page_size=None,
+        widgets=None,
+        **kwargs,
+    ):
         page_size = bounded_page_size(page_size, self.page_size)
         page = page if page and page > 0 else None
         if order_column and order_column not in self.order_columns:
@@ -114,6 +131,10 @@ class ScopedModelView(ModelView):
     def action_post(self):
         action = self._permitted_action(request.form.get("action", ""))
         return action.func(self._fetch_in_scope(request.form.getlist("rowid")))
+
+    def get_action_permission_name(self, name: str) -> str:
+        """An action needs ``write`` on the view's resource unless ``method_permission_name`` says otherwise."""
+        return PERMISSION_PREFIX + self.method_permission_name.get(self.actions[name].func.__name__, WRITE)
 
     def _permitted_action(self, name: str):
         action = self.actions.get(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Optional
 
 from flask_appbuilder import Model
 from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String
@@ -34,25 +33,25 @@ class Account(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
-    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("account.id", ondelete="RESTRICT"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="RESTRICT"))
     name: Mapped[str] = mapped_column(String(160), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=ACTIVE, server_default=ACTIVE)
-    contact_first_name: Mapped[Optional[str]] = mapped_column(String(40))
-    contact_last_name: Mapped[Optional[str]] = mapped_column(String(40))
-    contact_email: Mapped[Optional[str]] = mapped_column(String(320))
-    phone: Mapped[Optional[str]] = mapped_column(String(32))
-    address_line1: Mapped[Optional[str]] = mapped_column(String(120))
-    address_line2: Mapped[Optional[str]] = mapped_column(String(120))
-    city: Mapped[Optional[str]] = mapped_column(String(64))
-    region: Mapped[Optional[str]] = mapped_column(String(64))
-    postcode: Mapped[Optional[str]] = mapped_column(String(16))
+    contact_first_name: Mapped[str | None] = mapped_column(String(40))
+    contact_last_name: Mapped[str | None] = mapped_column(String(40))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    address_line1: Mapped[str | None] = mapped_column(String(120))
+    address_line2: Mapped[str | None] = mapped_column(String(120))
+    city: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(64))
+    postcode: Mapped[str | None] = mapped_column(String(16))
     country: Mapped[str] = mapped_column(String(2), nullable=False, default="NZ", server_default="NZ")
-    it_support_email: Mapped[Optional[str]] = mapped_column(String(320))
+    it_support_email: Mapped[str | None] = mapped_column(String(320))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
-    parent: Mapped[Optional["Account"]] = relationship(remote_side=[id], back_populates="children")
+    parent: Mapped["Account" | None] = relationship(remote_side=[id], back_populates="children")
     children: Mapped[list["Account"]] = relationship(back_populates="parent", lazy="raise_on_sql")
-    tenant: Mapped[Optional["MicrosoftTenant"]] = relationship(
+    tenant: Mapped["MicrosoftTenant" | None] = relationship(
         uselist=False, viewonly=True, primaryjoin="Account.id == MicrosoftTenant.account_id"
     )
 
@@ -86,16 +85,16 @@ class MicrosoftTenant(TenantOwned, Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     domain_prefix: Mapped[str] = mapped_column(String(27), nullable=False, unique=True)
-    tenant_guid: Mapped[Optional[str]] = mapped_column(String(36), unique=True)
+    tenant_guid: Mapped[str | None] = mapped_column(String(36), unique=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
     link_type: Mapped[str] = mapped_column(String(16), nullable=False, default="created")
-    agreement_signer_name: Mapped[Optional[str]] = mapped_column(String(120))
-    agreement_signer_email: Mapped[Optional[str]] = mapped_column(String(320))
-    agreement_date: Mapped[Optional[dt.date]] = mapped_column(Date)
-    idempotency_key: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
-    last_error: Mapped[Optional[str]] = mapped_column(String(500))
+    agreement_signer_name: Mapped[str | None] = mapped_column(String(120))
+    agreement_signer_email: Mapped[str | None] = mapped_column(String(320))
+    agreement_date: Mapped[dt.date | None] = mapped_column(Date)
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    last_error: Mapped[str | None] = mapped_column(String(500))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    provisioned_on: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    provisioned_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     @property
     def primary_domain(self) -> str:
@@ -115,7 +114,7 @@ class PlaceholderUser(TenantOwned, Model):
     first_name: Mapped[str] = mapped_column(String(64), nullable=False, default="Master")
     last_name: Mapped[str] = mapped_column(String(64), nullable=False, default="Admin")
     email: Mapped[str] = mapped_column(String(320), nullable=False)
-    mobile: Mapped[Optional[str]] = mapped_column(String(32))
+    mobile: Mapped[str | None] = mapped_column(String(32))
     is_admin: Mapped[bool] = mapped_column(nullable=False, default=True)
     is_master_admin: Mapped[bool] = mapped_column(nullable=False, default=True)
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)

@@ -13,7 +13,7 @@ Money = Numeric(12, 2, asdecimal=True)
 
 def utcnow() -> dt.datetime:
     """Naive UTC, the only time the database stores."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class TenantOwned:

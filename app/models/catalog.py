@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Optional
 
 from flask_appbuilder import Model
 from sqlalchemy import CheckConstraint, DateTime, Integer, String
@@ -30,7 +29,7 @@ class Product(Model):
     billing_cycle: Mapped[str] = mapped_column(String(16), nullable=False, default="monthly")
     unit_cost: Mapped[Decimal] = mapped_column(Money, nullable=False)
     unit_price: Mapped[Decimal] = mapped_column(Money, nullable=False)
-    retired_on: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    retired_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
     @property

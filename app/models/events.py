@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
 from flask_appbuilder import Model
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String
@@ -21,14 +20,14 @@ class Event(TenantOwned, Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"), index=True)
-    on_behalf_of_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"), index=True)
+    on_behalf_of_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"))
     actor_label: Mapped[str] = mapped_column(String(320), nullable=False)
     action: Mapped[str] = mapped_column(String(64), nullable=False)
-    target_type: Mapped[Optional[str]] = mapped_column(String(64))
-    target_id: Mapped[Optional[str]] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(64))
+    target_id: Mapped[str | None] = mapped_column(String(64))
     summary: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
-    client_address: Mapped[Optional[str]] = mapped_column(String(45))
+    client_address: Mapped[str | None] = mapped_column(String(45))
 
     actor = relationship("PortalUser", foreign_keys=[actor_id])
     on_behalf_of = relationship("PortalUser", foreign_keys=[on_behalf_of_id])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
 from flask_appbuilder import Model
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
@@ -24,16 +23,16 @@ class BackgroundJob(TenantOwned, Model):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    requested_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"))
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(40), nullable=False)
-    params: Mapped[Optional[str]] = mapped_column(Text)
+    params: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
     rows_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    rows_total: Mapped[Optional[int]] = mapped_column(Integer)
-    file_path: Mapped[Optional[str]] = mapped_column(String(500))
-    file_name: Mapped[Optional[str]] = mapped_column(String(200))
-    error: Mapped[Optional[str]] = mapped_column(String(1000))
+    rows_total: Mapped[int | None] = mapped_column(Integer)
+    file_path: Mapped[str | None] = mapped_column(String(500))
+    file_name: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(String(1000))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    started_on: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    finished_on: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
-    expires_on: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    started_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    expires_on: Mapped[dt.datetime | None] = mapped_column(DateTime)

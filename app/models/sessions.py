@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
 
 from flask_appbuilder import Model
 from sqlalchemy import DateTime, Index, Integer, LargeBinary, String
@@ -18,5 +17,5 @@ class ServerSession(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
-    data: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
-    expiry: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    expiry: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Optional
 
 from flask_appbuilder import Model
 from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
@@ -43,7 +42,7 @@ class Subscription(TenantOwned, Model):
     unit_cost: Mapped[Decimal] = mapped_column(Money, nullable=False)
     auto_renew: Mapped[bool] = mapped_column(nullable=False, default=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
-    provider_subscription_id: Mapped[Optional[str]] = mapped_column(String(64))
+    provider_subscription_id: Mapped[str | None] = mapped_column(String(64))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
     product: Mapped[Product] = relationship()
@@ -69,7 +68,7 @@ class M365User(TenantOwned, Model):
     display_name: Mapped[str] = mapped_column(String(256), nullable=False)
     user_principal_name: Mapped[str] = mapped_column(String(320), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
-    provider_user_id: Mapped[Optional[str]] = mapped_column(String(64))
+    provider_user_id: Mapped[str | None] = mapped_column(String(64))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
     def __repr__(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from flask import current_app
 
 from app.extensions import db
@@ -13,11 +11,11 @@ from app.services.events import record_event
 _PARENT_KIND = {RESELLER: OPERATOR, CUSTOMER: RESELLER}
 
 
-def operator_account() -> Optional[Account]:
+def operator_account() -> Account | None:
     return db.session.query(Account).filter(Account.kind == OPERATOR).order_by(Account.id).first()
 
 
-def create_account(kind: str, name: str, parent: Optional[Account] = None, **details) -> Account:
+def create_account(kind: str, name: str, parent: Account | None = None, **details) -> Account:
     """Add an account under ``parent`` (a reseller under the operator, a customer under a reseller)."""
     expected = _PARENT_KIND.get(kind)
     if kind == OPERATOR:
@@ -35,7 +33,7 @@ def create_account(kind: str, name: str, parent: Optional[Account] = None, **det
     return account
 
 
-def add_default_master_admin(customer: Account, email: Optional[str] = None) -> PlaceholderUser:
+def add_default_master_admin(customer: Account, email: str | None = None) -> PlaceholderUser:
     """The guide's default master admin: a placeholder row until it is edited and activated."""
     placeholder = PlaceholderUser(
         account=customer, email=(email or current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"]).lower()

@@ -6,7 +6,6 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Optional
 
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant, PlaceholderUser
@@ -33,18 +32,58 @@ CATALOGUE = [
 ]
 TAKEN_DOMAINS = ("enet123", "contosonz", "rivalcorp", "contoso", "microsoft")
 FIRST_NAMES = [
-    "Aroha", "Ben", "Charlotte", "Daniel", "Emma", "Finn", "Grace", "Hemi", "Isla", "Jack", "Kiri", "Liam",
-    "Mia", "Noah", "Olivia", "Priya", "Quinn", "Ruby", "Sam", "Tama", "Uma", "Wiremu", "Xavier", "Zoe",
+    "Aroha",
+    "Ben",
+    "Charlotte",
+    "Daniel",
+    "Emma",
+    "Finn",
+    "Grace",
+    "Hemi",
+    "Isla",
+    "Jack",
+    "Kiri",
+    "Liam",
+    "Mia",
+    "Noah",
+    "Olivia",
+    "Priya",
+    "Quinn",
+    "Ruby",
+    "Sam",
+    "Tama",
+    "Uma",
+    "Wiremu",
+    "Xavier",
+    "Zoe",
 ]
 LAST_NAMES = [
-    "Smith", "Wilson", "Brown", "Taylor", "Ngata", "Williams", "Jones", "Walker", "Patel", "Thompson",
-    "Anderson", "Clarke", "Parata", "Martin", "Scott", "Campbell", "Young", "Edwards", "King", "Wright",
+    "Smith",
+    "Wilson",
+    "Brown",
+    "Taylor",
+    "Ngata",
+    "Williams",
+    "Jones",
+    "Walker",
+    "Patel",
+    "Thompson",
+    "Anderson",
+    "Clarke",
+    "Parata",
+    "Martin",
+    "Scott",
+    "Campbell",
+    "Young",
+    "Edwards",
+    "King",
+    "Wright",
 ]
 
 
 @dataclass
 class SeedReport:
-    password: Optional[str] = None
+    password: str | None = None
     created: list[str] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
 
@@ -60,8 +99,9 @@ def _sku(name: str) -> str:
 def _ensure_catalogue(report: SeedReport) -> None:
     for name, sku, cycle, cost, price in CATALOGUE:
         if db.session.query(Product.id).filter_by(sku=sku).first() is None:
-            db.session.add(Product(name=name, sku=sku, billing_cycle=cycle, unit_cost=Decimal(cost),
-                                   unit_price=Decimal(price)))
+            db.session.add(
+                Product(name=name, sku=sku, billing_cycle=cycle, unit_cost=Decimal(cost), unit_price=Decimal(price))
+            )
             report.created.append(f"product {name}")
 
 
@@ -71,7 +111,7 @@ def _ensure_domains() -> None:
             db.session.add(SandboxDomain(prefix=prefix))
 
 
-def _account(kind: str, name: str, parent: Optional[Account], report: SeedReport, **details) -> Account:
+def _account(kind: str, name: str, parent: Account | None, report: SeedReport, **details) -> Account:
     query = db.session.query(Account).filter(Account.kind == kind, Account.name == name)
     account = query.first()
     if account is None:
@@ -95,12 +135,21 @@ def _user(account: Account, email: str, first: str, last: str, hashed: str, repo
 def _tenant(customer: Account, prefix: str) -> MicrosoftTenant:
     tenant = db.session.query(MicrosoftTenant).filter_by(account_id=customer.id).first()
     if tenant is None:
-        tenant = MicrosoftTenant(account=customer, domain_prefix=prefix, status="active", link_type="created",
-                                 tenant_guid=f"00000000-0000-4000-8000-{customer.id:012d}",
-                                 provisioned_on=utcnow())
+        tenant = MicrosoftTenant(
+            account=customer,
+            domain_prefix=prefix,
+            status="active",
+            link_type="created",
+            tenant_guid=f"00000000-0000-4000-8000-{customer.id:012d}",
+            provisioned_on=utcnow(),
+        )
         db.session.add(tenant)
-        record_event("tenant.created", account_id=customer.id, target=tenant,
-                     summary=f"Microsoft tenant {prefix}.onmicrosoft.com (demo data)")
+        record_event(
+            "tenant.created",
+            account_id=customer.id,
+            target=tenant,
+            summary=f"Microsoft tenant {prefix}.onmicrosoft.com (demo data)",
+        )
     return tenant
 
 
@@ -119,24 +168,46 @@ def _m365_users(customer: Account, domain: str, count: int) -> list[M365User]:
     return users
 
 
-def _subscription(customer: Account, product_name: str, quantity: int, renew_on: dt.date,
-                  holders: list[M365User], started: dt.date) -> Subscription:
+def _subscription(
+    customer: Account, product_name: str, quantity: int, renew_on: dt.date, holders: list[M365User], started: dt.date
+) -> Subscription:
     product = _product(_sku(product_name))
     sub = db.session.query(Subscription).filter_by(account_id=customer.id, product_id=product.id).first()
     if sub is None:
-        sub = Subscription(account=customer, product=product, quantity=quantity, assigned=0, renew_on=renew_on,
-                           term_started_on=started, billing_cycle=product.billing_cycle,
-                           unit_price=product.unit_price, unit_cost=product.unit_cost, auto_renew=True,
-                           created_on=dt.datetime.combine(started, dt.time(9)))
+        sub = Subscription(
+            account=customer,
+            product=product,
+            quantity=quantity,
+            assigned=0,
+            renew_on=renew_on,
+            term_started_on=started,
+            billing_cycle=product.billing_cycle,
+            unit_price=product.unit_price,
+            unit_cost=product.unit_cost,
+            auto_renew=True,
+            created_on=dt.datetime.combine(started, dt.time(9)),
+        )
         db.session.add(sub)
         db.session.flush()
         for holder in holders[:quantity]:
             db.session.add(LicenceAssignment(account=customer, subscription=sub, m365_user=holder))
         sub.assigned = min(len(holders), quantity)
-        db.session.add(UsagePoint(account=customer, subscription=sub, recorded_at=sub.created_on,
-                                  quantity=sub.quantity, assigned=sub.assigned, unit_price=sub.unit_price))
-        record_event("subscription.created", account_id=customer.id, target=sub,
-                     summary=f"{product.name}: {sub.assigned}/{sub.quantity} at {sub.unit_price} (demo data)")
+        db.session.add(
+            UsagePoint(
+                account=customer,
+                subscription=sub,
+                recorded_at=sub.created_on,
+                quantity=sub.quantity,
+                assigned=sub.assigned,
+                unit_price=sub.unit_price,
+            )
+        )
+        record_event(
+            "subscription.created",
+            account_id=customer.id,
+            target=sub,
+            summary=f"{product.name}: {sub.assigned}/{sub.quantity} at {sub.unit_price} (demo data)",
+        )
     return sub
 
 
@@ -146,17 +217,25 @@ def _year_of_history(sub: Subscription, start_quantity: int, today: dt.date) -> 
         return
     db.session.query(UsagePoint).filter_by(subscription_id=sub.id).delete()
     sub.created_on = dt.datetime.combine(today - dt.timedelta(days=365), dt.time(9))
-    sub.term_started_on = (today - dt.timedelta(days=365))
+    sub.term_started_on = today - dt.timedelta(days=365)
     steps = 12
     for month in range(steps + 1):
         quantity = start_quantity + round((sub.quantity - start_quantity) * month / steps)
         assigned = min(quantity, max(0, sub.assigned - (steps - month) // 3))
         when = dt.datetime.combine(today - dt.timedelta(days=30 * (steps - month)), dt.time(9))
-        db.session.add(UsagePoint(account_id=sub.account_id, subscription_id=sub.id, recorded_at=when,
-                                  quantity=quantity, assigned=assigned, unit_price=sub.unit_price))
+        db.session.add(
+            UsagePoint(
+                account_id=sub.account_id,
+                subscription_id=sub.id,
+                recorded_at=when,
+                quantity=quantity,
+                assigned=assigned,
+                unit_price=sub.unit_price,
+            )
+        )
 
 
-def seed_demo(password: Optional[str] = None, today: Optional[dt.date] = None) -> SeedReport:
+def seed_demo(password: str | None = None, today: dt.date | None = None) -> SeedReport:
     """Create whatever of the demo data is missing; never duplicates. Run under a scope bypass."""
     today = today or dt.date.today()
     report = SeedReport(password=password)
@@ -167,32 +246,81 @@ def seed_demo(password: Optional[str] = None, today: Optional[dt.date] = None) -
     _ensure_domains()
     db.session.flush()
 
-    operator = _account(OPERATOR, "Mycloudstore", None, report, contact_email="ops@mycloudstore.co.nz",
-                        phone="+64 9 555 0100", city="Auckland")
+    operator = _account(
+        OPERATOR,
+        "Mycloudstore",
+        None,
+        report,
+        contact_email="ops@mycloudstore.co.nz",
+        phone="+64 9 555 0100",
+        city="Auckland",
+    )
     _user(operator, "ops@mycloudstore.co.nz", "Ops", "Admin", hashed, report)
 
-    demo = _account(RESELLER, "Demo Reseller Ltd", operator, report, contact_first_name="Simon",
-                    contact_last_name="Tabrum", contact_email="simon@demoreseller.co.nz", phone="+64 9 555 0142",
-                    address_line1="12 Queen Street", city="Auckland", postcode="1010",
-                    it_support_email="itsupport@demoreseller.co.nz")
+    demo = _account(
+        RESELLER,
+        "Demo Reseller Ltd",
+        operator,
+        report,
+        contact_first_name="Simon",
+        contact_last_name="Tabrum",
+        contact_email="simon@demoreseller.co.nz",
+        phone="+64 9 555 0142",
+        address_line1="12 Queen Street",
+        city="Auckland",
+        postcode="1010",
+        it_support_email="itsupport@demoreseller.co.nz",
+    )
     _user(demo, "simon@demoreseller.co.nz", "Simon", "Tabrum", hashed, report, csp_admin=True)
     _user(demo, "jane@demoreseller.co.nz", "Jane", "Doe", hashed, report)
 
-    enet = _account(CUSTOMER, "Enet Ltd", demo, report, contact_first_name="Erin", contact_last_name="Nettleton",
-                    contact_email="erin@enet.example", phone="+64 4 555 0199", address_line1="5 Willis Street",
-                    city="Wellington", postcode="6011")
+    enet = _account(
+        CUSTOMER,
+        "Enet Ltd",
+        demo,
+        report,
+        contact_first_name="Erin",
+        contact_last_name="Nettleton",
+        contact_email="erin@enet.example",
+        phone="+64 4 555 0199",
+        address_line1="5 Willis Street",
+        city="Wellington",
+        postcode="6011",
+    )
     _tenant(enet, "enet123")
     if db.session.query(PlaceholderUser.id).filter_by(account_id=enet.id).first() is None:
         add_default_master_admin(enet)
     enet_users = _m365_users(enet, "enet123.onmicrosoft.com", 20)
-    _subscription(enet, "Office 365 Business Premium", 1, today + dt.timedelta(days=12), enet_users[:1],
-                  today - dt.timedelta(days=353))
-    _subscription(enet, "Exchange Online (Plan 1)", 19, today + dt.timedelta(days=130), enet_users[1:20],
-                  today - dt.timedelta(days=235))
+    _subscription(
+        enet,
+        "Office 365 Business Premium",
+        1,
+        today + dt.timedelta(days=12),
+        enet_users[:1],
+        today - dt.timedelta(days=353),
+    )
+    _subscription(
+        enet,
+        "Exchange Online (Plan 1)",
+        19,
+        today + dt.timedelta(days=130),
+        enet_users[1:20],
+        today - dt.timedelta(days=235),
+    )
 
-    contoso = _account(CUSTOMER, "Contoso NZ", demo, report, contact_first_name="Carla", contact_last_name="Owens",
-                       contact_email="carla@contosonz.example", phone="+64 3 555 0123",
-                       address_line1="80 Cashel Street", city="Christchurch", postcode="8011")
+    contoso = _account(
+        CUSTOMER,
+        "Contoso NZ",
+        demo,
+        report,
+        contact_first_name="Carla",
+        contact_last_name="Owens",
+        contact_email="carla@contosonz.example",
+        phone="+64 3 555 0123",
+        address_line1="80 Cashel Street",
+        city="Christchurch",
+        postcode="8011",
+    )
     _tenant(contoso, "contosonz")
     _user(contoso, "admin@contosonz.example", "Carla", "Owens", hashed, report, master_admin=True, cp3_enabled=True)
     contoso_users = _m365_users(contoso, "contosonz.onmicrosoft.com", 14)
@@ -204,19 +332,49 @@ def seed_demo(password: Optional[str] = None, today: Optional[dt.date] = None) -
         sub = _subscription(contoso, name, quantity, today + dt.timedelta(days=renew), holders, today)
         _year_of_history(sub, start, today)
 
-    other = _account(RESELLER, "Other Reseller Ltd", operator, report, contact_first_name="Pat",
-                     contact_last_name="Rivera", contact_email="pat@otherreseller.example", phone="+64 7 555 0177",
-                     city="Hamilton", it_support_email="support@otherreseller.example")
+    other = _account(
+        RESELLER,
+        "Other Reseller Ltd",
+        operator,
+        report,
+        contact_first_name="Pat",
+        contact_last_name="Rivera",
+        contact_email="pat@otherreseller.example",
+        phone="+64 7 555 0177",
+        city="Hamilton",
+        it_support_email="support@otherreseller.example",
+    )
     _user(other, "pat@otherreseller.example", "Pat", "Rivera", hashed, report, csp_admin=True)
-    rival = _account(CUSTOMER, "Rival Corp", other, report, contact_first_name="Rhys", contact_last_name="Vale",
-                     contact_email="rhys@rivalcorp.example", phone="+64 7 555 0188", city="Tauranga")
+    rival = _account(
+        CUSTOMER,
+        "Rival Corp",
+        other,
+        report,
+        contact_first_name="Rhys",
+        contact_last_name="Vale",
+        contact_email="rhys@rivalcorp.example",
+        phone="+64 7 555 0188",
+        city="Tauranga",
+    )
     _tenant(rival, "rivalcorp")
     _user(rival, "admin@rivalcorp.example", "Rhys", "Vale", hashed, report, master_admin=True, cp3_enabled=True)
     rival_users = _m365_users(rival, "rivalcorp.onmicrosoft.com", 8)
-    _subscription(rival, "Microsoft 365 Business Basic", 8, today + dt.timedelta(days=20), rival_users,
-                  today - dt.timedelta(days=345))
-    _subscription(rival, "Exchange Online (Plan 1)", 5, today + dt.timedelta(days=160), rival_users[:4],
-                  today - dt.timedelta(days=205))
+    _subscription(
+        rival,
+        "Microsoft 365 Business Basic",
+        8,
+        today + dt.timedelta(days=20),
+        rival_users,
+        today - dt.timedelta(days=345),
+    )
+    _subscription(
+        rival,
+        "Exchange Online (Plan 1)",
+        5,
+        today + dt.timedelta(days=160),
+        rival_users[:4],
+        today - dt.timedelta(days=205),
+    )
 
     db.session.commit()
     created_users = any(item.startswith("user ") for item in report.created)

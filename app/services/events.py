@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from flask import g, has_request_context, request
 
@@ -27,8 +27,8 @@ def record_event(
     account_id: int,
     summary: str = "",
     target: Any = None,
-    target_type: Optional[str] = None,
-    target_id: Optional[Any] = None,
+    target_type: str | None = None,
+    target_id: Any | None = None,
     actor: Any = None,
     on_behalf_of: Any = None,
 ) -> Event:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from flask_appbuilder.security.sqla.models import Role, assoc_user_role
 from sqlalchemy import func, insert, select, text
@@ -66,31 +66,55 @@ def seed_scale(n: int, echo: Callable[[str], None] = print, seed: int = 20261124
         echo(f"Scale data: {existing} customers already present.")
         return 0
     operator_id = db.session.scalar(select(Account.id).where(Account.kind == OPERATOR).order_by(Account.id))
-    products = db.session.execute(select(Product.id, Product.unit_price, Product.unit_cost, Product.billing_cycle)).all()
+    products = db.session.execute(
+        select(Product.id, Product.unit_price, Product.unit_cost, Product.billing_cycle)
+    ).all()
     roles = {r.name: r.id for r in db.session.query(Role)}
     shared_hash = hash_password("scale-data-password-" + str(seed))
     rng = random.Random(seed + existing)
     ids = _Ids(Account, PortalUser, MicrosoftTenant, M365User, Subscription, LicenceAssignment, UsagePoint)
     role_link_id = (db.session.scalar(select(func.max(assoc_user_role.c.id))) or 0) + 1
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     today = now.date()
 
     resellers_needed = -(-n // CUSTOMERS_PER_RESELLER)
     reseller_ids = list(
         db.session.scalars(
-            select(Account.id).where(Account.kind == RESELLER, Account.name.like(f"{RESELLER_PREFIX}%")).order_by(Account.id)
+            select(Account.id)
+            .where(Account.kind == RESELLER, Account.name.like(f"{RESELLER_PREFIX}%"))
+            .order_by(Account.id)
         )
     )
     reseller_rows, user_rows, link_rows = [], [], []
     for number in range(len(reseller_ids) + 1, resellers_needed + 1):
         rid = ids.take(Account)
         reseller_ids.append(rid)
-        reseller_rows.append(dict(id=rid, kind=RESELLER, parent_id=operator_id, name=f"{RESELLER_PREFIX}{number:04d}",
-                                  status="active", country="NZ", created_on=now - dt.timedelta(days=1500),
-                                  contact_email=f"partner{number:04d}@scale-reseller.example"))
+        reseller_rows.append(
+            dict(
+                id=rid,
+                kind=RESELLER,
+                parent_id=operator_id,
+                name=f"{RESELLER_PREFIX}{number:04d}",
+                status="active",
+                country="NZ",
+                created_on=now - dt.timedelta(days=1500),
+                contact_email=f"partner{number:04d}@scale-reseller.example",
+            )
+        )
         uid = ids.take(PortalUser)
-        user_rows.append(_login_row(uid, rid, f"partner{number:04d}@scale-reseller.example", "Partner", f"{number:04d}",
-                                    "partner", shared_hash, now, is_csp_admin=True))
+        user_rows.append(
+            _login_row(
+                uid,
+                rid,
+                f"partner{number:04d}@scale-reseller.example",
+                "Partner",
+                f"{number:04d}",
+                "partner",
+                shared_hash,
+                now,
+                is_csp_admin=True,
+            )
+        )
         link_rows.append(dict(id=role_link_id, user_id=uid, role_id=roles[PARTNER_CSP_ADMIN]))
         role_link_id += 1
     _insert(Account, reseller_rows)
@@ -99,8 +123,18 @@ def seed_scale(n: int, echo: Callable[[str], None] = print, seed: int = 20261124
 
     added = 0
     for start in range(existing + 1, n + 1, BATCH):
-        batch = _customer_batch(range(start, min(start + BATCH, n + 1)), reseller_ids, products, roles, shared_hash,
-                                ids, rng, now, today, role_link_id)
+        batch = _customer_batch(
+            range(start, min(start + BATCH, n + 1)),
+            reseller_ids,
+            products,
+            roles,
+            shared_hash,
+            ids,
+            rng,
+            now,
+            today,
+            role_link_id,
+        )
         role_link_id += len(batch["links"])
         _insert(Account, batch["accounts"])
         _insert(MicrosoftTenant, batch["tenants"])
@@ -113,19 +147,51 @@ def seed_scale(n: int, echo: Callable[[str], None] = print, seed: int = 20261124
         db.session.commit()
         added += len(batch["accounts"])
         echo(f"Scale data: {existing + added}/{n} customers")
-    _reset_sequences(["account", "ab_user", "ab_user_role", "microsoft_tenant", "m365_user", "subscription",
-                      "licence_assignment", "usage_point"])
-    db.session.add(Event(account_id=operator_id, action="demo.scale_seeded", actor_label="cli:seed-demo",
-                         summary=f"Generated {added} scale customers ({n} in all)"))
+    _reset_sequences(
+        [
+            "account",
+            "ab_user",
+            "ab_user_role",
+            "microsoft_tenant",
+            "m365_user",
+            "subscription",
+            "licence_assignment",
+            "usage_point",
+        ]
+    )
+    db.session.add(
+        Event(
+            account_id=operator_id,
+            action="demo.scale_seeded",
+            actor_label="cli:seed-demo",
+            summary=f"Generated {added} scale customers ({n} in all)",
+        )
+    )
     db.session.commit()
     return added
 
 
 def _login_row(uid, account_id, email, first, last, portal, password_hash, now, **flags) -> dict:
-    row = dict(id=uid, account_id=account_id, username=email, email=email, first_name=first, last_name=last,
-               portal=portal, password=password_hash, active=True, created_on=now, changed_on=now,
-               password_set_at=now, is_csp_admin=False, is_admin=False, is_master_admin=False, cp3_enabled=False,
-               login_count=0, fail_login_count=0)
+    row = dict(
+        id=uid,
+        account_id=account_id,
+        username=email,
+        email=email,
+        first_name=first,
+        last_name=last,
+        portal=portal,
+        password=password_hash,
+        active=True,
+        created_on=now,
+        changed_on=now,
+        password_set_at=now,
+        is_csp_admin=False,
+        is_admin=False,
+        is_master_admin=False,
+        cp3_enabled=False,
+        login_count=0,
+        fail_login_count=0,
+    )
     row.update(flags)
     return row
 
@@ -136,39 +202,107 @@ def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rn
         cid = ids.take(Account)
         prefix = f"scale{number:06d}"
         created = now - dt.timedelta(days=rng.randint(1, 1100), minutes=rng.randint(0, 1440))
-        out["accounts"].append(dict(id=cid, kind=CUSTOMER, parent_id=reseller_ids[(number - 1) % len(reseller_ids)],
-                                    name=f"{CUSTOMER_PREFIX}{number:06d}", status="active", country="NZ",
-                                    created_on=created, contact_email=f"contact@{prefix}.example"))
-        out["tenants"].append(dict(id=ids.take(MicrosoftTenant), account_id=cid, domain_prefix=prefix,
-                                   status="active", link_type="created", created_on=created, provisioned_on=created))
+        out["accounts"].append(
+            dict(
+                id=cid,
+                kind=CUSTOMER,
+                parent_id=reseller_ids[(number - 1) % len(reseller_ids)],
+                name=f"{CUSTOMER_PREFIX}{number:06d}",
+                status="active",
+                country="NZ",
+                created_on=created,
+                contact_email=f"contact@{prefix}.example",
+            )
+        )
+        out["tenants"].append(
+            dict(
+                id=ids.take(MicrosoftTenant),
+                account_id=cid,
+                domain_prefix=prefix,
+                status="active",
+                link_type="created",
+                created_on=created,
+                provisioned_on=created,
+            )
+        )
         uid = ids.take(PortalUser)
-        out["logins"].append(_login_row(uid, cid, f"admin@{prefix}.example", "Master", "Admin", "customer",
-                                        shared_hash, created, is_admin=True, is_master_admin=True, cp3_enabled=True))
-        out["links"].append(dict(id=role_link_id + len(out["links"]), user_id=uid, role_id=roles[CUSTOMER_MASTER_ADMIN]))
+        out["logins"].append(
+            _login_row(
+                uid,
+                cid,
+                f"admin@{prefix}.example",
+                "Master",
+                "Admin",
+                "customer",
+                shared_hash,
+                created,
+                is_admin=True,
+                is_master_admin=True,
+                cp3_enabled=True,
+            )
+        )
+        out["links"].append(
+            dict(id=role_link_id + len(out["links"]), user_id=uid, role_id=roles[CUSTOMER_MASTER_ADMIN])
+        )
         people = []
         for i in range(rng.randint(5, 15)):
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             mid = ids.take(M365User)
             people.append(mid)
-            out["m365"].append(dict(id=mid, account_id=cid, display_name=f"{first} {last}",
-                                    user_principal_name=f"{first}.{last}{i}@{prefix}.onmicrosoft.com".lower(),
-                                    status="active" if rng.random() > 0.05 else "disabled", created_on=created))
+            out["m365"].append(
+                dict(
+                    id=mid,
+                    account_id=cid,
+                    display_name=f"{first} {last}",
+                    user_principal_name=f"{first}.{last}{i}@{prefix}.onmicrosoft.com".lower(),
+                    status="active" if rng.random() > 0.05 else "disabled",
+                    created_on=created,
+                )
+            )
         for product_id, price, cost, cycle in rng.sample(products, k=min(len(products), rng.randint(2, 4))):
             sid = ids.take(Subscription)
             quantity = rng.randint(1, len(people) + 3)
             assigned = min(quantity, rng.randint(0, len(people)))
             started = today - dt.timedelta(days=rng.randint(1, 364))
-            out["subscriptions"].append(dict(
-                id=sid, account_id=cid, product_id=product_id, quantity=quantity, assigned=assigned,
-                renew_on=started + dt.timedelta(days=365), term_started_on=started, billing_cycle=cycle,
-                unit_price=price, unit_cost=cost, auto_renew=rng.random() > 0.2, status="active", created_on=created))
+            out["subscriptions"].append(
+                dict(
+                    id=sid,
+                    account_id=cid,
+                    product_id=product_id,
+                    quantity=quantity,
+                    assigned=assigned,
+                    renew_on=started + dt.timedelta(days=365),
+                    term_started_on=started,
+                    billing_cycle=cycle,
+                    unit_price=price,
+                    unit_cost=cost,
+                    auto_renew=rng.random() > 0.2,
+                    status="active",
+                    created_on=created,
+                )
+            )
             for holder in rng.sample(people, k=assigned):
-                out["assignments"].append(dict(id=ids.take(LicenceAssignment), account_id=cid, subscription_id=sid,
-                                               m365_user_id=holder, assigned_on=created))
+                out["assignments"].append(
+                    dict(
+                        id=ids.take(LicenceAssignment),
+                        account_id=cid,
+                        subscription_id=sid,
+                        m365_user_id=holder,
+                        assigned_on=created,
+                    )
+                )
             points = rng.randint(1, 4)
             for p in range(points):
                 q = max(1, quantity - (points - 1 - p))
-                out["usage"].append(dict(id=ids.take(UsagePoint), account_id=cid, subscription_id=sid,
-                                         recorded_at=min(now, created + dt.timedelta(days=30 * p)), quantity=q,
-                                         assigned=min(q, assigned), unit_price=price))
+                out["usage"].append(
+                    dict(
+                        id=ids.take(UsagePoint),
+                        account_id=cid,
+                        subscription_id=sid,
+                        recorded_at=min(now, created + dt.timedelta(days=30 * p)),
+                        quantity=q,
+                        assigned=min(q, assigned),
+                        unit_price=price,
+                    )
+                )
     return out

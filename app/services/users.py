@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from app.extensions import appbuilder, db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
 from app.services.events import record_event
@@ -19,9 +17,7 @@ class UserError(ValueError):
 
 def sync_role(user: PortalUser) -> None:
     """Give ``user`` exactly the role its portal and flags call for."""
-    name = role_for(
-        user.portal, csp_admin=user.is_csp_admin, admin=user.is_admin, master_admin=user.is_master_admin
-    )
+    name = role_for(user.portal, csp_admin=user.is_csp_admin, admin=user.is_admin, master_admin=user.is_master_admin)
     role = appbuilder.sm.find_role(name)
     if role is None:
         raise UserError(f"role {name} is missing: run `flask portal sync-roles`")
@@ -41,13 +37,13 @@ def create_user(
     first_name: str,
     last_name: str,
     *,
-    password: Optional[str] = None,
-    hashed_password: Optional[str] = None,
+    password: str | None = None,
+    hashed_password: str | None = None,
     csp_admin: bool = False,
     admin: bool = False,
     master_admin: bool = False,
     cp3_enabled: bool = False,
-    mobile: Optional[str] = None,
+    mobile: str | None = None,
 ) -> PortalUser:
     """A login on ``account``'s portal. Emails are unique among real logins, case-insensitively."""
     if email_taken(email):

@@ -27,8 +27,13 @@ class ProductView(ScopedModelView):
     base_order = ("name", "asc")
     label_columns = {"sku": "SKU", "unit_cost": "Unit cost", "unit_price": "Unit price", "retired_on": "Retired"}
 
-    @action("retire", "Retire", "Retire the selected products? Existing subscriptions keep them.", "fa-archive",
-            single=False)
+    @action(
+        "retire",
+        "Retire",
+        "Retire the selected products? Existing subscriptions keep them.",
+        "fa-archive",
+        single=False,
+    )
     def retire(self, items):
         for product in items:
             if product.retired_on is None:
