@@ -49,9 +49,9 @@ class Account(Model):
     it_support_email: Mapped[str | None] = mapped_column(String(320))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
-    parent: Mapped["Account" | None] = relationship(remote_side=[id], back_populates="children")
+    parent: Mapped[Account | None] = relationship(remote_side=[id], back_populates="children")
     children: Mapped[list["Account"]] = relationship(back_populates="parent", lazy="raise_on_sql")
-    tenant: Mapped["MicrosoftTenant" | None] = relationship(
+    tenant: Mapped[MicrosoftTenant | None] = relationship(
         uselist=False, viewonly=True, primaryjoin="Account.id == MicrosoftTenant.account_id"
     )
 
