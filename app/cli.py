@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -14,15 +16,23 @@ portal = AppGroup("portal", help="Partner Portal commands.")
 
 @portal.command("sync-roles")
 @click.option("--dry-run", is_flag=True, help="Print the changes without making them.")
-def sync_roles_command(dry_run: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Print every permission added or removed.")
+def sync_roles_command(dry_run: bool, verbose: bool) -> None:
     """Make the roles in the database match security/permissions.py."""
     from security.roles import sync_roles
 
     with scoping.bypass("cli:sync-roles"):
         changes = sync_roles(db.session, dry_run=dry_run)
-    for line in changes.lines():
-        click.echo(("would " if dry_run else "") + line)
-    click.echo("Roles are in sync." if changes.empty else ("Dry run: nothing changed." if dry_run else "Roles synced."))
+    if dry_run or verbose:
+        for line in changes.lines():
+            click.echo(("would " if dry_run else "") + line)
+    if changes.empty:
+        click.echo("Roles are in sync.")
+    else:
+        added = sum(len(pairs) for pairs in changes.added.values())
+        removed = sum(len(pairs) for pairs in changes.removed.values())
+        summary = f"{len(changes.created_roles)} role(s) created, {added} permission(s) added, {removed} removed"
+        click.echo(f"Dry run: nothing changed ({summary})." if dry_run else f"Roles synced: {summary}.")
 
 
 @portal.command("seed-demo")
@@ -50,7 +60,8 @@ def seed_demo_command(password: str | None, scale: int, if_empty: bool) -> None:
         if scale:
             seed_scale(scale, echo=click.echo)
     click.echo(f"Demo data: {len(report.created)} item(s) created." if report.created else "Demo data already present.")
-    click.echo("Demo logins (http://127.0.0.1:5000/login/):")
+    port = os.environ.get("PORT", "5000")
+    click.echo(f"Demo logins (http://127.0.0.1:{port}/login/):")
     for email, where in report.logins:
         click.echo(f"  {email:32} {where}")
     if report.password:
