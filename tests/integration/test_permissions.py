@@ -58,7 +58,8 @@ def test_sync_roles_is_idempotent_and_repairs_drift(app):
         session.commit()
     dry = runner.invoke(args=["portal", "sync-roles", "--dry-run"]).output
     assert "would Partner User: +" in dry and "nothing changed" in dry
-    assert "Roles synced: 0 role(s) created, 1 permission(s) added" in runner.invoke(args=["portal", "sync-roles"]).output
+    synced = runner.invoke(args=["portal", "sync-roles"]).output
+    assert "Roles synced: 0 role(s) created, 1 permission(s) added" in synced
     assert "Roles are in sync." in runner.invoke(args=["portal", "sync-roles"]).output
 
 
