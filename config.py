@@ -123,7 +123,7 @@ def _mail_settings(env: Mapping[str, str], instance: Path, mode: str) -> dict[st
     if not server:
         if mode == "production":
             raise ConfigError("MAIL_SERVER is required in production (the SMTP host for activation emails)")
-        settings["MAIL_BACKEND"] = "file"
+        settings["MAIL_BACKEND"] = "app.services.mail.OutboxEmailBackend"
         return settings
     settings.update(
         MAIL_BACKEND="smtp",

@@ -31,6 +31,10 @@ class PortalUser(TenantOwned, User):
     cp3_enabled: Mapped[bool] = mapped_column(nullable=False, default=False)
     password_set_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The open "set your password" link: its single-use nonce, when it was sent, and why sending failed.
+    activation_nonce: Mapped[str | None] = mapped_column(String(32))
+    activation_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    activation_error: Mapped[str | None] = mapped_column(String(300))
 
     @validates("email", "username")
     def _lower(self, key: str, value: str) -> str:

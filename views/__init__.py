@@ -6,9 +6,15 @@ from security import permissions as P
 
 
 def register(appbuilder) -> None:
+    from views.activation import ActivationView
+    from views.partner.account_events import AccountEventsView
+    from views.partner.account_users import AccountUsersView, PartnerUsersView
     from views.partner.accounts import AccountView
+    from views.partner.accounts_screen import AccountScreenView
     from views.partner.catalog import ProductView
     from views.partner.events import EventView
+    from views.partner.resellers import ResellerAdminView
+    from views.partner.search import AccountSearchView
     from views.partner.services import M365UserView, SubscriptionView, TenantView
 
     appbuilder.add_view(
@@ -19,6 +25,9 @@ def register(appbuilder) -> None:
         category=P.MENU_ACCOUNTS,
         category_icon="fa-building",
     )
+    appbuilder.add_view(
+        ResellerAdminView, P.MENU_ADD_RESELLER, href="ResellerAdminView.new", icon="fa-plus", category=P.MENU_ACCOUNTS
+    )
     appbuilder.add_view(SubscriptionView, P.MENU_SUBSCRIPTIONS, icon="fa-file-text-o", category=P.MENU_ACCOUNTS)
     appbuilder.add_view(TenantView, P.MENU_TENANTS, icon="fa-cloud", category=P.MENU_ACCOUNTS)
     appbuilder.add_view(M365UserView, P.MENU_M365_USERS, icon="fa-users", category=P.MENU_ACCOUNTS)
@@ -26,3 +35,12 @@ def register(appbuilder) -> None:
         ProductView, P.MENU_PRODUCTS, icon="fa-tags", category=P.MENU_CATALOGUE, category_icon="fa-tags"
     )
     appbuilder.add_view(EventView, P.MENU_EVENTS, icon="fa-history")
+    for view in (
+        AccountScreenView,
+        AccountUsersView,
+        PartnerUsersView,
+        AccountEventsView,
+        AccountSearchView,
+        ActivationView,
+    ):
+        appbuilder.add_view_no_menu(view)

@@ -14,15 +14,16 @@ from __future__ import annotations
 import functools
 
 from flask import abort, current_app, redirect, request
-from flask_appbuilder import ModelView
+from flask_appbuilder import BaseView, ModelView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.const import PERMISSION_PREFIX
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
 from flask_login import current_user
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import joinedload
 
+from app.extensions import db
 from app.models.accounts import OPERATOR, Account
 from app.services.events import record_event
 from security.permissions import MODEL_VIEW_METHODS, WRITE
@@ -177,3 +178,26 @@ class ScopedModelView(ModelView):
 
     def pre_delete(self, item):
         self._event("deleted", item, f"Deleted {item!r}")
+
+
+def get_or_404(model, pk):
+    """One row through the scope — a SELECT, never an identity-map hit — or 404 as if it did not exist."""
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        abort(404)
+    row = db.session.scalars(select(model).where(model.id == pk)).first()
+    if row is None:
+        abort(404)
+    return row
+
+
+class PortalView(BaseView):
+    """Base of our own (non-CRUD) pages: every exposed method maps onto an action of ``class_permission_name``."""
+
+    default_view = None
+
+    def __init__(self):
+        if not self.class_permission_name:
+            raise TypeError(f"{type(self).__name__} must name its resource in class_permission_name")
+        super().__init__()

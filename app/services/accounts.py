@@ -47,3 +47,56 @@ def add_default_master_admin(customer: Account, email: str | None = None) -> Pla
         summary=f"Default master admin {placeholder.email} added (not activated)",
     )
     return placeholder
+
+
+ACCOUNT_DETAIL_FIELDS = (
+    "name",
+    "contact_first_name",
+    "contact_last_name",
+    "contact_email",
+    "phone",
+    "address_line1",
+    "address_line2",
+    "city",
+    "region",
+    "postcode",
+    "country",
+    "it_support_email",
+)
+
+
+def update_details(account: Account, values: dict) -> None:
+    """Edit company details, contact, address and phone; the event says what changed."""
+    changes = []
+    for field in ACCOUNT_DETAIL_FIELDS:
+        if field not in values:
+            continue
+        new = values[field].strip() if isinstance(values[field], str) else values[field]
+        new = new or (None if field != "name" else account.name)
+        if field.endswith("email") and new:
+            new = new.lower()
+        if getattr(account, field) != new:
+            changes.append(f"{field}: {getattr(account, field)!r} → {new!r}")
+            setattr(account, field, new)
+    record_event("account.updated", account_id=account.id, target=account, summary="; ".join(changes) or "No changes")
+
+
+def create_sub_account(
+    reseller: Account, details: dict, master_admin_name: str | None, master_admin_email: str | None
+) -> Account:
+    """Add Sub Account: a customer under ``reseller`` with its master admin (the default placeholder when none is
+    given). The master admin is a placeholder row until activated: the same IT support address often serves many
+    customers, and a login's address must be unique."""
+    customer = create_account(CUSTOMER, details.pop("name"), reseller, **details)
+    placeholder = add_default_master_admin(customer, master_admin_email or None)
+    if master_admin_name:
+        first, _, last = master_admin_name.strip().partition(" ")
+        placeholder.first_name, placeholder.last_name = first, last or "Admin"
+    return customer
+
+
+def set_account_status(account: Account, active: bool) -> None:
+    """Disable (or re-enable) a reseller or customer: its users can no longer sign in; nothing is deleted."""
+    account.status = "active" if active else "disabled"
+    verb = "enabled" if active else "disabled"
+    record_event(f"{account.kind}.{verb}", account_id=account.id, target=account, summary=f"{account.name} {verb}")

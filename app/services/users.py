@@ -1,18 +1,31 @@
-"""Portal users: creation with the role their portal and flags give."""
+"""Portal users: creating, editing, enabling, disabling and (softly) deleting them, with the rules of the guide's
+Users tab. Callers load the account and users through the scope; these functions never commit half a change."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
 from app.extensions import appbuilder, db
-from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
+from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, PlaceholderUser
+from app.models.base import utcnow
 from app.services.events import record_event
+from security import scoping
+from security.manager import hash_password
 from security.models import CUSTOMER_PORTAL, OPERATOR_PORTAL, PARTNER_PORTAL, PortalUser
+from security.passwords import password_problem
 from security.permissions import role_for
 
 _PORTAL_OF = {OPERATOR: OPERATOR_PORTAL, RESELLER: PARTNER_PORTAL, CUSTOMER: CUSTOMER_PORTAL}
 
 
 class UserError(ValueError):
-    """A user cannot be created or changed as asked; the message says why, for the form."""
+    """A change refused; ``field`` names the form field the message belongs beside (None: the whole form)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def sync_role(user: PortalUser) -> None:
@@ -20,15 +33,30 @@ def sync_role(user: PortalUser) -> None:
     name = role_for(user.portal, csp_admin=user.is_csp_admin, admin=user.is_admin, master_admin=user.is_master_admin)
     role = appbuilder.sm.find_role(name)
     if role is None:
-        raise UserError(f"role {name} is missing: run `flask portal sync-roles`")
+        raise UserError(f"Role {name} is missing: run `flask portal sync-roles`.")
     user.roles = [role]
 
 
-def email_taken(email: str) -> bool:
-    from security import scoping
-
+def email_owner_id(email: str) -> int | None:
+    """The id of the login using ``email`` in any tenant (deleted ones too): emails are unique case-insensitively.
+    Only the id is read, so no other tenant's row enters the session."""
     with scoping.bypass("email uniqueness"):
-        return db.session.query(PortalUser.id).filter(PortalUser.email == email.strip().lower()).first() is not None
+        return db.session.scalar(select(PortalUser.id).where(PortalUser.email == email.strip().lower()))
+
+
+def _check_email_free(email: str, user_id: int | None = None) -> None:
+    owner = email_owner_id(email)
+    if owner is not None and owner != user_id:
+        raise UserError(
+            f"{email.strip().lower()} is already used by another login. Each login needs its own email address.",
+            "email",
+        )
+
+
+def check_password(password: str, email: str = "") -> None:
+    problem = password_problem(password, email=email)
+    if problem:
+        raise UserError(problem, "password")
 
 
 def create_user(
@@ -45,14 +73,13 @@ def create_user(
     cp3_enabled: bool = False,
     mobile: str | None = None,
 ) -> PortalUser:
-    """A login on ``account``'s portal. Emails are unique among real logins, case-insensitively."""
-    if email_taken(email):
-        raise UserError(f"{email} is already used by another login")
+    """A login on ``account``'s portal (flushed, not committed)."""
+    _check_email_free(email)
     portal = _PORTAL_OF[account.kind]
     user = appbuilder.sm.add_user(
         username=email,
-        first_name=first_name,
-        last_name=last_name,
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
         email=email,
         password=password or "",
         hashed_password=hashed_password or "",
@@ -63,10 +90,120 @@ def create_user(
         is_admin=(admin or master_admin) and portal == CUSTOMER_PORTAL,
         is_master_admin=master_admin and portal == CUSTOMER_PORTAL,
         cp3_enabled=cp3_enabled and portal == CUSTOMER_PORTAL,
-        mobile=mobile,
+        mobile=(mobile or "").strip() or None,
     )
     if user is False:
-        raise UserError(f"could not create {email}")
+        raise UserError(f"Could not create {email}.")
     sync_role(user)
     record_event("user.created", account_id=account.id, target=user, summary=f"Created {portal} user {user.email}")
     return user
+
+
+def active_master_admins(customer_id: int, excluding: int | None = None) -> int:
+    query = db.session.query(PortalUser.id).filter(
+        PortalUser.account_id == customer_id,
+        PortalUser.is_master_admin.is_(True),
+        PortalUser.active.is_(True),
+        PortalUser.deleted_at.is_(None),
+    )
+    if excluding is not None:
+        query = query.filter(PortalUser.id != excluding)
+    return query.count()
+
+
+def _keep_a_master_admin(user: PortalUser, what: str) -> None:
+    still_master = user.portal == CUSTOMER_PORTAL and user.is_master_admin and user.active and not user.deleted_at
+    if still_master and active_master_admins(user.account_id, excluding=user.id) == 0:
+        raise UserError(
+            f"{user.email} is the last active Master Admin of {user.account.name}, so it cannot be "
+            f"{what}. Make another user Master Admin first."
+        )
+
+
+@dataclass
+class UserChanges:
+    first_name: str
+    last_name: str
+    email: str
+    mobile: str | None = None
+    admin: bool = False
+    master_admin: bool = False
+    csp_admin: bool = False
+
+
+def update_user(user: PortalUser, changes: UserChanges) -> None:
+    """Edit name, email, mobile and the flags of the guide's tables (flushed, not committed)."""
+    email = changes.email.strip().lower()
+    _check_email_free(email, user.id)
+    if user.portal == CUSTOMER_PORTAL and user.is_master_admin and not changes.master_admin:
+        _keep_a_master_admin(user, "demoted")
+    before = (user.get_full_name(), user.email, user.mobile, user.is_admin, user.is_master_admin, user.is_csp_admin)
+    user.first_name, user.last_name = changes.first_name.strip(), changes.last_name.strip()
+    user.email = user.username = email
+    user.mobile = (changes.mobile or "").strip() or None
+    if user.portal == CUSTOMER_PORTAL:
+        user.is_master_admin = changes.master_admin
+        user.is_admin = changes.admin or changes.master_admin
+    elif user.portal == PARTNER_PORTAL:
+        user.is_csp_admin = changes.csp_admin
+    sync_role(user)
+    after = (user.get_full_name(), user.email, user.mobile, user.is_admin, user.is_master_admin, user.is_csp_admin)
+    labels = ("name", "email", "mobile", "admin", "master admin", "CSP admin")
+    diff = "; ".join(
+        f"{label}: {old!r} → {new!r}" for label, old, new in zip(labels, before, after, strict=True) if old != new
+    )
+    record_event(
+        "user.updated", account_id=user.account_id, target=user, summary=f"{user.email}: {diff or 'no change'}"
+    )
+
+
+def set_enabled(user: PortalUser, enabled: bool) -> None:
+    if user.deleted_at is not None:
+        raise UserError(f"{user.email} has been deleted.")
+    if not enabled:
+        _keep_a_master_admin(user, "disabled")
+    user.active = enabled
+    verb = "enabled" if enabled else "disabled"
+    record_event(f"user.{verb}", account_id=user.account_id, target=user, summary=f"{user.email} {verb}")
+
+
+def soft_delete(user: PortalUser) -> None:
+    """The user can no longer sign in; the row, its history and its events stay."""
+    _keep_a_master_admin(user, "deleted")
+    user.active = False
+    user.deleted_at = utcnow()
+    user.activation_nonce = None
+    record_event("user.deleted", account_id=user.account_id, target=user, summary=f"{user.email} deleted")
+
+
+def set_password(user: PortalUser, password: str) -> None:
+    check_password(password, user.email)
+    user.password = hash_password(password)
+    user.password_set_at = utcnow()
+    user.activation_nonce = None
+    record_event("user.password_set", account_id=user.account_id, target=user, summary=f"New password for {user.email}")
+
+
+def update_placeholder(
+    placeholder: PlaceholderUser, first_name: str, last_name: str, email: str, mobile: str | None
+) -> None:
+    before = f"{placeholder.name} <{placeholder.email}>"
+    placeholder.first_name, placeholder.last_name = first_name.strip(), last_name.strip()
+    placeholder.email = email.strip().lower()
+    placeholder.mobile = (mobile or "").strip() or None
+    record_event(
+        "user.placeholder_updated",
+        account_id=placeholder.account_id,
+        target=placeholder,
+        summary=f"{before} → {placeholder.name} <{placeholder.email}>",
+    )
+
+
+def delete_placeholder(placeholder: PlaceholderUser) -> None:
+    record_event(
+        "user.placeholder_deleted",
+        account_id=placeholder.account_id,
+        target=placeholder,
+        summary=f"Removed {placeholder.name} <{placeholder.email}> (never activated)",
+    )
+    db.session.delete(placeholder)

@@ -9,8 +9,17 @@ from app.extensions import appbuilder
 from security import permissions as P
 from tests.conftest import unscoped
 
-# Endpoints anyone may reach: signing in and out, static files, FAB's "back" redirect and language switch.
-PUBLIC_ENDPOINTS = {"PortalAuthDBView.login", "PortalAuthDBView.logout", "UtilView.back", "LocaleView.index"}
+# Endpoints anyone may reach: signing in and out, static files, FAB's "back" redirect and language switch, and the
+# emailed set-your-password link (the signed link is the credential).
+PUBLIC_ENDPOINTS = {
+    "PortalAuthDBView.login",
+    "PortalAuthDBView.logout",
+    "UtilView.back",
+    "LocaleView.index",
+    "ActivationView.activate",
+    "ActivationView.set_password",
+    "ActivationView.resend",
+}
 
 
 def _registered_view_methods(app):

@@ -103,7 +103,7 @@ def test_reseller_a_sees_its_own_rows_in_every_view(app, world, reseller_a_admin
         if row_of is None:
             continue
         view = next(v for v in _model_views() if type(v).__name__ == view_name)
-        response = reseller_a_admin_client.get(f"{view.route_base}/show/{row_of(world)}")
+        response = reseller_a_admin_client.get(f"{view.route_base}/show/{row_of(world)}", follow_redirects=True)
         assert response.status_code == 200, view_name
 
 

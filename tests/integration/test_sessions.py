@@ -81,13 +81,16 @@ def test_sign_in_email_is_case_insensitive(world, login, email):
     assert login(email).get("/").status_code == 200
 
 
-@pytest.mark.parametrize(("next_url", "lands_on"), [("http://evil.example/steal", "/"), ("/accountview/list/",
-                                                                                           "/accountview/list/")])
+@pytest.mark.parametrize(
+    ("next_url", "lands_on"), [("http://evil.example/steal", "/"), ("/accountview/list/", "/accountview/list/")]
+)
 def test_sign_in_redirects_only_to_safe_hosts(app, world, next_url, lands_on):
     client = app.test_client()
     page = client.get("/login/")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
-    response = client.post(f"/login/?next={next_url}", data={
-        "csrf_token": token, "username": world.users["reseller_a_admin"].email, "password": factories.PASSWORD})
+    response = client.post(
+        f"/login/?next={next_url}",
+        data={"csrf_token": token, "username": world.users["reseller_a_admin"].email, "password": factories.PASSWORD},
+    )
     assert response.status_code == 302
     assert response.location == lands_on

@@ -23,7 +23,9 @@ def test_embedded_defaults(tmp_path):
         "NZD",
     )
     assert values["CSP_PROVIDER"] == "sandbox"
-    assert values["MAIL_BACKEND"] == "file" and values["MAIL_FILE_PATH"] == str(tmp_path / "outbox")
+    assert values["MAIL_BACKEND"] == "app.services.mail.OutboxEmailBackend" and values["MAIL_FILE_PATH"] == str(
+        tmp_path / "outbox"
+    )
     assert values["SESSION_STORE"] == "database" and values["RATELIMIT_STORAGE_URI"] == "memory://"
     assert values["FAB_CREATE_DB"] is False and values["FAB_UPDATE_PERMS"] is False
     assert values["FAB_SAFE_REDIRECT_HOSTS"] == ["127.0.0.1", "localhost"]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from app.models.accounts import Account
+from flask import g, redirect, url_for
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.models.sqla.filters import FilterInFunction
+from flask_appbuilder.security.decorators import has_access
+
+from app.models.accounts import CUSTOMER, RESELLER, Account
 from security import permissions as P
-from views.base import EagerInterface, ScopedModelView
+from views.base import EagerInterface, ScopedModelView, get_or_404
 
 _DETAILS = [
     "name",
@@ -22,6 +27,11 @@ _DETAILS = [
 ]
 
 
+def listed_kinds() -> list[str]:
+    """Operator staff list resellers and customers; a partner lists its customers."""
+    return [RESELLER, CUSTOMER] if g.user.portal == "operator" else [CUSTOMER]
+
+
 class AccountView(ScopedModelView):
     datamodel = EagerInterface(Account, eager=("parent", "tenant"))
     class_permission_name = P.ACCOUNTS
@@ -36,6 +46,7 @@ class AccountView(ScopedModelView):
     show_columns = ["name", "kind", "parent", "status", "tenant", "created_on", *_DETAILS[1:]]
     edit_columns = _DETAILS
     base_order = ("name", "asc")
+    base_filters = [["kind", FilterInFunction, listed_kinds]]
     label_columns = {
         "kind": "Type",
         "parent": "Reseller",
@@ -48,3 +59,9 @@ class AccountView(ScopedModelView):
         "address_line2": "Address (line 2)",
         "it_support_email": "IT support email",
     }
+
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk):
+        """An account's page is its details screen, with the guide's tabs."""
+        return redirect(url_for("AccountScreenView.details", account_id=get_or_404(Account, pk).id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect
 from flask_appbuilder.actions import action
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp
 
 from app.extensions import db
 from app.models.base import utcnow
@@ -26,6 +27,23 @@ class ProductView(ScopedModelView):
     edit_columns = add_columns
     base_order = ("name", "asc")
     label_columns = {"sku": "SKU", "unit_cost": "Unit cost", "unit_price": "Unit price", "retired_on": "Retired"}
+    validators_columns = {
+        "name": [DataRequired(message="Name is required."), Length(max=160)],
+        "sku": [
+            DataRequired(message="SKU is required."),
+            Length(max=64),
+            Regexp(r"^[A-Za-z0-9:._-]+$", message="Use letters, digits and : . _ - only."),
+        ],
+        "unit_cost": [
+            InputRequired(message="Unit cost is required."),
+            NumberRange(min=0, max=99999, message="Use an amount from 0 to 99,999."),
+        ],
+        "unit_price": [
+            InputRequired(message="Unit price is required."),
+            NumberRange(min=0, max=99999, message="Use an amount from 0 to 99,999."),
+        ],
+    }
+    description_columns = {"unit_price": "NZD per licence per month, excluding GST."}
 
     @action(
         "retire",

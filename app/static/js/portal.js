@@ -1,0 +1,99 @@
+/* Partner Portal: the account search box's suggestions, and buttons that ask before they act. No libraries. */
+(function () {
+  "use strict";
+
+  document.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    if (button && button.getAttribute("data-confirm") && !window.confirm(button.getAttribute("data-confirm"))) {
+      event.preventDefault();
+    }
+  });
+
+  var input = document.getElementById("account-search");
+  if (!input) { return; }
+  var list = document.getElementById("account-search-list");
+  var suggestUrl = input.getAttribute("data-suggest-url");
+  var timer = null;
+  var asked = 0;        // the number of the newest request: older answers are ignored
+  var active = -1;
+
+  function entries() { return list.querySelectorAll("li[data-url]"); }
+
+  function hide() {
+    list.style.display = "none";
+    list.innerHTML = "";
+    active = -1;
+    input.setAttribute("aria-expanded", "false");
+  }
+
+  function highlight(index) {
+    var items = entries();
+    if (!items.length) { return; }
+    active = (index + items.length) % items.length;
+    items.forEach(function (item, i) {
+      item.classList.toggle("active", i === active);
+      item.setAttribute("aria-selected", i === active ? "true" : "false");
+    });
+  }
+
+  function show(accounts) {
+    list.innerHTML = "";
+    active = -1;
+    if (!accounts.length) {
+      var none = document.createElement("li");
+      none.className = "disabled no-match";
+      none.setAttribute("data-test", "no-match");
+      none.innerHTML = "<a>No accounts match</a>";
+      list.appendChild(none);
+    }
+    accounts.forEach(function (account) {
+      var item = document.createElement("li");
+      item.setAttribute("role", "option");
+      item.setAttribute("data-url", account.url);
+      var link = document.createElement("a");
+      link.href = account.url;
+      link.textContent = account.name;
+      var detail = document.createElement("small");
+      detail.className = "text-muted";
+      detail.textContent = " " + account.kind + (account.domain ? " · " + account.domain : "");
+      link.appendChild(detail);
+      item.appendChild(link);
+      list.appendChild(item);
+    });
+    list.style.display = "block";
+    input.setAttribute("aria-expanded", "true");
+  }
+
+  function suggest() {
+    var query = input.value.trim();
+    if (!query) { hide(); return; }
+    var mine = ++asked;
+    fetch(suggestUrl + "?q=" + encodeURIComponent(query), {
+      credentials: "same-origin", headers: { "Accept": "application/json" }
+    }).then(function (response) {
+      if (!response.ok) { throw new Error(response.status); }
+      return response.json();
+    }).then(function (data) {
+      if (mine === asked && input.value.trim() === query) { show(data.accounts); }
+    }).catch(function () {
+      if (mine === asked) { hide(); }
+    });
+  }
+
+  input.addEventListener("input", function () {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(suggest, 200);
+  });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "ArrowDown") { highlight(active + 1); event.preventDefault(); }
+    else if (event.key === "ArrowUp") { highlight(active - 1); event.preventDefault(); }
+    else if (event.key === "Escape") { hide(); }
+    else if (event.key === "Enter" && active >= 0) {
+      event.preventDefault();
+      window.location.href = entries()[active].getAttribute("data-url");
+    }
+  });
+  document.addEventListener("click", function (event) {
+    if (!list.contains(event.target) && event.target !== input) { hide(); }
+  });
+})();

@@ -1,0 +1,139 @@
+"""Operator screens: a new reseller with its first partner user (welcome email, never a password), disabling a
+reseller, and the product catalogue."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from app.models.accounts import Account
+from app.models.catalog import Product
+from app.models.subscriptions import Subscription
+from tests.conftest import csrf_token, unscoped
+from tests.integration.test_scoping import database_fingerprint
+from tests.mail import body_of, empty_outbox, link_in, outbox_messages
+
+
+def _new_reseller(client, **fields):
+    data = {
+        "csrf_token": csrf_token(client),
+        "name": "Charlie Cloud Ltd",
+        "country": "NZ",
+        "it_support_email": "it@charlie.example",
+        "first_name": "Cara",
+        "last_name": "Charlie",
+        "email": "cara@charlie.example",
+        **fields,
+    }
+    return client.post("/resellers/new", data=data)
+
+
+def test_new_reseller_gets_a_welcome_email_in_the_outbox(app, world, ops_admin_client, login):
+    empty_outbox(app)
+    response = _new_reseller(ops_admin_client)
+    assert response.status_code == 302
+    with unscoped() as session:
+        reseller = session.scalars(select(Account).where(Account.name == "Charlie Cloud Ltd")).one()
+        assert reseller.kind == "reseller" and reseller.parent_id == world.accounts["operator"].id
+    messages = outbox_messages(app)
+    assert [m["To"] for m in messages] == ["cara@charlie.example"]
+    body = body_of(messages[0])
+    assert "Welcome" in messages[0]["Subject"] and "cara@charlie.example" in body
+    assert "password:" not in body.lower().replace("set your password", "")  # a link, never a password
+    link = link_in(messages[0])
+    visitor = app.test_client()
+    form = visitor.get(link)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form.text).group(1)
+    visitor.post(
+        link, data={"csrf_token": token, "password": "harbour bridge sunrise", "confirm": "harbour bridge sunrise"}
+    )
+    page = login("cara@charlie.example", "harbour bridge sunrise").get("/").text
+    assert 'data-test="account-name">Charlie Cloud Ltd<' in page
+
+
+def test_new_reseller_bad_input(world, ops_admin_client):
+    before = database_fingerprint()
+    response = _new_reseller(ops_admin_client, name="", email=world.users["reseller_a_admin"].email)
+    assert response.status_code == 400 and 'data-error-for="name">Company name is required.' in response.text
+    response = _new_reseller(ops_admin_client, email=world.users["reseller_a_admin"].email)
+    assert response.status_code == 400 and "is already used by another login" in response.text
+    assert database_fingerprint() == before
+
+
+def test_partners_cannot_add_resellers(world, reseller_a_admin_client):
+    assert reseller_a_admin_client.get("/resellers/new").status_code == 403
+    assert _new_reseller(reseller_a_admin_client).status_code == 403
+
+
+def test_disabling_a_reseller_stops_its_users_and_deletes_nothing(world, ops_admin_client, login):
+    partner = login(world.users["reseller_a_admin"].email)
+    before_rows = database_fingerprint()
+    reseller = world.accounts["reseller_a"]
+    response = ops_admin_client.post(
+        f"/resellers/{reseller.id}/disable", data={"csrf_token": csrf_token(ops_admin_client)}
+    )
+    assert response.status_code == 302
+    assert partner.get("/").status_code == 302  # its signed-in partner users are out
+    with pytest.raises(AssertionError):
+        login(world.users["reseller_a_user"].email)
+    assert login(world.users["customer_a_master_admin"].email).get("/").status_code == 200  # customers carry on
+    with unscoped() as session:
+        assert session.get(Account, reseller.id).status == "disabled"
+    ops_admin_client.post(f"/resellers/{reseller.id}/enable", data={"csrf_token": csrf_token(ops_admin_client)})
+    assert login(world.users["reseller_a_user"].email).get("/").status_code == 200
+    assert database_fingerprint() != before_rows  # status and events changed, nothing else went
+
+
+def test_product_catalogue_add_and_retire_keeps_subscriptions(world, ops_admin_client):
+    response = ops_admin_client.post(
+        "/productview/add",
+        data={
+            "csrf_token": csrf_token(ops_admin_client),
+            "name": "Microsoft 365 E5",
+            "sku": "CFQ7TTC0LFK5:0001",
+            "billing_cycle": "annual",
+            "unit_cost": "76.50",
+            "unit_price": "90.00",
+        },
+    )
+    assert response.status_code == 302
+    with unscoped() as session:
+        product = session.scalars(select(Product).where(Product.sku == "CFQ7TTC0LFK5:0001")).one()
+        assert product.unit_price == Decimal("90.00")
+    basic = world.rows["products"]["basic"]
+    ops_admin_client.post(
+        "/productview/action_post",
+        data={"csrf_token": csrf_token(ops_admin_client), "action": "retire", "rowid": str(basic)},
+    )
+    with unscoped() as session:
+        assert session.get(Product, basic).retired_on is not None
+        subs = session.scalars(select(Subscription).where(Subscription.product_id == basic)).all()
+        assert len(subs) == 2 and all(s.status == "active" for s in subs)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("unit_price", "-1", "Use an amount from 0 to 99,999."),
+        ("unit_price", "", "Unit price is required."),
+        ("sku", "TEST-BASIC", "Already exists."),
+        ("sku", "bad sku!", "Use letters, digits"),
+    ],
+)
+def test_product_bad_input(world, ops_admin_client, field, value, message):
+    before = database_fingerprint()
+    data = {
+        "csrf_token": csrf_token(ops_admin_client),
+        "name": "Odd product",
+        "sku": "ODD-1",
+        "billing_cycle": "monthly",
+        "unit_cost": "1.00",
+        "unit_price": "2.00",
+        field: value,
+    }
+    response = ops_admin_client.post("/productview/add", data=data)
+    assert response.status_code == 200 and message in response.text
+    assert database_fingerprint() == before

@@ -1,0 +1,384 @@
+"""The Users tab, as in the guide: two tables, Add New with activation email (through a real SMTP server),
+Edit, Disable/Enable, Delete, Password, and the rules: unique emails, the password policy, the last Master Admin."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+from itsdangerous import TimestampSigner
+from sqlalchemy import func, select
+
+from app.models.accounts import PlaceholderUser
+from app.models.events import Event
+from security.models import PortalUser
+from tests import factories
+from tests.conftest import csrf_token, unscoped
+from tests.integration.test_scoping import database_fingerprint
+from tests.mail import body_of, free_port, link_in, mail_through_smtp, smtp_server
+
+
+def _users_url(world, key="customer_a"):
+    return f"/accounts/{world.accounts[key].id}/users"
+
+
+def _user(email: str) -> SimpleNamespace:
+    """What the database holds for a login now (columns, and role names)."""
+    with unscoped() as session:
+        user = session.scalars(select(PortalUser).where(PortalUser.email == email)).one()
+        columns = {c.key: getattr(user, c.key) for c in PortalUser.__mapper__.column_attrs}
+        return SimpleNamespace(**columns, roles=[role.name for role in user.roles])
+
+
+def _add_customer_user(client, world, **fields):
+    data = {
+        "csrf_token": csrf_token(client),
+        "first_name": "Nina",
+        "last_name": "New",
+        "email": "nina@aardvark.example",
+        "mobile": "021 555 0101",
+        **fields,
+    }
+    return client.post(f"{_users_url(world)}/customer/new", data=data)
+
+
+# -- the tables ------------------------------------------------------------------------------------------------
+
+
+def test_customer_portal_users_table_as_in_the_guide(world, reseller_a_admin_client, login):
+    login(world.users["customer_a_master_admin"].email)  # gives the master admin a last login
+    page = reseller_a_admin_client.get(_users_url(world)).text
+    table = page.split('data-table="customer-portal-users"')[1].split("</table>")[0]
+    assert "CUSTOMER PORTAL USERS" in table and "Add New" in table
+    headings = re.findall(r"<th>([^<]*)</th>", table)
+    assert headings == ["Name", "Email", "Mobile", "Status", "Admin", "Master Admin", "Impersonate"]
+    placeholder = table.split(f'data-placeholder="{world.rows["a"]["placeholder"]}"')[1].split("</tr>")[0]
+    assert "Master Admin" in placeholder and "default.masteradmin@mycloudstore.co.nz" in placeholder
+    assert "Last Login N/A" in placeholder and "Activate (CP3)" in placeholder
+    assert ">Delete<" in placeholder and ">Edit<" in placeholder and placeholder.count("&#10003;") == 2
+    master = table.split(f'data-user="{world.users["customer_a_master_admin"].id}"')[1].split("</tr>")[0]
+    assert re.search(r"Last Login \d\d/\d\d/\d\d \d\d:\d\d (AM|PM)", master)
+    assert "Launch (CP3)" in master and ">Disable<" in master
+    assert "Showing 1 to 2 of 2 entries" in page
+    assert "PARTNER PORTAL USERS" not in page
+
+
+def test_partner_portal_users_table_as_in_the_guide(world, reseller_a_admin_client):
+    page = reseller_a_admin_client.get(_users_url(world, "reseller_a")).text
+    table = page.split('data-table="partner-portal-users"')[1].split("</table>")[0]
+    assert "PARTNER PORTAL USERS" in table and "Add New" in table
+    assert re.findall(r"<th>([^<]*)</th>", table) == ["Name", "Email", "Status", "CSP Admin", ""]
+    assert ">Edit<" in table and ">Password<" in table
+    assert "Showing 1 to 2 of 2 entries" in page
+    assert "CUSTOMER PORTAL USERS" not in page
+
+
+# -- add new customer user: activation email through a real SMTP server -------------------------------------
+
+
+def test_new_customer_user_gets_an_activation_email_whose_link_sets_a_password(
+    app, world, reseller_a_admin_client, login
+):
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        response = _add_customer_user(reseller_a_admin_client, world, admin="y")
+        assert response.status_code == 302
+    user = _user("nina@aardvark.example")
+    assert user.cp3_enabled and user.is_admin and not user.is_master_admin and user.password_set_at is None
+    assert [m["X-Envelope-To"] for m in inbox.messages] == ["nina@aardvark.example"]
+    message = inbox.messages[0]
+    assert message["Subject"] == "Activate your account"
+    assert "Aardvark Farms" in body_of(message) and "72 hours" in body_of(message)
+    link = link_in(message)
+
+    anonymous = app.test_client()
+    form = anonymous.get(link)
+    assert form.status_code == 200 and "Set your password" in form.text
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form.text).group(1)
+    weak = anonymous.post(link, data={"csrf_token": token, "password": "password1234", "confirm": "password1234"})
+    assert weak.status_code == 400 and "commonly used password" in weak.text
+    done = anonymous.post(
+        link, data={"csrf_token": token, "password": "kiwi orchard lantern", "confirm": "kiwi orchard lantern"}
+    )
+    assert done.status_code == 302 and "/login/" in done.location
+    assert login("nina@aardvark.example", "kiwi orchard lantern").get("/").status_code == 200
+
+    again = app.test_client().get(link)
+    assert again.status_code == 410 and "already been used" in again.text
+    with unscoped() as session:
+        actions = set(session.scalars(select(Event.action).where(Event.target_id == str(user.id))))
+    assert {"user.created", "user.activation_sent", "user.activated"} <= actions
+
+
+def test_smtp_down_keeps_the_user_and_shows_resend(app, world, reseller_a_admin_client):
+    with mail_through_smtp(app, free_port()):  # nothing listens there
+        response = _add_customer_user(reseller_a_admin_client, world)
+    assert response.status_code == 302
+    user = _user("nina@aardvark.example")
+    assert user.activation_error and "not sent" in user.activation_error
+    page = reseller_a_admin_client.get(_users_url(world)).text
+    row = page.split(f'data-user="{user.id}"')[1].split("</tr>")[0]
+    assert "activation email not sent" in row and ">Resend<" in row
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        resend = reseller_a_admin_client.post(
+            f"{_users_url(world)}/customer/{user.id}/resend", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+        )
+        assert resend.status_code == 302
+    assert len(inbox.messages) == 1 and _user("nina@aardvark.example").activation_error is None
+
+
+def test_resend_makes_earlier_links_stop_working(app, world, reseller_a_admin_client):
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        _add_customer_user(reseller_a_admin_client, world)
+        user = _user("nina@aardvark.example")
+        reseller_a_admin_client.post(
+            f"{_users_url(world)}/customer/{user.id}/resend", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+        )
+    first, second = (link_in(m) for m in inbox.messages)
+    assert app.test_client().get(first).status_code == 410
+    assert app.test_client().get(second).status_code == 200
+
+
+def test_expired_link_says_so_and_sends_a_new_one(app, world, reseller_a_admin_client, monkeypatch):
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        _add_customer_user(reseller_a_admin_client, world)
+        link = link_in(inbox.messages[0])
+        real_now = TimestampSigner.get_timestamp
+        monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: real_now(self) + 73 * 3600)
+        visitor = app.test_client()
+        page = visitor.get(link)
+        assert page.status_code == 410 and "has expired" in page.text and "Send me a new link" in page.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        assert visitor.post(f"{link}/resend", data={"csrf_token": token}).status_code == 302
+        assert len(inbox.messages) == 2
+        assert app.test_client().get(link_in(inbox.messages[1])).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "tamper", [lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"), lambda t: "x" + t, lambda t: "nonsense"]
+)
+def test_tampered_link_is_invalid(app, world, reseller_a_admin_client, tamper):
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        _add_customer_user(reseller_a_admin_client, world)
+    token = link_in(inbox.messages[0]).rsplit("/", 1)[1]
+    page = app.test_client().get(f"/activate/{tamper(token)}")
+    assert page.status_code == 410 and "not valid" in page.text
+
+
+# -- the rules ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("email", ["MASTER@aardvark.example", "admin@bravo.example", "Admin@Alpha.Example"])
+def test_emails_are_unique_among_logins_case_insensitively(world, reseller_a_admin_client, email):
+    before = database_fingerprint()
+    response = _add_customer_user(reseller_a_admin_client, world, email=email)
+    assert response.status_code == 400
+    assert f'data-error-for="email">{email.lower()} is already used by another login' in response.text
+    assert "Bravo" not in response.text  # the clash never says whose address it is
+    assert database_fingerprint() == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("email", "not an email", "Enter a valid email address"),
+        ("email", "", "Email is required."),
+        ("first_name", "", "First name is required."),
+        ("first_name", "N" * 65, "First name must be at most 64 characters."),
+        ("mobile", "call me", "Use digits, spaces and + ( ) - . only"),
+    ],
+)
+def test_bad_input_shows_beside_the_field(world, reseller_a_admin_client, field, value, message):
+    before = database_fingerprint()
+    response = _add_customer_user(reseller_a_admin_client, world, **{field: value})
+    assert response.status_code == 400
+    assert re.search(rf'data-error-for="{field}">[^<]*{re.escape(message)}', response.text)
+    assert database_fingerprint() == before
+
+
+@pytest.mark.parametrize("action", ["disable", "delete"])
+def test_the_last_active_master_admin_cannot_be_disabled_or_deleted(world, reseller_a_admin_client, action):
+    master = world.users["customer_a_master_admin"]
+    before = database_fingerprint()
+    response = reseller_a_admin_client.post(
+        f"{_users_url(world)}/customer/{master.id}/{action}", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+    )
+    assert response.status_code == 302
+    page = reseller_a_admin_client.get(_users_url(world)).text
+    assert "is the last active Master Admin of Aardvark Farms" in page
+    assert database_fingerprint() == before
+
+
+def test_the_last_active_master_admin_cannot_be_demoted(world, reseller_a_admin_client):
+    master = world.users["customer_a_master_admin"]
+    response = reseller_a_admin_client.post(
+        f"{_users_url(world)}/customer/{master.id}/edit",
+        data={
+            "csrf_token": csrf_token(reseller_a_admin_client),
+            "first_name": "Mara",
+            "last_name": "Master",
+            "email": master.email,
+            "admin": "y",
+        },
+    )
+    assert response.status_code == 400 and "last active Master Admin" in response.text
+    assert _user(master.email).is_master_admin
+
+
+def test_with_a_second_master_admin_the_first_can_go(app, world, reseller_a_admin_client, login):
+    with smtp_server() as (_, port), mail_through_smtp(app, port):
+        _add_customer_user(reseller_a_admin_client, world, master_admin="y")
+    master = world.users["customer_a_master_admin"]
+    response = reseller_a_admin_client.post(
+        f"{_users_url(world)}/customer/{master.id}/delete", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+    )
+    assert response.status_code == 302
+    deleted = _user(master.email)
+    assert deleted.deleted_at is not None and not deleted.active
+    client = app.test_client()
+    page = client.get("/login/")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    client.post("/login/", data={"csrf_token": token, "username": master.email, "password": factories.PASSWORD})
+    assert client.get("/").status_code == 302  # cannot sign in
+    with unscoped() as session:  # history stays
+        assert session.scalar(select(func.count(Event.id)).where(Event.target_id == str(master.id))) >= 2
+    table = reseller_a_admin_client.get(_users_url(world)).text.split('data-table="customer-portal-users"')[1]
+    assert master.email not in table.split("</table>")[0]
+
+
+def test_disable_and_enable(world, reseller_a_admin_client, login):
+    user_client = login(world.users["customer_a_master_admin"].email)
+    with unscoped() as session:  # a second master admin so the first may be disabled
+        customer = session.get(factories.Account, world.accounts["customer_a"].id)
+        factories.user(customer, "second@aardvark.example", master_admin=True)
+        session.commit()
+    master = world.users["customer_a_master_admin"]
+    token = csrf_token(reseller_a_admin_client)
+    reseller_a_admin_client.post(f"{_users_url(world)}/customer/{master.id}/disable", data={"csrf_token": token})
+    assert not _user(master.email).active
+    assert user_client.get("/").status_code == 302  # the signed-in session ends at its next request
+    reseller_a_admin_client.post(f"{_users_url(world)}/customer/{master.id}/enable", data={"csrf_token": token})
+    assert _user(master.email).active
+    assert login(master.email).get("/").status_code == 200
+
+
+def test_edit_customer_user(world, reseller_a_admin_client):
+    master = world.users["customer_a_master_admin"]
+    response = reseller_a_admin_client.post(
+        f"{_users_url(world)}/customer/{master.id}/edit",
+        data={
+            "csrf_token": csrf_token(reseller_a_admin_client),
+            "first_name": "Mara",
+            "last_name": "Mastery",
+            "email": "Mara@Aardvark.example",
+            "mobile": "+64 21 000 000",
+            "admin": "y",
+            "master_admin": "y",
+        },
+    )
+    assert response.status_code == 302
+    user = _user("mara@aardvark.example")
+    assert (user.last_name, user.mobile, user.username) == ("Mastery", "+64 21 000 000", "mara@aardvark.example")
+
+
+def test_edit_the_default_master_admin_placeholder(world, reseller_a_admin_client):
+    pid = world.rows["a"]["placeholder"]
+    response = reseller_a_admin_client.post(
+        f"{_users_url(world)}/placeholder/{pid}/edit",
+        data={
+            "csrf_token": csrf_token(reseller_a_admin_client),
+            "first_name": "IT",
+            "last_name": "Support",
+            "email": "ITsupport@Aardvark.example",
+        },
+    )
+    assert response.status_code == 302
+    with unscoped() as session:
+        placeholder = session.get(PlaceholderUser, pid)
+        assert (placeholder.name, placeholder.email) == ("IT Support", "itsupport@aardvark.example")
+        assert session.scalar(select(func.count(PortalUser.id)).where(PortalUser.email == placeholder.email)) == 0
+
+
+# -- partner portal users ------------------------------------------------------------------------------------
+
+
+def _add_partner_user(client, world, **fields):
+    data = {
+        "csrf_token": csrf_token(client),
+        "first_name": "Pia",
+        "last_name": "Partner",
+        "email": "pia@alpha.example",
+        "password": "lighthouse keeper morning",
+        "confirm": "lighthouse keeper morning",
+        **fields,
+    }
+    return client.post(f"{_users_url(world, 'reseller_a')}/partner/new", data=data)
+
+
+def test_add_partner_user_with_a_password_set_by_the_adder(world, reseller_a_admin_client, login):
+    assert _add_partner_user(reseller_a_admin_client, world, csp_admin="y").status_code == 302
+    user = _user("pia@alpha.example")
+    assert user.portal == "partner" and user.is_csp_admin and user.roles == ["Partner CSP Admin"]
+    assert login("pia@alpha.example", "lighthouse keeper morning").get("/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("short", "Use at least 12 characters."),
+        ("password1234", "commonly used password"),
+        ("qwertyuiop123", "commonly used password"),
+    ],
+)
+def test_partner_password_policy(world, reseller_a_admin_client, password, message):
+    before = database_fingerprint()
+    response = _add_partner_user(reseller_a_admin_client, world, password=password, confirm=password)
+    assert response.status_code == 400 and re.search(rf'data-error-for="password">[^<]*{message}', response.text)
+    assert database_fingerprint() == before
+
+
+def test_partner_password_change(world, reseller_a_admin_client, login):
+    user = world.users["reseller_a_user"]
+    url = f"{_users_url(world, 'reseller_a')}/partner/{user.id}/password"
+    response = reseller_a_admin_client.post(
+        url,
+        data={
+            "csrf_token": csrf_token(reseller_a_admin_client),
+            "password": "river stone compass",
+            "confirm": "river stone compass",
+        },
+    )
+    assert response.status_code == 302
+    assert login(user.email, "river stone compass").get("/").status_code == 200
+
+
+def test_partner_user_edit_makes_csp_admin(world, reseller_a_admin_client):
+    user = world.users["reseller_a_user"]
+    response = reseller_a_admin_client.post(
+        f"{_users_url(world, 'reseller_a')}/partner/{user.id}/edit",
+        data={
+            "csrf_token": csrf_token(reseller_a_admin_client),
+            "first_name": "Una",
+            "last_name": "User",
+            "email": user.email,
+            "csp_admin": "y",
+        },
+    )
+    assert response.status_code == 302
+    assert _user(user.email).roles == ["Partner CSP Admin"]
+
+
+def test_a_partner_user_manages_customer_users_but_not_partner_users(world, reseller_a_user_client):
+    assert reseller_a_user_client.get(f"{_users_url(world)}/customer/new").status_code == 200
+    assert reseller_a_user_client.get(f"{_users_url(world, 'reseller_a')}/partner/new").status_code == 403
+    page = reseller_a_user_client.get(_users_url(world, "reseller_a")).text
+    assert ">Password<" not in page
+
+
+def test_nobody_changes_their_own_sign_in_from_the_tab(world, reseller_a_admin_client):
+    me = world.users["reseller_a_admin"]
+    reseller_a_admin_client.post(
+        f"{_users_url(world, 'reseller_a')}/partner/{me.id}/disable",
+        data={"csrf_token": csrf_token(reseller_a_admin_client)},
+    )
+    assert _user(me.email).active

@@ -1,0 +1,417 @@
+"""The Users tab: CUSTOMER PORTAL USERS and PARTNER PORTAL USERS, as in the guide, and their changes."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, url_for
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models.accounts import CUSTOMER, RESELLER, Account, PlaceholderUser
+from app.services import users as user_service
+from app.services.activation import send_activation
+from app.services.users import UserChanges, UserError
+from security import permissions as P
+from security.models import CUSTOMER_PORTAL, PARTNER_PORTAL, PortalUser
+from views.base import PortalView, get_or_404, signed_in_first
+from views.partner.accounts_screen import account_in_scope
+from views.partner.forms import CustomerUserForm, NewPartnerUserForm, PartnerUserForm, PasswordForm, PlaceholderForm
+
+
+def _users_of(account: Account, portal: str) -> list[PortalUser]:
+    return list(
+        db.session.scalars(
+            select(PortalUser)
+            .where(PortalUser.account_id == account.id, PortalUser.portal == portal, PortalUser.deleted_at.is_(None))
+            .order_by(func.lower(PortalUser.first_name), func.lower(PortalUser.last_name), PortalUser.id)
+        )
+    )
+
+
+def _user_of(account: Account, user_id, portal: str) -> PortalUser:
+    user = get_or_404(PortalUser, user_id)
+    if user.account_id != account.id or user.portal != portal or user.deleted_at is not None:
+        abort(404)
+    return user
+
+
+def apply_user_change(account: Account, user: PortalUser, change, done: str):
+    """Run a one-click change (disable, enable, delete) and come back to the Users tab with what happened."""
+    if user.id == g.user.id:
+        flash("You cannot change your own sign-in this way.", "danger")
+    else:
+        try:
+            change(user)
+            db.session.commit()
+        except UserError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+        else:
+            flash(done.format(email=user.email), "success")
+    return redirect(url_for("AccountUsersView.users", account_id=account.id))
+
+
+def _form_error(form, exc: UserError) -> None:
+    """Show a refused change beside its field, or above the form."""
+    field = getattr(form, exc.field, None) if exc.field else None
+    if field is not None:
+        field.errors = [*field.errors, str(exc)]
+    else:
+        form.form_errors.append(str(exc))
+
+
+class AccountUsersView(PortalView):
+    """The Users tab and customer portal users: Add New, Edit, Disable/Enable, Delete, Resend activation."""
+
+    route_base = "/accounts"
+    class_permission_name = P.PORTAL_USERS
+    method_permission_name = {
+        "users": P.READ,
+        "new_customer_user": P.WRITE,
+        "add_customer_user": P.WRITE,
+        "edit_customer_user": P.WRITE,
+        "save_customer_user": P.WRITE,
+        "disable_user": P.WRITE,
+        "enable_user": P.WRITE,
+        "delete_user": P.DELETE,
+        "resend_activation": P.WRITE,
+        "edit_placeholder": P.WRITE,
+        "save_placeholder": P.WRITE,
+        "delete_placeholder": P.DELETE,
+    }
+
+    def _page(self, template: str, account: Account, **context):
+        return self.render_template(f"portal/account/{template}", account=account, tab="users", **context)
+
+    def _back(self, account: Account):
+        return redirect(url_for("AccountUsersView.users", account_id=account.id))
+
+    @expose("/<int:account_id>/users")
+    @signed_in_first
+    @has_access
+    def users(self, account_id):
+        account = account_in_scope(account_id)
+        customer_users = _users_of(account, CUSTOMER_PORTAL) if account.kind == CUSTOMER else []
+        placeholders = (
+            list(
+                db.session.scalars(
+                    select(PlaceholderUser).where(PlaceholderUser.account_id == account.id).order_by(PlaceholderUser.id)
+                )
+            )
+            if account.kind == CUSTOMER
+            else []
+        )
+        partner_users = _users_of(account, PARTNER_PORTAL) if account.kind == RESELLER else []
+        return self._page(
+            "users.html", account, customer_users=customer_users, placeholders=placeholders, partner_users=partner_users
+        )
+
+    # -- customer portal users ------------------------------------------------------------------------------
+    def _customer(self, account_id) -> Account:
+        account = account_in_scope(account_id)
+        if account.kind != CUSTOMER:
+            abort(404)
+        return account
+
+    @expose("/<int:account_id>/users/customer/new")
+    @signed_in_first
+    @has_access
+    def new_customer_user(self, account_id):
+        account = self._customer(account_id)
+        return self._page("user_form.html", account, form=CustomerUserForm(), title="Add customer portal user")
+
+    @expose("/<int:account_id>/users/customer/new", methods=["POST"])
+    @has_access
+    def add_customer_user(self, account_id):
+        account = self._customer(account_id)
+        form = CustomerUserForm()
+        if form.validate_on_submit():
+            try:
+                user = user_service.create_user(
+                    account,
+                    form.email.data,
+                    form.first_name.data,
+                    form.last_name.data,
+                    mobile=form.mobile.data,
+                    admin=form.admin.data,
+                    master_admin=form.master_admin.data,
+                    cp3_enabled=True,
+                )
+                db.session.commit()
+            except UserError as exc:
+                db.session.rollback()
+                _form_error(form, exc)
+            else:
+                if send_activation(user):
+                    flash(f"Added {user.email}; an email asks them to activate their account.", "success")
+                else:
+                    flash(f"Added {user.email}, but the activation email was not sent. Use Resend.", "warning")
+                return self._back(account)
+        return self._page("user_form.html", account, form=form, title="Add customer portal user"), 400
+
+    @expose("/<int:account_id>/users/customer/<int:user_id>/edit")
+    @signed_in_first
+    @has_access
+    def edit_customer_user(self, account_id, user_id):
+        account = self._customer(account_id)
+        user = _user_of(account, user_id, CUSTOMER_PORTAL)
+        form = CustomerUserForm(obj=user, admin=user.is_admin, master_admin=user.is_master_admin)
+        return self._page("user_form.html", account, form=form, title=f"Edit {user.email}", user=user)
+
+    @expose("/<int:account_id>/users/customer/<int:user_id>/edit", methods=["POST"])
+    @has_access
+    def save_customer_user(self, account_id, user_id):
+        account = self._customer(account_id)
+        user = _user_of(account, user_id, CUSTOMER_PORTAL)
+        form = CustomerUserForm()
+        if form.validate_on_submit():
+            try:
+                user_service.update_user(
+                    user,
+                    UserChanges(
+                        form.first_name.data,
+                        form.last_name.data,
+                        form.email.data,
+                        form.mobile.data,
+                        admin=form.admin.data,
+                        master_admin=form.master_admin.data,
+                    ),
+                )
+                db.session.commit()
+            except UserError as exc:
+                db.session.rollback()
+                _form_error(form, exc)
+            else:
+                flash(f"Saved {user.email}.", "success")
+                return self._back(account)
+        return self._page("user_form.html", account, form=form, title="Edit customer portal user", user=user), 400
+
+    def _change(self, account_id, user_id, change, done: str):
+        account = self._customer(account_id)
+        return apply_user_change(account, _user_of(account, user_id, CUSTOMER_PORTAL), change, done)
+
+    @expose("/<int:account_id>/users/customer/<int:user_id>/disable", methods=["POST"])
+    @has_access
+    def disable_user(self, account_id, user_id):
+        return self._change(
+            account_id,
+            user_id,
+            lambda u: user_service.set_enabled(u, False),
+            "{email} is disabled and can no longer sign in.",
+        )
+
+    @expose("/<int:account_id>/users/customer/<int:user_id>/enable", methods=["POST"])
+    @has_access
+    def enable_user(self, account_id, user_id):
+        return self._change(account_id, user_id, lambda u: user_service.set_enabled(u, True), "{email} is enabled.")
+
+    @expose("/<int:account_id>/users/customer/<int:user_id>/delete", methods=["POST"])
+    @has_access
+    def delete_user(self, account_id, user_id):
+        return self._change(
+            account_id,
+            user_id,
+            user_service.soft_delete,
+            "{email} is deleted: they can no longer sign in; their history stays.",
+        )
+
+    @expose("/<int:account_id>/users/customer/<int:user_id>/resend", methods=["POST"])
+    @has_access
+    def resend_activation(self, account_id, user_id):
+        account = self._customer(account_id)
+        user = _user_of(account, user_id, CUSTOMER_PORTAL)
+        if not user.cp3_enabled:
+            flash(f"{user.email} is not enabled for the customer portal yet.", "warning")
+        elif send_activation(user):
+            flash(f"Sent a new activation email to {user.email}; earlier links no longer work.", "success")
+        else:
+            flash(f"The activation email to {user.email} was not sent: {user.activation_error}", "danger")
+        return self._back(account)
+
+    # -- the default master admin placeholder ----------------------------------------------------------------
+    def _placeholder(self, account: Account, placeholder_id) -> PlaceholderUser:
+        placeholder = get_or_404(PlaceholderUser, placeholder_id)
+        if placeholder.account_id != account.id:
+            abort(404)
+        return placeholder
+
+    @expose("/<int:account_id>/users/placeholder/<int:placeholder_id>/edit")
+    @signed_in_first
+    @has_access
+    def edit_placeholder(self, account_id, placeholder_id):
+        account = self._customer(account_id)
+        placeholder = self._placeholder(account, placeholder_id)
+        return self._page(
+            "user_form.html",
+            account,
+            form=PlaceholderForm(obj=placeholder),
+            title="Edit the master admin",
+            placeholder=placeholder,
+        )
+
+    @expose("/<int:account_id>/users/placeholder/<int:placeholder_id>/edit", methods=["POST"])
+    @has_access
+    def save_placeholder(self, account_id, placeholder_id):
+        account = self._customer(account_id)
+        placeholder = self._placeholder(account, placeholder_id)
+        form = PlaceholderForm()
+        if form.validate_on_submit():
+            user_service.update_placeholder(
+                placeholder, form.first_name.data, form.last_name.data, form.email.data, form.mobile.data
+            )
+            db.session.commit()
+            flash(
+                f"Saved the master admin {placeholder.email}. Activate (CP3) to send their activation email.", "success"
+            )
+            return self._back(account)
+        return self._page(
+            "user_form.html", account, form=form, title="Edit the master admin", placeholder=placeholder
+        ), 400
+
+    @expose("/<int:account_id>/users/placeholder/<int:placeholder_id>/delete", methods=["POST"])
+    @has_access
+    def delete_placeholder(self, account_id, placeholder_id):
+        account = self._customer(account_id)
+        user_service.delete_placeholder(self._placeholder(account, placeholder_id))
+        db.session.commit()
+        flash("Removed the master admin placeholder.", "success")
+        return self._back(account)
+
+
+class PartnerUsersView(PortalView):
+    """PARTNER PORTAL USERS of a reseller: Add New (the adder sets the password), Edit, Password."""
+
+    route_base = "/accounts"
+    class_permission_name = P.PARTNER_USERS
+    method_permission_name = {
+        "new_partner_user": P.WRITE,
+        "add_partner_user": P.WRITE,
+        "edit_partner_user": P.WRITE,
+        "save_partner_user": P.WRITE,
+        "password": P.WRITE,
+        "save_password": P.WRITE,
+        "disable_partner_user": P.WRITE,
+        "enable_partner_user": P.WRITE,
+    }
+
+    def _reseller(self, account_id) -> Account:
+        account = account_in_scope(account_id)
+        if account.kind != RESELLER:
+            abort(404)
+        return account
+
+    def _page(self, account: Account, form, title: str, **context):
+        return self.render_template(
+            "portal/account/user_form.html", account=account, tab="users", form=form, title=title, **context
+        )
+
+    def _back(self, account: Account):
+        return redirect(url_for("AccountUsersView.users", account_id=account.id))
+
+    @expose("/<int:account_id>/users/partner/new")
+    @signed_in_first
+    @has_access
+    def new_partner_user(self, account_id):
+        account = self._reseller(account_id)
+        return self._page(account, NewPartnerUserForm(), "Add partner portal user")
+
+    @expose("/<int:account_id>/users/partner/new", methods=["POST"])
+    @has_access
+    def add_partner_user(self, account_id):
+        account = self._reseller(account_id)
+        form = NewPartnerUserForm()
+        if form.validate_on_submit():
+            try:
+                user = user_service.create_user(
+                    account,
+                    form.email.data,
+                    form.first_name.data,
+                    form.last_name.data,
+                    password=form.password.data,
+                    csp_admin=form.csp_admin.data,
+                )
+                db.session.commit()
+            except UserError as exc:
+                db.session.rollback()
+                _form_error(form, exc)
+            else:
+                flash(f"Added partner portal user {user.email}.", "success")
+                return self._back(account)
+        return self._page(account, form, "Add partner portal user"), 400
+
+    @expose("/<int:account_id>/users/partner/<int:user_id>/edit")
+    @signed_in_first
+    @has_access
+    def edit_partner_user(self, account_id, user_id):
+        account = self._reseller(account_id)
+        user = _user_of(account, user_id, PARTNER_PORTAL)
+        form = PartnerUserForm(obj=user, csp_admin=user.is_csp_admin)
+        return self._page(account, form, f"Edit {user.email}", user=user)
+
+    @expose("/<int:account_id>/users/partner/<int:user_id>/edit", methods=["POST"])
+    @has_access
+    def save_partner_user(self, account_id, user_id):
+        account = self._reseller(account_id)
+        user = _user_of(account, user_id, PARTNER_PORTAL)
+        form = PartnerUserForm()
+        if form.validate_on_submit():
+            try:
+                user_service.update_user(
+                    user,
+                    UserChanges(
+                        form.first_name.data, form.last_name.data, form.email.data, csp_admin=form.csp_admin.data
+                    ),
+                )
+                db.session.commit()
+            except UserError as exc:
+                db.session.rollback()
+                _form_error(form, exc)
+            else:
+                flash(f"Saved {user.email}.", "success")
+                return self._back(account)
+        return self._page(account, form, "Edit partner portal user", user=user), 400
+
+    @expose("/<int:account_id>/users/partner/<int:user_id>/password")
+    @signed_in_first
+    @has_access
+    def password(self, account_id, user_id):
+        account = self._reseller(account_id)
+        user = _user_of(account, user_id, PARTNER_PORTAL)
+        return self._page(account, PasswordForm(), f"New password for {user.email}", user=user)
+
+    @expose("/<int:account_id>/users/partner/<int:user_id>/password", methods=["POST"])
+    @has_access
+    def save_password(self, account_id, user_id):
+        account = self._reseller(account_id)
+        user = _user_of(account, user_id, PARTNER_PORTAL)
+        form = PasswordForm()
+        form.account_email = user.email
+        if form.validate_on_submit():
+            user_service.set_password(user, form.password.data)
+            db.session.commit()
+            flash(f"Set a new password for {user.email}.", "success")
+            return self._back(account)
+        return self._page(account, form, f"New password for {user.email}", user=user), 400
+
+    @expose("/<int:account_id>/users/partner/<int:user_id>/disable", methods=["POST"])
+    @has_access
+    def disable_partner_user(self, account_id, user_id):
+        account = self._reseller(account_id)
+        return apply_user_change(
+            account,
+            _user_of(account, user_id, PARTNER_PORTAL),
+            lambda u: user_service.set_enabled(u, False),
+            "{email} is disabled and can no longer sign in.",
+        )
+
+    @expose("/<int:account_id>/users/partner/<int:user_id>/enable", methods=["POST"])
+    @has_access
+    def enable_partner_user(self, account_id, user_id):
+        account = self._reseller(account_id)
+        return apply_user_change(
+            account,
+            _user_of(account, user_id, PARTNER_PORTAL),
+            lambda u: user_service.set_enabled(u, True),
+            "{email} is enabled.",
+        )

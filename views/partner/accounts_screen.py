@@ -1,0 +1,206 @@
+"""An account's details screen: the Details, Sub-Accounts and Products & Services tabs, and Add Sub Account."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, request, url_for
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
+from app.models.subscriptions import Subscription
+from app.services.accounts import create_sub_account, update_details
+from security import permissions as P
+from views.base import PortalView, get_or_404, signed_in_first
+from views.partner.forms import AccountDetailsForm, SubAccountForm
+
+SUB_ACCOUNTS_PER_PAGE = 25
+
+
+def account_in_scope(account_id) -> Account:
+    """A reseller or customer the signed-in user may see (the operator's own account is no tab screen)."""
+    account = get_or_404(Account, account_id)
+    if account.kind == OPERATOR:
+        abort(404)
+    return account
+
+
+class AccountScreenView(PortalView):
+    """/accounts/<id>/...: the screen the search box and Accounts ▸ List all lead to."""
+
+    route_base = "/accounts"
+    class_permission_name = P.ACCOUNTS
+    method_permission_name = {
+        "overview": P.READ,
+        "details": P.READ,
+        "save_details": P.WRITE,
+        "sub_accounts": P.READ,
+        "new_sub_account": P.WRITE,
+        "add_sub_account": P.WRITE,
+        "csp_report": P.READ,
+        "microsoft_tenant": P.READ,
+    }
+
+    def _render(self, template: str, account: Account, tab: str, **context):
+        return self.render_template(f"portal/account/{template}", account=account, tab=tab, **context)
+
+    @expose("/<int:account_id>/")
+    @signed_in_first
+    @has_access
+    def overview(self, account_id):
+        return redirect(url_for(".details", account_id=account_in_scope(account_id).id))
+
+    @expose("/<int:account_id>/details")
+    @signed_in_first
+    @has_access
+    def details(self, account_id):
+        account = account_in_scope(account_id)
+        return self._render("details.html", account, "details", form=self._details_form(account, obj=account))
+
+    @staticmethod
+    def _details_form(account: Account, **kwargs) -> AccountDetailsForm:
+        form = AccountDetailsForm(**kwargs)
+        if account.kind != RESELLER:
+            del form.it_support_email  # only resellers have an IT support address
+        return form
+
+    @expose("/<int:account_id>/details", methods=["POST"])
+    @has_access
+    def save_details(self, account_id):
+        account = account_in_scope(account_id)
+        form = self._details_form(account)
+        if not form.validate_on_submit():
+            return self._render("details.html", account, "details", form=form), 400
+        values = form.company_values()
+        if account.kind == RESELLER:
+            values["it_support_email"] = form.it_support_email.data
+        update_details(account, values)
+        db.session.commit()
+        flash(f"Saved the details of {account.name}.", "success")
+        return redirect(url_for(".details", account_id=account.id))
+
+    @expose("/<int:account_id>/sub-accounts")
+    @signed_in_first
+    @has_access
+    def sub_accounts(self, account_id):
+        reseller = account_in_scope(account_id)
+        if reseller.kind != RESELLER:
+            abort(404)
+        page = request.args.get("page", 1, type=int) or 1
+        query = select(Account).where(Account.parent_id == reseller.id, Account.kind == CUSTOMER)
+        total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+        customers = db.session.scalars(
+            query.order_by(func.lower(Account.name), Account.id)
+            .offset((max(page, 1) - 1) * SUB_ACCOUNTS_PER_PAGE)
+            .limit(SUB_ACCOUNTS_PER_PAGE)
+        ).all()
+        ids = [c.id for c in customers]
+        domains = (
+            dict(
+                db.session.execute(
+                    select(MicrosoftTenant.account_id, MicrosoftTenant.domain_prefix).where(
+                        MicrosoftTenant.account_id.in_(ids)
+                    )
+                ).all()
+            )
+            if ids
+            else {}
+        )
+        licences = (
+            {
+                row[0]: (row[1], row[2])
+                for row in db.session.execute(
+                    select(Subscription.account_id, func.sum(Subscription.assigned), func.sum(Subscription.quantity))
+                    .where(Subscription.account_id.in_(ids), Subscription.status == "active")
+                    .group_by(Subscription.account_id)
+                )
+            }
+            if ids
+            else {}
+        )
+        return self._render(
+            "sub_accounts.html",
+            reseller,
+            "sub_accounts",
+            customers=customers,
+            domains=domains,
+            licences=licences,
+            total=total,
+            page=page,
+            per_page=SUB_ACCOUNTS_PER_PAGE,
+        )
+
+    def _sub_account_form(self, reseller: Account) -> SubAccountForm:
+        form = SubAccountForm()
+        if request.method == "GET":
+            form.master_admin_email.data = reseller.it_support_email
+            form.master_admin_name.data = "IT Support" if reseller.it_support_email else ""
+        return form
+
+    @expose("/<int:account_id>/sub-accounts/new")
+    @signed_in_first
+    @has_access
+    def new_sub_account(self, account_id):
+        reseller = account_in_scope(account_id)
+        if reseller.kind != RESELLER:
+            abort(404)
+        return self._render("sub_account_new.html", reseller, "sub_accounts", form=self._sub_account_form(reseller))
+
+    @expose("/<int:account_id>/sub-accounts/new", methods=["POST"])
+    @has_access
+    def add_sub_account(self, account_id):
+        reseller = account_in_scope(account_id)
+        if reseller.kind != RESELLER:
+            abort(404)
+        form = self._sub_account_form(reseller)
+        if not form.validate_on_submit():
+            return self._render("sub_account_new.html", reseller, "sub_accounts", form=form), 400
+        customer = create_sub_account(
+            reseller, form.company_values(), form.master_admin_name.data, form.master_admin_email.data
+        )
+        db.session.commit()
+        flash(f"Added sub-account {customer.name}. Its master admin is {customer_master_label(customer)}.", "success")
+        return redirect(url_for(".sub_accounts", account_id=reseller.id))
+
+    @expose("/<int:account_id>/products/csp-report")
+    @signed_in_first
+    @has_access
+    def csp_report(self, account_id):
+        account = account_in_scope(account_id)
+        return self._render(
+            "placeholder.html",
+            account,
+            "products",
+            title="CSP Report",
+            body=(
+                "The CSP Report will be here: the subscription report and the user report of this account "
+                "(for a reseller, its whole customer base), each exported as .xlsx, and the Usage Chart."
+            ),
+        )
+
+    @expose("/<int:account_id>/products/microsoft-tenant")
+    @signed_in_first
+    @has_access
+    def microsoft_tenant(self, account_id):
+        account = account_in_scope(account_id)
+        tenant = account.tenant
+        body = (
+            f"Primary domain {tenant.primary_domain} — status {tenant.status}."
+            if tenant
+            else "This customer has no Microsoft tenant yet. Creating one (with the live onmicrosoft domain check) "
+            "or linking an existing one will be here."
+        )
+        return self._render("placeholder.html", account, "products", title="Microsoft tenant", body=body)
+
+
+def customer_master_label(customer: Account) -> str:
+    from app.models.accounts import PlaceholderUser
+
+    placeholder = db.session.scalars(select(PlaceholderUser).where(PlaceholderUser.account_id == customer.id)).first()
+    return placeholder.email if placeholder else "not set"
+
+
+def is_partner_portal_user() -> bool:
+    user = g.get("user")
+    return bool(user and user.is_authenticated and user.portal in ("operator", "partner"))

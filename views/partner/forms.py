@@ -1,0 +1,168 @@
+"""The partner portal's forms. Every field is validated on the server; errors show beside the field."""
+
+from __future__ import annotations
+
+import re
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp, ValidationError
+
+from security.passwords import password_problem
+
+_PHONE = Regexp(r"^[0-9+()\-. ]{5,32}$", message="Use digits, spaces and + ( ) - . only (5 to 32 characters).")
+_COUNTRY = Regexp(r"^[A-Za-z]{2}$", message="Use the two-letter country code, for example NZ.")
+
+
+def _required(label: str, max_length: int):
+    return [
+        DataRequired(message=f"{label} is required."),
+        Length(max=max_length, message=f"{label} must be at most {max_length} characters."),
+    ]
+
+
+def _optional(label: str, max_length: int):
+    return [Optional(), Length(max=max_length, message=f"{label} must be at most {max_length} characters.")]
+
+
+def _email(label: str, required: bool = True):
+    first = DataRequired(message=f"{label} is required.") if required else Optional()
+    return [
+        first,
+        Length(max=320, message=f"{label} must be at most 320 characters."),
+        Email(message="Enter a valid email address, like name@example.com.", check_deliverability=False),
+    ]
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class _Form(FlaskForm):
+    class Meta:
+        def bind_field(self, form, unbound_field, options):
+            # Surrounding spaces are never meant: strip every text field.
+            filters = options.get("filters", ())
+            if unbound_field.field_class in (StringField, EmailField):
+                options["filters"] = (*filters, _strip)
+            return unbound_field.bind(form=form, **options)
+
+
+class PasswordRules:
+    """The password policy as a WTForms validator (the account's email is not allowed inside it)."""
+
+    def __init__(self, email_field: str | None = "email"):
+        self.email_field = email_field
+
+    def __call__(self, form, field):
+        email = getattr(form, self.email_field).data if self.email_field and hasattr(form, self.email_field) else ""
+        problem = password_problem(field.data or "", email=email or getattr(form, "account_email", ""))
+        if problem:
+            raise ValidationError(problem)
+
+
+class CompanyFields(_Form):
+    name = StringField("Company name", validators=_required("Company name", 160))
+    contact_first_name = StringField("Contact first name", validators=_optional("Contact first name", 40))
+    contact_last_name = StringField("Contact last name", validators=_optional("Contact last name", 40))
+    contact_email = EmailField("Contact email", validators=_email("Contact email", required=False))
+    phone = StringField("Phone", validators=[Optional(), _PHONE])
+    address_line1 = StringField("Address", validators=_optional("Address", 120))
+    address_line2 = StringField("Address (line 2)", validators=_optional("Address (line 2)", 120))
+    city = StringField("City", validators=_optional("City", 64))
+    region = StringField("Region", validators=_optional("Region", 64))
+    postcode = StringField("Postcode", validators=_optional("Postcode", 16))
+    country = StringField("Country", default="NZ", validators=[DataRequired(message="Country is required."), _COUNTRY])
+
+    def validate_name(self, field):
+        if not re.search(r"[A-Za-z0-9]", field.data or ""):
+            raise ValidationError("Company name needs at least one letter or digit.")
+
+    def company_values(self) -> dict:
+        values = {
+            name: getattr(self, name).data
+            for name in (
+                "name",
+                "contact_first_name",
+                "contact_last_name",
+                "contact_email",
+                "phone",
+                "address_line1",
+                "address_line2",
+                "city",
+                "region",
+                "postcode",
+                "country",
+            )
+        }
+        values["country"] = (values["country"] or "NZ").upper()
+        return values
+
+
+class AccountDetailsForm(CompanyFields):
+    it_support_email = EmailField(
+        "IT support email",
+        validators=_email("IT support email", required=False),
+        description="Suggested as the master admin of new sub-accounts.",
+    )
+
+
+class SubAccountForm(CompanyFields):
+    master_admin_name = StringField(
+        "Master admin name", validators=_optional("Master admin name", 128), description="Usually your IT support team."
+    )
+    master_admin_email = EmailField(
+        "Master admin email",
+        validators=_email("Master admin email", required=False),
+        description="Leave empty for the default master admin placeholder; edit it later on the Users tab.",
+    )
+
+
+class ResellerForm(CompanyFields):
+    it_support_email = EmailField("IT support email", validators=_email("IT support email", required=False))
+    first_name = StringField("First partner user: first name", validators=_required("First name", 64))
+    last_name = StringField("Last name", validators=_required("Last name", 64))
+    email = EmailField(
+        "Email", validators=_email("Email"), description="Gets a welcome email with a link to set a password."
+    )
+
+
+class CustomerUserForm(_Form):
+    first_name = StringField("First name", validators=_required("First name", 64))
+    last_name = StringField("Last name", validators=_required("Last name", 64))
+    email = EmailField("Email", validators=_email("Email"))
+    mobile = StringField("Mobile", validators=[Optional(), _PHONE])
+    admin = BooleanField("Admin")
+    master_admin = BooleanField("Master Admin")
+
+
+class PlaceholderForm(_Form):
+    first_name = StringField("First name", validators=_required("First name", 64))
+    last_name = StringField("Last name", validators=_required("Last name", 64))
+    email = EmailField("Email", validators=_email("Email"))
+    mobile = StringField("Mobile", validators=[Optional(), _PHONE])
+
+
+class PartnerUserForm(_Form):
+    first_name = StringField("First name", validators=_required("First name", 64))
+    last_name = StringField("Last name", validators=_required("Last name", 64))
+    email = EmailField("Email", validators=_email("Email"))
+    csp_admin = BooleanField("CSP Admin", description="Partner users of the reseller, tenants, orders and prices.")
+
+
+class NewPartnerUserForm(PartnerUserForm):
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(message="Password is required."), PasswordRules()],
+        description="At least 12 characters; not a common password.",
+    )
+    confirm = PasswordField("Repeat password", validators=[EqualTo("password", message="The passwords differ.")])
+
+
+class PasswordForm(_Form):
+    password = PasswordField(
+        "New password",
+        validators=[DataRequired(message="Password is required."), PasswordRules(email_field=None)],
+        description="At least 12 characters; not a common password.",
+    )
+    confirm = PasswordField("Repeat password", validators=[EqualTo("password", message="The passwords differ.")])
