@@ -212,6 +212,8 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         # Server-side sessions: logging out ends them for good.
         "SESSION_STORE": "redis" if redis_url else "database",
         "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME_MINUTES", 480, minimum=5) * 60,
+        # Expired database sessions are deleted on about one request in N; 0 leaves it to `flask session_cleanup`.
+        "SESSION_CLEANUP_N_REQUESTS": _int(env, "SESSION_CLEANUP_N_REQUESTS", 0 if mode == "testing" else 200),
         "SESSION_COOKIE_NAME": "portal_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

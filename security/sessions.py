@@ -27,7 +27,7 @@ class DatabaseSessionInterface(ServerSideSessionInterface):
 
     def __init__(self, app: Flask, engine_getter, **kwargs) -> None:
         self._engine = engine_getter
-        super().__init__(app, cleanup_n_requests=kwargs.pop("cleanup_n_requests", 200), **kwargs)
+        super().__init__(app, cleanup_n_requests=app.config["SESSION_CLEANUP_N_REQUESTS"] or None, **kwargs)
 
     def _store(self) -> Session:
         return Session(self._engine(), expire_on_commit=False)

@@ -28,7 +28,7 @@ def test_delete_and_actions_refuse_get(app, world, ops_admin_client):
     ("path", "data"),
     [
         ("/productview/action_post", {"action": "retire", "rowid": "1"}),
-        ("/accountview/edit/1", {"name": "Changed"}),
+        ("/accounts/4/details", {"name": "Changed", "country": "NZ"}),
         (
             "/productview/add",
             {"name": "Free stuff", "sku": "FREE", "billing_cycle": "monthly", "unit_cost": "0", "unit_price": "0"},
@@ -60,7 +60,7 @@ def test_retiring_a_product_is_a_post_with_an_event(world, ops_admin_client):
 def test_editing_an_account_records_what_changed(world, reseller_a_admin_client):
     customer = world.accounts["customer_a"]
     response = reseller_a_admin_client.post(
-        f"/accountview/edit/{customer.id}",
+        f"/accounts/{customer.id}/details",
         data={"csrf_token": csrf_token(reseller_a_admin_client), "name": "Aardvark Farms 2025", "country": "NZ"},
     )
     assert response.status_code == 302

@@ -52,6 +52,21 @@ def apply_user_change(account: Account, user: PortalUser, change, done: str):
     return redirect(url_for("AccountUsersView.users", account_id=account.id))
 
 
+def save_form(form, change):
+    """Run ``change()`` for a valid form and commit. A refusal (UserError) is rolled back and shown beside its
+    field. Returns (saved, what ``change`` returned)."""
+    if not form.validate_on_submit():
+        return False, None
+    try:
+        result = change()
+        db.session.commit()
+    except UserError as exc:
+        db.session.rollback()
+        _form_error(form, exc)
+        return False, None
+    return True, result
+
+
 def _form_error(form, exc: UserError) -> None:
     """Show a refused change beside its field, or above the form."""
     field = getattr(form, exc.field, None) if exc.field else None
@@ -126,28 +141,25 @@ class AccountUsersView(PortalView):
     def add_customer_user(self, account_id):
         account = self._customer(account_id)
         form = CustomerUserForm()
-        if form.validate_on_submit():
-            try:
-                user = user_service.create_user(
-                    account,
-                    form.email.data,
-                    form.first_name.data,
-                    form.last_name.data,
-                    mobile=form.mobile.data,
-                    admin=form.admin.data,
-                    master_admin=form.master_admin.data,
-                    cp3_enabled=True,
-                )
-                db.session.commit()
-            except UserError as exc:
-                db.session.rollback()
-                _form_error(form, exc)
+        saved, user = save_form(
+            form,
+            lambda: user_service.create_user(
+                account,
+                form.email.data,
+                form.first_name.data,
+                form.last_name.data,
+                mobile=form.mobile.data,
+                admin=form.admin.data,
+                master_admin=form.master_admin.data,
+                cp3_enabled=True,
+            ),
+        )
+        if saved:
+            if send_activation(user):
+                flash(f"Added {user.email}; an email asks them to activate their account.", "success")
             else:
-                if send_activation(user):
-                    flash(f"Added {user.email}; an email asks them to activate their account.", "success")
-                else:
-                    flash(f"Added {user.email}, but the activation email was not sent. Use Resend.", "warning")
-                return self._back(account)
+                flash(f"Added {user.email}, but the activation email was not sent. Use Resend.", "warning")
+            return self._back(account)
         return self._page("user_form.html", account, form=form, title="Add customer portal user"), 400
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/edit")
@@ -165,26 +177,23 @@ class AccountUsersView(PortalView):
         account = self._customer(account_id)
         user = _user_of(account, user_id, CUSTOMER_PORTAL)
         form = CustomerUserForm()
-        if form.validate_on_submit():
-            try:
-                user_service.update_user(
-                    user,
-                    UserChanges(
-                        form.first_name.data,
-                        form.last_name.data,
-                        form.email.data,
-                        form.mobile.data,
-                        admin=form.admin.data,
-                        master_admin=form.master_admin.data,
-                    ),
-                )
-                db.session.commit()
-            except UserError as exc:
-                db.session.rollback()
-                _form_error(form, exc)
-            else:
-                flash(f"Saved {user.email}.", "success")
-                return self._back(account)
+        saved, _ = save_form(
+            form,
+            lambda: user_service.update_user(
+                user,
+                UserChanges(
+                    form.first_name.data,
+                    form.last_name.data,
+                    form.email.data,
+                    form.mobile.data,
+                    admin=form.admin.data,
+                    master_admin=form.master_admin.data,
+                ),
+            ),
+        )
+        if saved:
+            flash(f"Saved {user.email}.", "success")
+            return self._back(account)
         return self._page("user_form.html", account, form=form, title="Edit customer portal user", user=user), 400
 
     def _change(self, account_id, user_id, change, done: str):
@@ -321,23 +330,20 @@ class PartnerUsersView(PortalView):
     def add_partner_user(self, account_id):
         account = self._reseller(account_id)
         form = NewPartnerUserForm()
-        if form.validate_on_submit():
-            try:
-                user = user_service.create_user(
-                    account,
-                    form.email.data,
-                    form.first_name.data,
-                    form.last_name.data,
-                    password=form.password.data,
-                    csp_admin=form.csp_admin.data,
-                )
-                db.session.commit()
-            except UserError as exc:
-                db.session.rollback()
-                _form_error(form, exc)
-            else:
-                flash(f"Added partner portal user {user.email}.", "success")
-                return self._back(account)
+        saved, user = save_form(
+            form,
+            lambda: user_service.create_user(
+                account,
+                form.email.data,
+                form.first_name.data,
+                form.last_name.data,
+                password=form.password.data,
+                csp_admin=form.csp_admin.data,
+            ),
+        )
+        if saved:
+            flash(f"Added partner portal user {user.email}.", "success")
+            return self._back(account)
         return self._page(account, form, "Add partner portal user"), 400
 
     @expose("/<int:account_id>/users/partner/<int:user_id>/edit")
@@ -355,21 +361,16 @@ class PartnerUsersView(PortalView):
         account = self._reseller(account_id)
         user = _user_of(account, user_id, PARTNER_PORTAL)
         form = PartnerUserForm()
-        if form.validate_on_submit():
-            try:
-                user_service.update_user(
-                    user,
-                    UserChanges(
-                        form.first_name.data, form.last_name.data, form.email.data, csp_admin=form.csp_admin.data
-                    ),
-                )
-                db.session.commit()
-            except UserError as exc:
-                db.session.rollback()
-                _form_error(form, exc)
-            else:
-                flash(f"Saved {user.email}.", "success")
-                return self._back(account)
+        saved, _ = save_form(
+            form,
+            lambda: user_service.update_user(
+                user,
+                UserChanges(form.first_name.data, form.last_name.data, form.email.data, csp_admin=form.csp_admin.data),
+            ),
+        )
+        if saved:
+            flash(f"Saved {user.email}.", "success")
+            return self._back(account)
         return self._page(account, form, "Edit partner portal user", user=user), 400
 
     @expose("/<int:account_id>/users/partner/<int:user_id>/password")

@@ -11,21 +11,6 @@ from app.models.accounts import CUSTOMER, RESELLER, Account
 from security import permissions as P
 from views.base import EagerInterface, ScopedModelView, get_or_404
 
-_DETAILS = [
-    "name",
-    "contact_first_name",
-    "contact_last_name",
-    "contact_email",
-    "phone",
-    "address_line1",
-    "address_line2",
-    "city",
-    "region",
-    "postcode",
-    "country",
-    "it_support_email",
-]
-
 
 def listed_kinds() -> list[str]:
     """Operator staff list resellers and customers; a partner lists its customers."""
@@ -36,15 +21,11 @@ class AccountView(ScopedModelView):
     datamodel = EagerInterface(Account, eager=("parent", "tenant"))
     class_permission_name = P.ACCOUNTS
     event_name = "account"
-    include_route_methods = {"list", "show", "edit"}
+    include_route_methods = {"list", "show"}  # its Details tab is the editor
     list_title = "Accounts"
-    show_title = "Account"
-    edit_title = "Edit account details"
     list_columns = ["name", "kind", "parent", "tenant", "status", "created_on"]
     order_columns = ["name", "kind", "status", "created_on"]
     search_columns = ["name", "kind", "status", "contact_email"]
-    show_columns = ["name", "kind", "parent", "status", "tenant", "created_on", *_DETAILS[1:]]
-    edit_columns = _DETAILS
     base_order = ("name", "asc")
     base_filters = [["kind", FilterInFunction, listed_kinds]]
     label_columns = {
@@ -52,12 +33,7 @@ class AccountView(ScopedModelView):
         "parent": "Reseller",
         "tenant": "Microsoft tenant",
         "created_on": "Created",
-        "contact_first_name": "Contact first name",
-        "contact_last_name": "Contact last name",
         "contact_email": "Contact email",
-        "address_line1": "Address",
-        "address_line2": "Address (line 2)",
-        "it_support_email": "IT support email",
     }
 
     @expose("/show/<pk>", methods=["GET"])

@@ -72,10 +72,7 @@ class AccountScreenView(PortalView):
         form = self._details_form(account)
         if not form.validate_on_submit():
             return self._render("details.html", account, "details", form=form), 400
-        values = form.company_values()
-        if account.kind == RESELLER:
-            values["it_support_email"] = form.it_support_email.data
-        update_details(account, values)
+        update_details(account, form.company_values())
         db.session.commit()
         flash(f"Saved the details of {account.name}.", "success")
         return redirect(url_for(".details", account_id=account.id))

@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp, ValidationError
 
+from app.services.accounts import ACCOUNT_DETAIL_FIELDS
 from security.passwords import password_problem
 
 _PHONE = Regexp(r"^[0-9+()\-. ]{5,32}$", message="Use digits, spaces and + ( ) - . only (5 to 32 characters).")
@@ -79,23 +80,9 @@ class CompanyFields(_Form):
             raise ValidationError("Company name needs at least one letter or digit.")
 
     def company_values(self) -> dict:
-        values = {
-            name: getattr(self, name).data
-            for name in (
-                "name",
-                "contact_first_name",
-                "contact_last_name",
-                "contact_email",
-                "phone",
-                "address_line1",
-                "address_line2",
-                "city",
-                "region",
-                "postcode",
-                "country",
-            )
-        }
-        values["country"] = (values["country"] or "NZ").upper()
+        """The account columns this form edits (ACCOUNT_DETAIL_FIELDS that it has), country upper-cased."""
+        values = {name: getattr(self, name).data for name in ACCOUNT_DETAIL_FIELDS if name in self}
+        values["country"] = (values.get("country") or "NZ").upper()
         return values
 
 

@@ -11,10 +11,9 @@ from app.models.accounts import RESELLER, Account
 from app.services import users as user_service
 from app.services.accounts import create_account, operator_account, set_account_status
 from app.services.activation import send_activation
-from app.services.users import UserError
 from security import permissions as P
 from views.base import PortalView, get_or_404, signed_in_first
-from views.partner.account_users import _form_error
+from views.partner.account_users import save_form
 from views.partner.forms import ResellerForm
 
 
@@ -36,30 +35,29 @@ class ResellerAdminView(PortalView):
     @has_access
     def create(self):
         form = ResellerForm()
-        if form.validate_on_submit():
-            try:
-                values = form.company_values()
-                values["it_support_email"] = form.it_support_email.data or None
-                reseller = create_account(RESELLER, values.pop("name"), operator_account(), **values)
-                user = user_service.create_user(
-                    reseller, form.email.data, form.first_name.data, form.last_name.data, csp_admin=True
-                )
-                db.session.commit()
-            except UserError as exc:
-                db.session.rollback()
-                _form_error(form, exc)
-            else:
-                sent = send_activation(user)
-                flash(
-                    f"Added reseller {reseller.name}. "
-                    + (
-                        f"{user.email} has been emailed a link to set a password."
-                        if sent
-                        else f"The welcome email to {user.email} was not sent: use Resend on the Users tab."
-                    ),
-                    "success" if sent else "warning",
-                )
-                return redirect(url_for("AccountScreenView.details", account_id=reseller.id))
+
+        def add_reseller():
+            values = form.company_values()
+            reseller = create_account(RESELLER, values.pop("name"), operator_account(), **values)
+            user = user_service.create_user(
+                reseller, form.email.data, form.first_name.data, form.last_name.data, csp_admin=True
+            )
+            return reseller, user
+
+        saved, created = save_form(form, add_reseller)
+        if saved:
+            reseller, user = created
+            sent = send_activation(user)
+            flash(
+                f"Added reseller {reseller.name}. "
+                + (
+                    f"{user.email} has been emailed a link to set a password."
+                    if sent
+                    else f"The welcome email to {user.email} was not sent: use Resend on the Users tab."
+                ),
+                "success" if sent else "warning",
+            )
+            return redirect(url_for("AccountScreenView.details", account_id=reseller.id))
         return self._form_page(form), 400
 
     def _set_status(self, account_id, active: bool):
