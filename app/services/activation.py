@@ -55,8 +55,8 @@ def check_link(token: str) -> LinkCheck:
     if not isinstance(payload, dict) or not isinstance(payload.get("u"), int):
         return LinkCheck(INVALID)
     user = db.session.get(PortalUser, payload["u"])
-    if user is None or user.deleted_at is not None:
-        return LinkCheck(INVALID)
+    if user is None or user.deleted_at is not None or not user.active:
+        return LinkCheck(INVALID)  # deleted or disabled users cannot set a password from an old email
     if state == VALID and user.activation_nonce != payload.get("n"):
         return LinkCheck(USED, user)
     return LinkCheck(state, user)
