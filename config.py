@@ -62,6 +62,19 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _float_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0 seconds")
+    return value
+
+
 def _secret_key(env: Mapping[str, str], instance: Path, mode: str) -> str:
     key = env.get("SECRET_KEY", "")
     if key:
@@ -149,12 +162,17 @@ def _csp_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
         "CSP_SANDBOX_LATENCY_MS": _int(env, "CSP_SANDBOX_LATENCY_MS", 0),
         "CSP_SANDBOX_FAIL_RATE": _float(env, "CSP_SANDBOX_FAIL_RATE", 0.0),
         "PARTNER_CENTER_BASE_URL": env.get("PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com"),
-        "PARTNER_CENTER_TOKEN_URL": env.get("PARTNER_CENTER_TOKEN_URL", ""),
+        # Where tokens come from (msal authority host; the tenant id is appended) and which CA bundle to trust.
+        "PARTNER_CENTER_AUTHORITY": env.get("PARTNER_CENTER_AUTHORITY", "https://login.microsoftonline.com"),
+        "PARTNER_CENTER_CA_BUNDLE": env.get("PARTNER_CENTER_CA_BUNDLE", ""),
         "PARTNER_CENTER_TENANT_ID": env.get("PARTNER_CENTER_TENANT_ID", ""),
         "PARTNER_CENTER_CLIENT_ID": env.get("PARTNER_CENTER_CLIENT_ID", ""),
         "PARTNER_CENTER_CLIENT_SECRET": env.get("PARTNER_CENTER_CLIENT_SECRET", ""),
         "PARTNER_CENTER_REFRESH_TOKEN": env.get("PARTNER_CENTER_REFRESH_TOKEN", ""),
-        "PARTNER_CENTER_TIMEOUT_S": _int(env, "PARTNER_CENTER_TIMEOUT_S", 5, minimum=1),
+        "PARTNER_CENTER_TIMEOUT_S": _float_seconds(env, "PARTNER_CENTER_TIMEOUT_S", 5.0),
+        "PARTNER_CENTER_MAX_TRIES": _int(env, "PARTNER_CENTER_MAX_TRIES", 3, minimum=1),
+        # The reseller-relationship invitation link of a linked tenant needs the partner's id.
+        "PARTNER_CENTER_PARTNER_ID": env.get("PARTNER_CENTER_PARTNER_ID", ""),
     }
     if provider == "partner_center":
         for name in ("PARTNER_CENTER_TENANT_ID", "PARTNER_CENTER_CLIENT_ID", "PARTNER_CENTER_CLIENT_SECRET"):

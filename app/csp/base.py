@@ -1,0 +1,143 @@
+"""The Microsoft CSP provider interface: what the portal asks of Partner Center, whoever answers.
+
+Two implementations: ``sandbox`` (the embedded default, state in our database) and ``partner_center`` (the REST
+API). Every call carries a correlation id: one per user operation, so Partner Center's logs and ours line up.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import uuid
+
+
+def new_correlation_id() -> str:
+    """One per user operation (a form submitted, a check typed): sent as MS-CorrelationId."""
+    return str(uuid.uuid4())
+
+
+class ProviderError(Exception):
+    """The provider did not answer the question (refused, failed, too slow). Never means "no" or "available"."""
+
+    def __init__(self, message: str, *, correlation_id: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.correlation_id = correlation_id
+        self.status = status
+
+
+class DomainTaken(ProviderError):
+    """Creating a tenant failed because its onmicrosoft domain already exists."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CompanyProfile:
+    """The customer as Microsoft records it (the contact is the customer's person, not the portal's admin)."""
+
+    domain_prefix: str
+    company_name: str
+    contact_first_name: str
+    contact_last_name: str
+    contact_email: str
+    phone: str
+    address_line1: str
+    address_line2: str
+    city: str
+    region: str
+    postcode: str
+    country: str
+    culture: str = "en-NZ"
+    language: str = "en"
+
+    @property
+    def domain(self) -> str:
+        return f"{self.domain_prefix}.onmicrosoft.com"
+
+
+@dataclasses.dataclass(frozen=True)
+class AgreementAcceptance:
+    """The Microsoft Customer Agreement, accepted by the customer's signatory."""
+
+    signer_first_name: str
+    signer_last_name: str
+    signer_email: str
+    accepted_on: dt.date
+    signer_phone: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProvisionedTenant:
+    tenant_id: str
+    domain: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SkuUsage:
+    sku_id: str
+    sku_part_number: str
+    consumed: int
+    total: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderSubscription:
+    subscription_id: str
+    offer_id: str
+    quantity: int
+    auto_renew: bool
+    status: str
+    billing_cycle: str
+    renew_on: dt.date | None = None
+    commitment_end: dt.date | None = None
+    cancellation_allowed_until: dt.datetime | None = None
+
+
+class CspProvider(abc.ABC):
+    """What the portal needs of Microsoft Partner Center. Each method raises ProviderError when it gets no answer."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def check_domain(self, prefix: str, *, correlation_id: str) -> bool:
+        """True when ``<prefix>.onmicrosoft.com`` is available (does not exist yet)."""
+
+    @abc.abstractmethod
+    def create_customer(self, profile: CompanyProfile, *, correlation_id: str) -> ProvisionedTenant:
+        """Create the customer and its Microsoft tenant; DomainTaken when the domain exists."""
+
+    @abc.abstractmethod
+    def accept_agreement(self, tenant_id: str, acceptance: AgreementAcceptance, *, correlation_id: str) -> None:
+        """Record the customer's acceptance of the Microsoft Customer Agreement."""
+
+    @abc.abstractmethod
+    def list_subscribed_skus(self, tenant_id: str, *, correlation_id: str) -> list[SkuUsage]:
+        """Licences the tenant has (consumed and total units per SKU)."""
+
+    @abc.abstractmethod
+    def create_order(self, tenant_id: str, offer_id: str, quantity: int, billing_cycle: str, *,
+                     correlation_id: str) -> ProviderSubscription:
+        """Buy ``quantity`` licences of an offer; the new subscription."""
+
+    @abc.abstractmethod
+    def change_quantity(self, tenant_id: str, subscription_id: str, quantity: int, *,
+                        correlation_id: str) -> ProviderSubscription:
+        """Set a subscription's licence count."""
+
+    @abc.abstractmethod
+    def set_auto_renew(self, tenant_id: str, subscription_id: str, enabled: bool, *,
+                       correlation_id: str) -> ProviderSubscription:
+        """Turn a subscription's auto-renew on or off."""
+
+    @abc.abstractmethod
+    def get_subscription(self, tenant_id: str, subscription_id: str, *, correlation_id: str) -> ProviderSubscription:
+        """A subscription with its renew date, commitment end and cancellation window."""
+
+    @abc.abstractmethod
+    def create_user(self, tenant_id: str, *, first_name: str, last_name: str, user_principal_name: str,
+                    password: str, usage_location: str, correlation_id: str) -> str:
+        """Add a Microsoft 365 user to the tenant; the user's id."""
+
+    @abc.abstractmethod
+    def assign_licences(self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str],
+                        correlation_id: str) -> None:
+        """Assign and unassign licences of one user."""
