@@ -161,6 +161,11 @@ def _csp_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
         "CSP_PROVIDER": provider,
         "CSP_SANDBOX_LATENCY_MS": _int(env, "CSP_SANDBOX_LATENCY_MS", 0),
         "CSP_SANDBOX_FAIL_RATE": _float(env, "CSP_SANDBOX_FAIL_RATE", 0.0),
+        # Which sandbox operations the failure rate applies to (comma-separated method names; empty: all).
+        "CSP_SANDBOX_FAIL_OPERATIONS": [
+            o.strip() for o in env.get("CSP_SANDBOX_FAIL_OPERATIONS", "").split(",") if o.strip()
+        ],
+        "CSP_SANDBOX_SEED": _int(env, "CSP_SANDBOX_SEED", 0),
         "PARTNER_CENTER_BASE_URL": env.get("PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com"),
         # Where tokens come from (msal authority host; the tenant id is appended) and which CA bundle to trust.
         "PARTNER_CENTER_AUTHORITY": env.get("PARTNER_CENTER_AUTHORITY", "https://login.microsoftonline.com"),
@@ -246,6 +251,7 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "ACTIVATION_LINK_HOURS": _int(env, "ACTIVATION_LINK_HOURS", 72, minimum=1),
         "IMPERSONATION_MINUTES": _int(env, "IMPERSONATION_MINUTES", 60, minimum=1),
         "LIST_PAGE_SIZE": _int(env, "LIST_PAGE_SIZE", 25, minimum=1),
+        "DOMAIN_CHECK_RATE_LIMIT": env.get("DOMAIN_CHECK_RATE_LIMIT", "60 per minute"),
         "LIST_PAGE_SIZE_MAX": _int(env, "LIST_PAGE_SIZE_MAX", 100, minimum=1),
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD", ""),
     }

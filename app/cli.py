@@ -48,7 +48,10 @@ def seed_demo_command(password: str | None, scale: int, if_empty: bool) -> None:
     password = password or current_app.config.get("DEMO_PASSWORD") or None
     if password is not None and len(password) < 12:
         raise click.BadParameter("use at least 12 characters", param_hint="--password")
+    from security.roles import sync_roles
+
     with scoping.bypass("cli:seed-demo"):
+        sync_roles(db.session)  # demo users need their roles; syncing is idempotent
         if if_empty and db.session.query(Account.id).first() is not None:
             click.echo(
                 "The database already has data: demo seeding skipped. Demo logins, if seeded: "

@@ -40,8 +40,8 @@ def _scope_violation(exc: ScopeViolation):
 
 
 def _json_errors_for_api(exc: HTTPException):
-    """The API answers errors as JSON; pages keep Flask's HTML error pages."""
-    if request.path.startswith("/api/"):
+    """The API, and anything asked for JSON, answers errors as JSON; pages keep Flask's HTML error pages."""
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
         return jsonify({"message": exc.description, "status": exc.code}), exc.code
     return exc
 

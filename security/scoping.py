@@ -29,6 +29,9 @@ GLOBAL_TABLES = frozenset(
     {
         "product",
         "sandbox_domain",
+        "sandbox_customer",
+        "sandbox_subscription",
+        "sandbox_user",
         "server_session",
         "ab_permission",
         "ab_view_menu",

@@ -18,6 +18,8 @@ from app.extensions import db
 from security import scoping
 from tests import factories
 
+pytest_plugins = ["tests.fake_partner_center"]
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 # Role tables are filled once per session by sync-roles; everything else is emptied before each test.
 KEEP_TABLES = {"ab_permission", "ab_view_menu", "ab_permission_view", "ab_role", "ab_permission_view_role"}
@@ -28,6 +30,13 @@ def _push_request_context():
     """Replaces pytest-flask's: a request context held open for the whole test would make every client request
     share one app context, so ``g`` (the signed-in user, the scope) would leak from one request to the next."""
     yield
+
+
+@pytest.fixture
+def client(app):
+    """An anonymous client. Replaces pytest-flask's, which keeps its last request's context pushed: a later
+    request of another client would then share that app context and its ``g`` (its signed-in user)."""
+    return app.test_client()
 
 
 def _reset_postgres(url: str) -> None:

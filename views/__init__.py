@@ -16,6 +16,7 @@ def register(appbuilder) -> None:
     from views.partner.resellers import ResellerAdminView
     from views.partner.search import AccountSearchView
     from views.partner.services import M365UserView, SubscriptionView, TenantView
+    from views.partner.tenants import DomainCheckView, TenantSetupView
 
     appbuilder.add_view(
         AccountView,
@@ -42,5 +43,7 @@ def register(appbuilder) -> None:
         AccountEventsView,
         AccountSearchView,
         ActivationView,
+        TenantSetupView,
+        DomainCheckView,
     ):
         appbuilder.add_view_no_menu(view)

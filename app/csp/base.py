@@ -114,18 +114,21 @@ class CspProvider(abc.ABC):
         """Licences the tenant has (consumed and total units per SKU)."""
 
     @abc.abstractmethod
-    def create_order(self, tenant_id: str, offer_id: str, quantity: int, billing_cycle: str, *,
-                     correlation_id: str) -> ProviderSubscription:
+    def create_order(
+        self, tenant_id: str, offer_id: str, quantity: int, billing_cycle: str, *, correlation_id: str
+    ) -> ProviderSubscription:
         """Buy ``quantity`` licences of an offer; the new subscription."""
 
     @abc.abstractmethod
-    def change_quantity(self, tenant_id: str, subscription_id: str, quantity: int, *,
-                        correlation_id: str) -> ProviderSubscription:
+    def change_quantity(
+        self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str
+    ) -> ProviderSubscription:
         """Set a subscription's licence count."""
 
     @abc.abstractmethod
-    def set_auto_renew(self, tenant_id: str, subscription_id: str, enabled: bool, *,
-                       correlation_id: str) -> ProviderSubscription:
+    def set_auto_renew(
+        self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str
+    ) -> ProviderSubscription:
         """Turn a subscription's auto-renew on or off."""
 
     @abc.abstractmethod
@@ -133,11 +136,21 @@ class CspProvider(abc.ABC):
         """A subscription with its renew date, commitment end and cancellation window."""
 
     @abc.abstractmethod
-    def create_user(self, tenant_id: str, *, first_name: str, last_name: str, user_principal_name: str,
-                    password: str, usage_location: str, correlation_id: str) -> str:
+    def create_user(
+        self,
+        tenant_id: str,
+        *,
+        first_name: str,
+        last_name: str,
+        user_principal_name: str,
+        password: str,
+        usage_location: str,
+        correlation_id: str,
+    ) -> str:
         """Add a Microsoft 365 user to the tenant; the user's id."""
 
     @abc.abstractmethod
-    def assign_licences(self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str],
-                        correlation_id: str) -> None:
+    def assign_licences(
+        self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str], correlation_id: str
+    ) -> None:
         """Assign and unassign licences of one user."""

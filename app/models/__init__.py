@@ -2,7 +2,7 @@
 
 from app.models.accounts import Account, MicrosoftTenant, PlaceholderUser
 from app.models.catalog import Product
-from app.models.csp import SandboxDomain
+from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.jobs import BackgroundJob
@@ -21,7 +21,10 @@ __all__ = [
     "PlaceholderUser",
     "PortalUser",
     "Product",
+    "SandboxCustomer",
     "SandboxDomain",
+    "SandboxSubscription",
+    "SandboxUser",
     "ServerSession",
     "Subscription",
     "UsagePoint",

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 
 from flask_appbuilder import Model
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import TenantOwned, utcnow
@@ -93,6 +93,8 @@ class MicrosoftTenant(TenantOwned, Model):
     agreement_date: Mapped[dt.date | None] = mapped_column(Date)
     idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # What the user typed for the new tenant (JSON), kept so that Retry after a failure needs nothing retyped.
+    provisioning_request: Mapped[str | None] = mapped_column(Text)
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     provisioned_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
 

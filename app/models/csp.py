@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask_appbuilder import Model
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import Date, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import utcnow
@@ -19,3 +19,45 @@ class SandboxDomain(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prefix: Mapped[str] = mapped_column(String(27), nullable=False, unique=True)
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class SandboxCustomer(Model):
+    """A customer (and its tenant) the sandbox created, as Partner Center would hold it."""
+
+    __tablename__ = "sandbox_customer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    domain_prefix: Mapped[str] = mapped_column(String(27), nullable=False, unique=True)
+    company_name: Mapped[str] = mapped_column(String(160), nullable=False)
+    agreement_accepted_on: Mapped[dt.date | None] = mapped_column(Date)
+    created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class SandboxSubscription(Model):
+    """A subscription the sandbox sold."""
+
+    __tablename__ = "sandbox_subscription"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    offer_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    auto_renew: Mapped[bool] = mapped_column(nullable=False, default=True)
+    billing_cycle: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    purchased_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+
+
+class SandboxUser(Model):
+    """A Microsoft 365 user the sandbox created, and the SKUs assigned to it (space-separated)."""
+
+    __tablename__ = "sandbox_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    user_principal_name: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
+    display_name: Mapped[str] = mapped_column(String(256), nullable=False)
+    sku_ids: Mapped[str] = mapped_column(Text, nullable=False, default="")

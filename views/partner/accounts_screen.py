@@ -158,6 +158,8 @@ class AccountScreenView(PortalView):
         )
         db.session.commit()
         flash(f"Added sub-account {customer.name}. Its master admin is {customer_master_label(customer)}.", "success")
+        if form.setup_tenant.data:
+            return redirect(url_for("TenantSetupView.new_tenant", account_id=customer.id))
         return redirect(url_for(".sub_accounts", account_id=reseller.id))
 
     @expose("/<int:account_id>/products/csp-report")
@@ -181,14 +183,13 @@ class AccountScreenView(PortalView):
     @has_access
     def microsoft_tenant(self, account_id):
         account = account_in_scope(account_id)
-        tenant = account.tenant
-        body = (
-            f"Primary domain {tenant.primary_domain} — status {tenant.status}."
-            if tenant
-            else "This customer has no Microsoft tenant yet. Creating one (with the live onmicrosoft domain check) "
-            "or linking an existing one will be here."
+        if account.kind != CUSTOMER:
+            abort(404)
+        from app.services.tenants import invitation_url
+
+        return self._render(
+            "microsoft_tenant.html", account, "products", tenant=account.tenant, invitation_url=invitation_url()
         )
-        return self._render("placeholder.html", account, "products", title="Microsoft tenant", body=body)
 
 
 def customer_master_label(customer: Account) -> str:

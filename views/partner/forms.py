@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms import BooleanField, DateField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp, ValidationError
 
+from app.csp.rules import (
+    company_name_problem,
+    contact_email_problem,
+    normalise_prefix,
+    person_name_problem,
+    prefix_problem,
+)
 from app.services.accounts import ACCOUNT_DETAIL_FIELDS
 from security.passwords import password_problem
 
@@ -103,6 +111,9 @@ class SubAccountForm(CompanyFields):
         validators=_email("Master admin email", required=False),
         description="Leave empty for the default master admin placeholder; edit it later on the Users tab.",
     )
+    setup_tenant = BooleanField(
+        "Next, create its Microsoft tenant", description="Or later, from Products & Services ▸ Microsoft tenant."
+    )
 
 
 class ResellerForm(CompanyFields):
@@ -153,3 +164,69 @@ class PasswordForm(_Form):
         description="At least 12 characters; not a common password.",
     )
     confirm = PasswordField("Repeat password", validators=[EqualTo("password", message="The passwords differ.")])
+
+
+class _Rule:
+    """A rule of app/csp/rules.py as a WTForms validator: the function returns the refusal in words, or None."""
+
+    def __init__(self, check, *args):
+        self.check, self.args = check, args
+
+    def __call__(self, form, field):
+        problem = self.check(field.data or "", *self.args)
+        if problem:
+            raise ValidationError(problem)
+
+
+class NewTenantForm(_Form):
+    """The new Microsoft tenant: its domain, the company and contact as Microsoft checks them, the agreement."""
+
+    domain_prefix = StringField(
+        "Primary Domain Name",
+        validators=[_Rule(lambda v: prefix_problem(normalise_prefix(v)))],
+        filters=[normalise_prefix],
+    )
+    company_name = StringField("Company name", validators=[_Rule(company_name_problem), Length(max=160)])
+    contact_first_name = StringField("Contact first name", validators=[_Rule(person_name_problem, "first name")])
+    contact_last_name = StringField("Contact last name", validators=[_Rule(person_name_problem, "last name")])
+    contact_email = EmailField(
+        "Contact email",
+        validators=_email("Contact email"),
+        description="The customer's person for Microsoft (not the portal's master admin).",
+    )
+    phone = StringField("Phone", validators=[DataRequired(message="Phone is required."), _PHONE])
+    address_line1 = StringField("Address", validators=_required("Address", 120))
+    address_line2 = StringField("Address (line 2)", validators=_optional("Address (line 2)", 120))
+    city = StringField("City", validators=_required("City", 64))
+    region = StringField("Region", validators=_optional("Region", 64))
+    postcode = StringField("Postcode", validators=_required("Postcode", 16))
+    country = StringField("Country", default="NZ", validators=[DataRequired(message="Country is required."), _COUNTRY])
+    signer_first_name = StringField("Signatory first name", validators=_required("Signatory first name", 64))
+    signer_last_name = StringField("Signatory last name", validators=_required("Signatory last name", 64))
+    signer_email = EmailField("Signatory email", validators=_email("Signatory email"))
+    accepted_on = DateField("Date accepted", validators=[DataRequired(message="Enter the date the customer accepted.")])
+    agreement = BooleanField(
+        "The customer has accepted the Microsoft Customer Agreement (https://aka.ms/customeragreement)",
+        validators=[DataRequired(message="The customer must accept the Microsoft Customer Agreement first.")],
+    )
+    idempotency_key = HiddenField(validators=[DataRequired(), Length(min=16, max=64)])
+
+    reseller_domains: set[str] = set()
+
+    def validate_contact_email(self, field):
+        problem = contact_email_problem(field.data or "", self.reseller_domains)
+        if problem:
+            raise ValidationError(problem)
+
+    def validate_accepted_on(self, field):
+        if field.data and field.data > dt.date.today():
+            raise ValidationError("The agreement cannot be accepted in the future.")
+
+
+class LinkTenantForm(_Form):
+    domain_prefix = StringField(
+        "Existing primary domain",
+        validators=[_Rule(lambda v: prefix_problem(normalise_prefix(v)))],
+        filters=[normalise_prefix],
+        description="The customer's existing <name>.onmicrosoft.com domain.",
+    )

@@ -1,0 +1,251 @@
+"""The embedded ``sandbox`` provider: behaves like Partner Center, with its state in our database.
+
+It keeps its own tables (sandbox_*) and commits them in its own transactions, as an outside system would: what the
+sandbox has done stays done even when the portal's request rolls back. Ids are derived from names (deterministic);
+``CSP_SANDBOX_LATENCY_MS`` and ``CSP_SANDBOX_FAIL_RATE`` make it slow or flaky for demos and tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.csp.base import (
+    AgreementAcceptance,
+    CompanyProfile,
+    CspProvider,
+    DomainTaken,
+    ProviderError,
+    ProviderSubscription,
+    ProvisionedTenant,
+    SkuUsage,
+)
+from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
+
+_NAMESPACE = uuid.UUID("5b9a1f3e-7c1d-4d6e-9a39-2f0a3b6c8d41")
+
+
+def sandbox_id(kind: str, key: str) -> str:
+    """The same name always gives the same id (deterministic demos and tests)."""
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
+
+
+class SandboxProvider(CspProvider):
+    name = "sandbox"
+
+    def __init__(
+        self,
+        engine_getter,
+        latency_ms: int = 0,
+        fail_rate: float = 0.0,
+        seed: int = 0,
+        fail_operations: frozenset[str] = frozenset(),
+    ):
+        self._engine = engine_getter
+        self.latency_ms = latency_ms
+        self.fail_rate = fail_rate
+        self.fail_operations = fail_operations  # empty: every operation may fail
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config, engine_getter) -> SandboxProvider:
+        return cls(
+            engine_getter,
+            config.get("CSP_SANDBOX_LATENCY_MS", 0),
+            config.get("CSP_SANDBOX_FAIL_RATE", 0.0),
+            config.get("CSP_SANDBOX_SEED", 0),
+            frozenset(config.get("CSP_SANDBOX_FAIL_OPERATIONS", ())),
+        )
+
+    # -- behaving like a remote service ------------------------------------------------------------------------
+    def _call(self, operation: str, correlation_id: str) -> None:
+        """Imitate the network: the configured latency, and failures at the configured rate."""
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+        if self.fail_operations and operation not in self.fail_operations:
+            return
+        with self._lock:
+            failed = self.fail_rate > 0 and self._random.random() < self.fail_rate
+        if failed:
+            raise ProviderError(
+                f"The sandbox failed {operation.replace('_', ' ')} (CSP_SANDBOX_FAIL_RATE)",
+                correlation_id=correlation_id,
+                status=503,
+            )
+
+    def _session(self) -> Session:
+        return Session(self._engine(), expire_on_commit=False)
+
+    # -- tenants -----------------------------------------------------------------------------------------------
+    def check_domain(self, prefix: str, *, correlation_id: str) -> bool:
+        self._call("check_domain", correlation_id)
+        with self._session() as session:
+            taken = session.scalar(select(SandboxDomain.id).where(SandboxDomain.prefix == prefix))
+        return taken is None
+
+    def create_customer(self, profile: CompanyProfile, *, correlation_id: str) -> ProvisionedTenant:
+        self._call("create_customer", correlation_id)
+        tenant_id = sandbox_id("tenant", profile.domain_prefix)
+        try:
+            with self._session() as session, session.begin():
+                session.add(SandboxDomain(prefix=profile.domain_prefix))
+                session.add(
+                    SandboxCustomer(
+                        tenant_id=tenant_id, domain_prefix=profile.domain_prefix, company_name=profile.company_name
+                    )
+                )
+        except IntegrityError:
+            raise DomainTaken(f"{profile.domain} already exists", correlation_id=correlation_id, status=409) from None
+        return ProvisionedTenant(tenant_id=tenant_id, domain=profile.domain)
+
+    def accept_agreement(self, tenant_id: str, acceptance: AgreementAcceptance, *, correlation_id: str) -> None:
+        self._call("accept_agreement", correlation_id)
+        with self._session() as session, session.begin():
+            customer = self._customer(session, tenant_id, correlation_id)
+            customer.agreement_accepted_on = acceptance.accepted_on
+
+    @staticmethod
+    def _customer(session: Session, tenant_id: str, correlation_id: str) -> SandboxCustomer:
+        customer = session.scalars(select(SandboxCustomer).where(SandboxCustomer.tenant_id == tenant_id)).first()
+        if customer is None:
+            raise ProviderError(f"No customer {tenant_id} in the sandbox", correlation_id=correlation_id, status=404)
+        return customer
+
+    # -- subscriptions -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _as_provider(sub: SandboxSubscription) -> ProviderSubscription:
+        end = sub.purchased_on + dt.timedelta(days=365)  # new commerce: a one-year term, billed by cycle
+        return ProviderSubscription(
+            subscription_id=sub.subscription_id,
+            offer_id=sub.offer_id,
+            quantity=sub.quantity,
+            auto_renew=sub.auto_renew,
+            status=sub.status,
+            billing_cycle=sub.billing_cycle,
+            renew_on=end,
+            commitment_end=end,
+            cancellation_allowed_until=dt.datetime.combine(sub.purchased_on + dt.timedelta(days=7), dt.time(23, 59)),
+        )
+
+    def _subscription(self, session: Session, tenant_id: str, subscription_id: str, correlation_id: str):
+        sub = session.scalars(
+            select(SandboxSubscription).where(
+                SandboxSubscription.subscription_id == subscription_id, SandboxSubscription.tenant_id == tenant_id
+            )
+        ).first()
+        if sub is None:
+            raise ProviderError(f"No subscription {subscription_id}", correlation_id=correlation_id, status=404)
+        return sub
+
+    def list_subscribed_skus(self, tenant_id: str, *, correlation_id: str) -> list[SkuUsage]:
+        self._call("list_subscribed_skus", correlation_id)
+        with self._session() as session:
+            subs = session.scalars(select(SandboxSubscription).where(SandboxSubscription.tenant_id == tenant_id)).all()
+            users = session.scalars(select(SandboxUser).where(SandboxUser.tenant_id == tenant_id)).all()
+        held: dict[str, int] = {}
+        for user in users:
+            for sku in user.sku_ids.split():
+                held[sku] = held.get(sku, 0) + 1
+        totals: dict[str, int] = {}
+        for sub in subs:
+            totals[sub.offer_id] = totals.get(sub.offer_id, 0) + sub.quantity
+        return [
+            SkuUsage(sku_id=sku, sku_part_number=sku, consumed=held.get(sku, 0), total=total)
+            for sku, total in sorted(totals.items())
+        ]
+
+    def create_order(
+        self, tenant_id: str, offer_id: str, quantity: int, billing_cycle: str, *, correlation_id: str
+    ) -> ProviderSubscription:
+        self._call("create_order", correlation_id)
+        with self._session() as session, session.begin():
+            self._customer(session, tenant_id, correlation_id)
+            number = len(
+                session.scalars(select(SandboxSubscription.id).where(SandboxSubscription.tenant_id == tenant_id)).all()
+            )
+            sub = SandboxSubscription(
+                subscription_id=sandbox_id("subscription", f"{tenant_id}:{offer_id}:{number}"),
+                tenant_id=tenant_id,
+                offer_id=offer_id,
+                quantity=quantity,
+                billing_cycle=billing_cycle,
+                purchased_on=dt.date.today(),
+            )
+            session.add(sub)
+        return self._as_provider(sub)
+
+    def change_quantity(
+        self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str
+    ) -> ProviderSubscription:
+        self._call("change_quantity", correlation_id)
+        with self._session() as session, session.begin():
+            sub = self._subscription(session, tenant_id, subscription_id, correlation_id)
+            sub.quantity = quantity
+        return self._as_provider(sub)
+
+    def set_auto_renew(
+        self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str
+    ) -> ProviderSubscription:
+        self._call("set_auto_renew", correlation_id)
+        with self._session() as session, session.begin():
+            sub = self._subscription(session, tenant_id, subscription_id, correlation_id)
+            sub.auto_renew = enabled
+        return self._as_provider(sub)
+
+    def get_subscription(self, tenant_id: str, subscription_id: str, *, correlation_id: str) -> ProviderSubscription:
+        self._call("get_subscription", correlation_id)
+        with self._session() as session:
+            return self._as_provider(self._subscription(session, tenant_id, subscription_id, correlation_id))
+
+    # -- users and licences --------------------------------------------------------------------------------------
+    def create_user(
+        self,
+        tenant_id: str,
+        *,
+        first_name: str,
+        last_name: str,
+        user_principal_name: str,
+        password: str,
+        usage_location: str,
+        correlation_id: str,
+    ) -> str:
+        self._call("create_user", correlation_id)
+        user_id = sandbox_id("user", user_principal_name.lower())
+        try:
+            with self._session() as session, session.begin():
+                self._customer(session, tenant_id, correlation_id)
+                session.add(
+                    SandboxUser(
+                        user_id=user_id,
+                        tenant_id=tenant_id,
+                        display_name=f"{first_name} {last_name}",
+                        user_principal_name=user_principal_name.lower(),
+                    )
+                )
+        except IntegrityError:
+            raise ProviderError(
+                f"{user_principal_name} already exists", correlation_id=correlation_id, status=409
+            ) from None
+        return user_id
+
+    def assign_licences(
+        self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str], correlation_id: str
+    ) -> None:
+        self._call("assign_licences", correlation_id)
+        with self._session() as session, session.begin():
+            user = session.scalars(
+                select(SandboxUser).where(SandboxUser.user_id == user_id, SandboxUser.tenant_id == tenant_id)
+            ).first()
+            if user is None:
+                raise ProviderError(f"No user {user_id}", correlation_id=correlation_id, status=404)
+            skus = [s for s in user.sku_ids.split() if s not in remove_sku_ids]
+            skus += [s for s in add_sku_ids if s not in skus]
+            user.sku_ids = " ".join(skus)

@@ -1,0 +1,261 @@
+"""New and linked Microsoft tenants: the live domain check, creating a tenant idempotently, Retry, linking.
+
+One service for every form that reaches it (a customer's screen, Add Sub Account, later the customer portal).
+Creating a tenant first reserves its domain in our database (unique prefix, one tenant per customer, an
+idempotency key per form), then asks the provider; if the provider fails midway the tenant stays *failed* with
+what the user typed, and Retry carries on from where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.csp import get_provider
+from app.csp.base import AgreementAcceptance, CompanyProfile, DomainTaken, ProviderError, new_correlation_id
+from app.csp.rules import DOMAIN_SUFFIX, normalise_prefix, prefix_problem
+from app.extensions import db
+from app.models.accounts import Account, MicrosoftTenant
+from app.models.base import utcnow
+from app.services.events import record_event
+from security import scoping
+
+log = logging.getLogger(__name__)
+
+AVAILABLE, TAKEN, INVALID, ERROR = "available", "taken", "invalid", "error"
+CHECK_FAILED = "Couldn't check availability — try again"
+INVITATION_URL = (
+    "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship&partnerId={partner_id}"
+    "&msppId=0&DAP=true#/BillingAccounts/partner-invitation"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The answer to "is this onmicrosoft domain free?"."""
+
+    prefix: str
+    state: str
+    message: str
+
+    @property
+    def domain(self) -> str:
+        return f"{self.prefix}{DOMAIN_SUFFIX}"
+
+    def as_json(self) -> dict:
+        return {"prefix": self.prefix, "domain": self.domain, "state": self.state, "message": self.message}
+
+
+def _reserved_here(prefix: str) -> bool:
+    """Whether any customer (of any reseller) already has this prefix in the portal. Only a yes/no leaves here."""
+    with scoping.bypass("onmicrosoft domain uniqueness"):
+        return db.session.scalar(select(MicrosoftTenant.id).where(MicrosoftTenant.domain_prefix == prefix)) is not None
+
+
+def check_domain(text: str, correlation_id: str | None = None) -> Verdict:
+    """The format rules first, then our own tenants, then the provider. A provider failure is never "available"."""
+    prefix = normalise_prefix(text)
+    problem = prefix_problem(prefix)
+    if problem:
+        return Verdict(prefix, INVALID, problem)
+    if _reserved_here(prefix):
+        return Verdict(prefix, TAKEN, f"{prefix}{DOMAIN_SUFFIX} is not available")
+    try:
+        available = get_provider().check_domain(prefix, correlation_id=correlation_id or new_correlation_id())
+    except ProviderError as exc:
+        log.warning("Domain check for %s failed (correlation id %s): %s", prefix, exc.correlation_id, exc)
+        return Verdict(prefix, ERROR, CHECK_FAILED)
+    if available:
+        return Verdict(prefix, AVAILABLE, f"{prefix}{DOMAIN_SUFFIX} is available")
+    return Verdict(prefix, TAKEN, f"{prefix}{DOMAIN_SUFFIX} is not available")
+
+
+class TenantError(ValueError):
+    """A new tenant refused before anything was created; ``field`` says which form field it belongs beside."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclasses.dataclass(frozen=True)
+class TenantRequest:
+    """Everything the new-tenant form collects: the company for Microsoft and the agreement's acceptance."""
+
+    profile: CompanyProfile
+    acceptance: AgreementAcceptance
+
+    def to_json(self) -> str:
+        acceptance = dataclasses.asdict(self.acceptance)
+        acceptance["accepted_on"] = self.acceptance.accepted_on.isoformat()
+        return json.dumps({"profile": dataclasses.asdict(self.profile), "acceptance": acceptance})
+
+    @classmethod
+    def from_json(cls, text: str) -> TenantRequest:
+        data = json.loads(text)
+        acceptance = dict(data["acceptance"], accepted_on=dt.date.fromisoformat(data["acceptance"]["accepted_on"]))
+        return cls(CompanyProfile(**data["profile"]), AgreementAcceptance(**acceptance))
+
+
+def create_tenant(customer: Account, request: TenantRequest, idempotency_key: str) -> MicrosoftTenant:
+    """Reserve the domain, then provision. A repeated submission (same key) returns the first one's tenant; a
+    domain someone else just reserved is refused; a provider failure leaves the tenant *failed* (see Retry)."""
+    existing = db.session.scalars(select(MicrosoftTenant).where(MicrosoftTenant.idempotency_key == idempotency_key))
+    if (tenant := existing.first()) is not None:
+        return tenant
+    if customer.tenant is not None:
+        raise TenantError(f"{customer.name} already has the Microsoft tenant {customer.tenant.primary_domain}.")
+    verdict = check_domain(request.profile.domain_prefix)
+    if verdict.state != AVAILABLE:
+        raise TenantError(verdict.message, "domain_prefix")
+    tenant = MicrosoftTenant(
+        account_id=customer.id,
+        domain_prefix=verdict.prefix,
+        status="provisioning",
+        link_type="created",
+        idempotency_key=idempotency_key,
+        provisioning_request=request.to_json(),
+        agreement_signer_name=f"{request.acceptance.signer_first_name} {request.acceptance.signer_last_name}",
+        agreement_signer_email=request.acceptance.signer_email,
+        agreement_date=request.acceptance.accepted_on,
+    )
+    db.session.add(tenant)
+    record_event(
+        "tenant.requested",
+        account_id=customer.id,
+        target=tenant,
+        summary=f"New Microsoft tenant {verdict.domain} requested",
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        again = db.session.scalars(select(MicrosoftTenant).where(MicrosoftTenant.idempotency_key == idempotency_key))
+        if (tenant := again.first()) is not None:
+            return tenant  # the same form, submitted twice at once: the first submission is doing the work
+        if db.session.scalar(select(MicrosoftTenant.id).where(MicrosoftTenant.account_id == customer.id)):
+            raise TenantError(f"{customer.name} already has a Microsoft tenant.") from None
+        raise TenantError(
+            f"{verdict.domain} was just taken by another request: choose another name.", "domain_prefix"
+        ) from None
+    return provision(tenant)
+
+
+def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
+    """Ask the provider to create the tenant and record the agreement, each step once; commit after each."""
+    request = TenantRequest.from_json(tenant.provisioning_request)
+    provider = get_provider()
+    correlation_id = new_correlation_id()
+    tenant.status = "provisioning"
+    db.session.commit()
+    try:
+        if not tenant.tenant_guid:
+            created = provider.create_customer(request.profile, correlation_id=correlation_id)
+            tenant.tenant_guid = created.tenant_id
+            db.session.commit()  # the customer exists at Microsoft now: never create it twice
+        provider.accept_agreement(tenant.tenant_guid, request.acceptance, correlation_id=correlation_id)
+    except DomainTaken:
+        return _failed(
+            tenant,
+            f"{tenant.primary_domain} already exists at Microsoft. If it is this customer's, "
+            "link it as an existing tenant; otherwise change the name.",
+            correlation_id,
+        )
+    except ProviderError as exc:
+        return _failed(tenant, f"Microsoft did not complete the request: {exc}", exc.correlation_id or correlation_id)
+    tenant.status = "active"
+    tenant.provisioned_on = utcnow()
+    tenant.last_error = None
+    record_event(
+        "tenant.created",
+        account_id=tenant.account_id,
+        target=tenant,
+        summary=f"Microsoft tenant {tenant.primary_domain} created (tenant id {tenant.tenant_guid}); "
+        f"Microsoft Customer Agreement accepted by {tenant.agreement_signer_name}",
+    )
+    db.session.commit()
+    return tenant
+
+
+def _failed(tenant: MicrosoftTenant, message: str, correlation_id: str) -> MicrosoftTenant:
+    log.warning("Provisioning %s failed (correlation id %s): %s", tenant.primary_domain, correlation_id, message)
+    tenant.status = "failed"
+    tenant.last_error = f"{message} (correlation id {correlation_id})"[:500]
+    record_event("tenant.failed", account_id=tenant.account_id, target=tenant, summary=tenant.last_error)
+    db.session.commit()
+    return tenant
+
+
+def retry(tenant: MicrosoftTenant) -> MicrosoftTenant:
+    if tenant.status != "failed":
+        raise TenantError(f"{tenant.primary_domain} is {tenant.status}, not failed.")
+    record_event(
+        "tenant.retried", account_id=tenant.account_id, target=tenant, summary=f"Retry {tenant.primary_domain}"
+    )
+    return provision(tenant)
+
+
+def discard_failed(tenant: MicrosoftTenant) -> TenantRequest:
+    """Give up a failed tenant that Microsoft never created, freeing its name; what was typed comes back."""
+    if tenant.status != "failed" or tenant.tenant_guid:
+        raise TenantError("Only a failed tenant that Microsoft never created can be given up.")
+    request = TenantRequest.from_json(tenant.provisioning_request)
+    record_event(
+        "tenant.discarded",
+        account_id=tenant.account_id,
+        target=tenant,
+        summary=f"Gave up {tenant.primary_domain} to choose another name",
+    )
+    db.session.delete(tenant)
+    db.session.commit()
+    return request
+
+
+def invitation_url() -> str:
+    return INVITATION_URL.format(partner_id=current_app.config.get("PARTNER_CENTER_PARTNER_ID") or "YOUR-PARTNER-ID")
+
+
+def link_existing(customer: Account, domain_text: str) -> MicrosoftTenant:
+    """A customer who already has Microsoft 365: record its domain; *invited* until the relationship is accepted."""
+    prefix = normalise_prefix(domain_text)
+    problem = prefix_problem(prefix)
+    if problem:
+        raise TenantError(problem, "domain_prefix")
+    if customer.tenant is not None:
+        raise TenantError(f"{customer.name} already has the Microsoft tenant {customer.tenant.primary_domain}.")
+    if _reserved_here(prefix):
+        raise TenantError(f"{prefix}{DOMAIN_SUFFIX} is already linked to another customer.", "domain_prefix")
+    tenant = MicrosoftTenant(account_id=customer.id, domain_prefix=prefix, status="invited", link_type="linked")
+    db.session.add(tenant)
+    record_event(
+        "tenant.linked",
+        account_id=customer.id,
+        target=tenant,
+        summary=f"Existing tenant {prefix}{DOMAIN_SUFFIX} linked; reseller relationship invitation sent",
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise TenantError(f"{prefix}{DOMAIN_SUFFIX} was just linked by another request.", "domain_prefix") from None
+    return tenant
+
+
+def mark_accepted(tenant: MicrosoftTenant) -> None:
+    if tenant.status != "invited":
+        raise TenantError(f"{tenant.primary_domain} is not waiting for an invitation to be accepted.")
+    tenant.status = "active"
+    tenant.provisioned_on = utcnow()
+    record_event(
+        "tenant.relationship_accepted",
+        account_id=tenant.account_id,
+        target=tenant,
+        summary=f"Reseller relationship with {tenant.primary_domain} marked as accepted",
+    )
+    db.session.commit()
