@@ -13,7 +13,8 @@ from app.models.events import Event
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
 
-SCREEN_VIEWS = ("AccountScreenView", "AccountUsersView", "PartnerUsersView", "AccountEventsView")
+SCREEN_VIEWS = ("AccountScreenView", "AccountUsersView", "PartnerUsersView", "AccountEventsView", "TenantSetupView",
+                "DomainCheckView")
 
 
 def _url(rule, values: dict) -> str:

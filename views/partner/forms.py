@@ -167,7 +167,10 @@ class PasswordForm(_Form):
 
 
 class _Rule:
-    """A rule of app/csp/rules.py as a WTForms validator: the function returns the refusal in words, or None."""
+    """A rule of app/csp/rules.py as a WTForms validator: the function returns the refusal in words, or None.
+    Every such rule refuses an empty value, so the field is marked required."""
+
+    field_flags = {"required": True}
 
     def __init__(self, check, *args):
         self.check, self.args = check, args
