@@ -28,7 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     app.config.update(values)
 
     from app import formatting, web
-    from security import scoping
+    from security import impersonation, scoping
     from security.sessions import init_sessions
 
     db.init_app(app)
@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     init_sessions(app, lambda: db.engine)
     formatting.init_app(app)
     web.init_app(app)
+    impersonation.init_app(app)
 
     with app.app_context():
         # One AppBuilder serves one app at a time; start it clean so a second app (tests) gets its own views.

@@ -40,6 +40,9 @@ def format_money(value: Decimal | int | None) -> str:
 
 
 def init_app(app: Flask) -> None:
+    import plotly
+
+    app.jinja_env.globals["plotly_version"] = plotly.__version__
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_date, "date")
     app.add_template_filter(format_money, "money")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from flask import Flask, abort, jsonify, request
+from pathlib import Path
+
+import plotly
+from flask import Blueprint, Flask, abort, jsonify, request, send_from_directory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -46,7 +49,18 @@ def _json_errors_for_api(exc: HTTPException):
     return exc
 
 
+vendor = Blueprint("vendor", __name__)
+_PLOTLY = Path(plotly.__file__).parent / "package_data"
+
+
+@vendor.route("/static/vendor/plotly.min.js")
+def plotly_js():
+    """The chart library, served by the app from the pinned plotly package (never a CDN)."""
+    return send_from_directory(_PLOTLY, "plotly.min.js", max_age=365 * 24 * 3600)
+
+
 def init_app(app: Flask) -> None:
+    app.register_blueprint(vendor)
     app.before_request(_reject_bad_paging)
     app.register_error_handler(ScopeViolation, _scope_violation)
     app.register_error_handler(HTTPException, _json_errors_for_api)

@@ -21,6 +21,7 @@ from app.models.accounts import OPERATOR, Account
 from app.models.base import utcnow
 from security import scoping
 from security.models import OPERATOR_PORTAL, PortalUser
+from security.permissions import CAPABILITIES
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ class PortalAuthDBView(AuthDBView):
 
     @expose("/logout/", methods=["GET", "POST"])
     def logout(self):
+        from security import impersonation
+
+        if impersonation.impersonating():
+            impersonation.stop("signed out")  # the events of its end, on both sides; then out of both
         user = self._get_authenticated_user()
         logout_user()
         session.clear()  # an emptied session is deleted from the store and its cookie dropped
@@ -208,9 +213,21 @@ class PortalSecurityManager(SecurityManager):
             return super().has_access(permission_name, view_name)
         cached = g.get("_portal_permissions")
         if cached is None or cached[0] != user.id:
-            allowed = self.get_user_permissions(user) if user.is_active else set()
-            cached = g._portal_permissions = (user.id, frozenset(allowed))
+            cached = g._portal_permissions = (user.id, self._effective_permissions(user))
         return (permission_name, view_name) in cached[1]
+
+    def _effective_permissions(self, user) -> frozenset:
+        """The user's permissions; while impersonating, never more than the real user's role allows either: the
+        customer's pages stay open, but a capability (orders, licences, ...) needs both roles."""
+        if not user.is_active:
+            return frozenset()
+        allowed = set(self.get_user_permissions(user))
+        actor = g.get("impersonator")
+        if actor is not None:
+            with scoping.bypass("impersonation permissions"):
+                actor_allowed = set(self.get_user_permissions(actor)) if actor.is_active else set()
+            allowed = {pair for pair in allowed if pair[1] not in CAPABILITIES or pair in actor_allowed}
+        return frozenset(allowed)
 
     def _operator_account(self) -> Account:
         account = self.session.query(Account).filter(Account.kind == OPERATOR).order_by(Account.id).first()

@@ -38,6 +38,8 @@ LICENCES = "Licences"  # assign and unassign licences
 M365_ADMIN = "Microsoft 365 Admin"  # add and disable Microsoft 365 users
 TENANT_SETUP = "Tenant Setup"  # create or link a Microsoft tenant
 PRICES = "Prices"  # see cost and margin
+# While impersonating, a capability counts only if the real (partner) user's role holds it too.
+CAPABILITIES = frozenset({ORDERS, LICENCES, M365_ADMIN, TENANT_SETUP, PRICES})
 
 # The menu: item name -> the resource whose read permission shows it. views/__init__.py uses these names.
 MENU_ACCOUNTS = "Accounts"

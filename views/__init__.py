@@ -7,12 +7,21 @@ from security import permissions as P
 
 def register(appbuilder) -> None:
     from views.activation import ActivationView
+    from views.customer.dashboard import CustomerDashboardView
+    from views.customer.services import (
+        CustomerLicencesView,
+        CustomerM365UsersView,
+        CustomerOrdersView,
+        CustomerServicesView,
+    )
+    from views.customer.users import CustomerEventsView, CustomerUsersView
     from views.partner.account_events import AccountEventsView
     from views.partner.account_users import AccountUsersView, PartnerUsersView
     from views.partner.accounts import AccountView
     from views.partner.accounts_screen import AccountScreenView
     from views.partner.catalog import ProductView
     from views.partner.events import EventView
+    from views.partner.launch import LaunchView, ReturnView
     from views.partner.resellers import ResellerAdminView
     from views.partner.search import AccountSearchView
     from views.partner.services import M365UserView, SubscriptionView, TenantView
@@ -45,5 +54,14 @@ def register(appbuilder) -> None:
         ActivationView,
         TenantSetupView,
         DomainCheckView,
+        LaunchView,
+        ReturnView,
+        CustomerDashboardView,
+        CustomerServicesView,
+        CustomerOrdersView,
+        CustomerLicencesView,
+        CustomerM365UsersView,
+        CustomerUsersView,
+        CustomerEventsView,
     ):
         appbuilder.add_view_no_menu(view)

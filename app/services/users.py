@@ -207,3 +207,37 @@ def delete_placeholder(placeholder: PlaceholderUser) -> None:
         summary=f"Removed {placeholder.name} <{placeholder.email}> (never activated)",
     )
     db.session.delete(placeholder)
+
+
+def enable_customer_portal(user: PortalUser) -> None:
+    """Activate (CP3): the user may enter the customer portal (directly once a password is set, or by Launch)."""
+    user.cp3_enabled = True
+    record_event(
+        "user.cp3_enabled",
+        account_id=user.account_id,
+        target=user,
+        summary=f"{user.email} enabled for the customer portal",
+    )
+
+
+def activate_placeholder(placeholder: PlaceholderUser) -> PortalUser:
+    """The placeholder becomes a real, CP3-enabled login with its flags; the placeholder row goes."""
+    customer = placeholder.account
+    user = create_user(
+        customer,
+        placeholder.email,
+        placeholder.first_name,
+        placeholder.last_name,
+        mobile=placeholder.mobile,
+        admin=placeholder.is_admin,
+        master_admin=placeholder.is_master_admin,
+        cp3_enabled=True,
+    )
+    record_event(
+        "user.cp3_enabled",
+        account_id=customer.id,
+        target=user,
+        summary=f"Master admin {user.email} activated for the customer portal",
+    )
+    db.session.delete(placeholder)
+    return user

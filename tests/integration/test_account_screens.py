@@ -13,8 +13,14 @@ from app.models.events import Event
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
 
-SCREEN_VIEWS = ("AccountScreenView", "AccountUsersView", "PartnerUsersView", "AccountEventsView", "TenantSetupView",
-                "DomainCheckView")
+SCREEN_VIEWS = (
+    "AccountScreenView",
+    "AccountUsersView",
+    "PartnerUsersView",
+    "AccountEventsView",
+    "TenantSetupView",
+    "DomainCheckView",
+)
 
 
 def _url(rule, values: dict) -> str:

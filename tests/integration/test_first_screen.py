@@ -17,7 +17,7 @@ from tests.conftest import csrf_token
 )
 def test_landing_page_says_who_and_which_account(world, login, who, account):
     user = world.users[who]
-    page = login(user.email).get("/")
+    page = login(user.email).get("/", follow_redirects=True)  # customer users land in the customer portal
     assert page.status_code == 200
     assert f'data-test="user-email">{user.email}<' in page.text
     assert f'data-test="account-name">{account}<' in page.text

@@ -107,7 +107,9 @@ def test_renewal_window_switch(world, reseller_a_admin_client, days, renews_in):
         assert "Off" in panel  # the 45-day one does not auto-renew
 
 
-def test_customer_users_get_the_plain_first_screen(customer_a_master_admin_client):
-    page = customer_a_master_admin_client.get("/").text
-    assert 'data-test="account-name">Aardvark Farms<' in page
-    assert "usage-stats" not in page
+def test_customer_users_land_in_their_customer_portal(world, customer_a_master_admin_client):
+    response = customer_a_master_admin_client.get("/")
+    assert response.status_code == 302
+    assert response.location == f"/portal/{world.accounts['customer_a'].id}/"
+    page = customer_a_master_admin_client.get(response.location).text
+    assert 'data-test="account-name">Aardvark Farms<' in page and "usage-stats" not in page

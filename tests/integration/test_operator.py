@@ -79,7 +79,8 @@ def test_disabling_a_reseller_stops_its_users_and_deletes_nothing(world, ops_adm
     assert partner.get("/").status_code == 302  # its signed-in partner users are out
     with pytest.raises(AssertionError):
         login(world.users["reseller_a_user"].email)
-    assert login(world.users["customer_a_master_admin"].email).get("/").status_code == 200  # customers carry on
+    customer = login(world.users["customer_a_master_admin"].email)
+    assert customer.get("/", follow_redirects=True).status_code == 200  # its customers carry on
     with unscoped() as session:
         assert session.get(Account, reseller.id).status == "disabled"
     ops_admin_client.post(f"/resellers/{reseller.id}/enable", data={"csrf_token": csrf_token(ops_admin_client)})

@@ -19,13 +19,14 @@ PUBLIC_ENDPOINTS = {
     "ActivationView.activate",
     "ActivationView.set_password",
     "ActivationView.resend",
+    "ReturnView.stop",  # Return to partner portal: allowed whenever the session holds an impersonation, only then
 }
 
 
 def _registered_view_methods(app):
     views = {view.endpoint: view for view in appbuilder.baseviews}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in ("static", "appbuilder.static") or rule.endpoint in PUBLIC_ENDPOINTS:
+        if rule.endpoint in ("static", "appbuilder.static", "vendor.plotly_js") or rule.endpoint in PUBLIC_ENDPOINTS:
             continue
         blueprint, method_name = rule.endpoint.split(".", 1)
         yield rule, views[blueprint], method_name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, url_for
+from flask import abort, current_app, flash, g, redirect, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import func, select
@@ -91,6 +91,8 @@ class AccountUsersView(PortalView):
         "enable_user": P.WRITE,
         "delete_user": P.DELETE,
         "resend_activation": P.WRITE,
+        "activate_user": P.WRITE,
+        "activate_placeholder": P.WRITE,
         "edit_placeholder": P.WRITE,
         "save_placeholder": P.WRITE,
         "delete_placeholder": P.DELETE,
@@ -236,6 +238,51 @@ class AccountUsersView(PortalView):
             flash(f"Sent a new activation email to {user.email}; earlier links no longer work.", "success")
         else:
             flash(f"The activation email to {user.email} was not sent: {user.activation_error}", "danger")
+        return self._back(account)
+
+    @expose("/<int:account_id>/users/customer/<int:user_id>/activate", methods=["POST"])
+    @has_access
+    def activate_user(self, account_id, user_id):
+        """Activate (CP3): enable the customer portal for this user and email the activation link."""
+        account = self._customer(account_id)
+        user = _user_of(account, user_id, CUSTOMER_PORTAL)
+        if user.cp3_enabled:
+            flash(f"{user.email} can already use the customer portal.", "info")
+            return self._back(account)
+        user_service.enable_customer_portal(user)
+        db.session.commit()
+        sent = send_activation(user)
+        flash(
+            f"{user.email} is enabled for the customer portal; "
+            + ("the activation email is on its way." if sent else "the activation email was not sent: use Resend."),
+            "success" if sent else "warning",
+        )
+        return self._back(account)
+
+    @expose("/<int:account_id>/users/placeholder/<int:placeholder_id>/activate", methods=["POST"])
+    @has_access
+    def activate_placeholder(self, account_id, placeholder_id):
+        """Activate (CP3) on the master admin placeholder: it becomes a real login, once it has a real address."""
+        account = self._customer(account_id)
+        placeholder = self._placeholder(account, placeholder_id)
+        if placeholder.email == current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
+            flash("Change this user's email to a real address first.", "warning")
+            return redirect(
+                url_for("AccountUsersView.edit_placeholder", account_id=account.id, placeholder_id=placeholder.id)
+            )
+        try:
+            user = user_service.activate_placeholder(placeholder)
+            db.session.commit()
+        except UserError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return self._back(account)
+        sent = send_activation(user)
+        flash(
+            f"{user.email} is now a customer portal user; "
+            + ("the activation email is on its way." if sent else "the activation email was not sent: use Resend."),
+            "success" if sent else "warning",
+        )
         return self._back(account)
 
     # -- the default master admin placeholder ----------------------------------------------------------------

@@ -3,7 +3,7 @@ nearing renewal. Everyone: who you are and which account you act for."""
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import g, redirect, request, url_for
 from flask_appbuilder import IndexView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
@@ -25,6 +25,8 @@ class HomeView(IndexView):
     @has_access
     def index(self):
         user = g.user
+        if user.portal == "customer":
+            return redirect(url_for("CustomerDashboardView.dashboard", customer_id=user.account_id))
         context = {"user": user, "account": user.account, "roles": ", ".join(r.name for r in user.roles) or "no role"}
         if user.portal in ("operator", "partner"):
             context.update(

@@ -27,7 +27,20 @@ def customer_in_scope(account_id) -> Account:
     account = account_in_scope(account_id)
     if account.kind != CUSTOMER:
         abort(404)
+    g.customer = account  # the customer portal's layout shows it
     return account
+
+
+def in_customer_portal() -> bool:
+    """The same form serves both portals: customer users (and launched partners) see it in the customer portal."""
+    return g.user.portal == "customer"
+
+
+def _layout_context(customer: Account) -> dict:
+    """The page frame: the customer portal's for customer users (and launched partners), else the account screen."""
+    if in_customer_portal():
+        return {"layout": "portal/customer/tenant_layout.html", "customer": customer, "section": "microsoft_csp"}
+    return {"layout": "portal/account/_layout.html"}
 
 
 def _email_domain(address: str | None) -> str | None:
@@ -138,10 +151,13 @@ class TenantSetupView(PortalView):
             form=form,
             rules=DOMAIN_RULES,
             check_url=url_for("DomainCheckView.check", account_id=customer.id),
+            **_layout_context(customer),
         )
         return page, status
 
     def _tenant_page(self, customer: Account):
+        if in_customer_portal():
+            return redirect(url_for("CustomerServicesView.microsoft_csp", customer_id=customer.id))
         return redirect(url_for("AccountScreenView.microsoft_tenant", account_id=customer.id))
 
     def _without_tenant(self, account_id) -> Account:
@@ -214,7 +230,11 @@ class TenantSetupView(PortalView):
     def new_link(self, account_id):
         customer = self._without_tenant(account_id)
         return self.render_template(
-            "portal/account/tenant_link.html", account=customer, tab="products", form=LinkTenantForm()
+            "portal/account/tenant_link.html",
+            account=customer,
+            tab="products",
+            form=LinkTenantForm(),
+            **_layout_context(customer),
         )
 
     @expose("/<int:account_id>/microsoft-tenant/link", methods=["POST"])
@@ -230,7 +250,9 @@ class TenantSetupView(PortalView):
             else:
                 flash(f"Linked {tenant.primary_domain}: send the customer the invitation link below.", "success")
                 return self._tenant_page(customer)
-        page = self.render_template("portal/account/tenant_link.html", account=customer, tab="products", form=form)
+        page = self.render_template(
+            "portal/account/tenant_link.html", account=customer, tab="products", form=form, **_layout_context(customer)
+        )
         return page, 400
 
     @expose("/<int:account_id>/microsoft-tenant/accepted", methods=["POST"])

@@ -1,0 +1,218 @@
+"""Customer-portal dashboard widgets: the catalogue, each user's layout, and each widget's live data (in scope)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models.catalog import Product
+from app.models.dashboards import DashboardWidget
+from app.models.events import Event
+from app.models.subscriptions import M365User, Subscription, UsagePoint
+from app.services.events import record_event
+from app.services.landing import cents_total
+from security.models import PortalUser
+
+
+@dataclasses.dataclass(frozen=True)
+class WidgetKind:
+    key: str
+    title: str
+    description: str
+
+
+CATALOGUE = {
+    w.key: w
+    for w in (
+        WidgetKind("licences", "Licences", "Licences used and bought, per product."),
+        WidgetKind("renewals", "Renewals", "Subscriptions renewing in the next 30 days."),
+        WidgetKind("spend", "Monthly spend", "What the subscriptions cost a month, excluding GST."),
+        WidgetKind("users", "Users", "Microsoft 365 users, and the latest portal sign-ins."),
+        WidgetKind("usage_chart", "Usage chart", "Licences over the last 12 months."),
+        WidgetKind("activity", "Recent activity", "The latest events of your account."),
+    )
+}
+
+
+class WidgetError(ValueError):
+    """A layout change refused (unknown widget, not on this dashboard)."""
+
+
+# -- layout ------------------------------------------------------------------------------------------------------
+
+
+def layout(user: PortalUser) -> list[DashboardWidget]:
+    return list(
+        db.session.scalars(
+            select(DashboardWidget)
+            .where(DashboardWidget.user_id == user.id)
+            .order_by(DashboardWidget.position, DashboardWidget.id)
+        )
+    )
+
+
+def add_widget(user: PortalUser, key: str) -> DashboardWidget:
+    if key not in CATALOGUE:
+        raise WidgetError(f"There is no widget {key!r}.")
+    position = (
+        db.session.scalar(select(func.max(DashboardWidget.position)).where(DashboardWidget.user_id == user.id)) or 0
+    ) + 1
+    widget = DashboardWidget(account_id=user.account_id, user_id=user.id, widget=key, position=position)
+    db.session.add(widget)
+    db.session.flush()
+    record_event(
+        "dashboard.widget_added",
+        account_id=user.account_id,
+        target=widget,
+        summary=f"{CATALOGUE[key].title} added to {user.email}'s dashboard",
+    )
+    return widget
+
+
+def remove_widget(user: PortalUser, widget: DashboardWidget) -> None:
+    if widget.user_id != user.id:
+        raise WidgetError("That widget is not on your dashboard.")
+    record_event(
+        "dashboard.widget_removed",
+        account_id=user.account_id,
+        target=widget,
+        summary=f"{CATALOGUE[widget.widget].title} removed from {user.email}'s dashboard",
+    )
+    db.session.delete(widget)
+
+
+def reorder(user: PortalUser, widget_ids: list[int]) -> None:
+    """Put the user's widgets in this order; the list must name each of them exactly once."""
+    widgets = {w.id: w for w in layout(user)}
+    if sorted(widget_ids) != sorted(widgets):
+        raise WidgetError("The new order must list every widget of the dashboard once.")
+    for position, widget_id in enumerate(widget_ids, start=1):
+        widgets[widget_id].position = position
+    record_event(
+        "dashboard.reordered",
+        account_id=user.account_id,
+        target=user,
+        summary=f"{user.email}'s dashboard: " + ", ".join(CATALOGUE[widgets[i].widget].title for i in widget_ids),
+    )
+
+
+# -- data ----------------------------------------------------------------------------------------------------------
+
+
+def licences(customer_id: int) -> list[dict]:
+    rows = db.session.execute(
+        select(Product.name, func.sum(Subscription.assigned), func.sum(Subscription.quantity))
+        .join(Subscription.product)
+        .where(Subscription.account_id == customer_id, Subscription.status == "active")
+        .group_by(Product.name)
+        .order_by(Product.name)
+    ).all()
+    return [{"product": name, "used": int(used), "total": int(total)} for name, used, total in rows]
+
+
+def renewals(customer_id: int, days: int = 30, today: dt.date | None = None) -> list[Subscription]:
+    today = today or dt.date.today()
+    return list(
+        db.session.scalars(
+            select(Subscription)
+            .join(Subscription.product)
+            .where(
+                Subscription.account_id == customer_id,
+                Subscription.status == "active",
+                Subscription.renew_on >= today,
+                Subscription.renew_on <= today + dt.timedelta(days=days),
+            )
+            .order_by(Subscription.renew_on)
+        )
+    )
+
+
+def monthly_spend(customer_id: int) -> Decimal:
+    cents = db.session.scalar(
+        select(cents_total(Subscription.unit_price, Subscription.quantity)).where(
+            Subscription.account_id == customer_id, Subscription.status == "active"
+        )
+    )
+    return Decimal(int(cents)) / 100
+
+
+def users_summary(customer_id: int) -> dict:
+    m365 = db.session.scalar(select(func.count(M365User.id)).where(M365User.account_id == customer_id))
+    active = db.session.scalar(
+        select(func.count(M365User.id)).where(M365User.account_id == customer_id, M365User.status == "active")
+    )
+    sign_ins = db.session.execute(
+        select(PortalUser.first_name, PortalUser.last_name, PortalUser.last_login)
+        .where(PortalUser.account_id == customer_id, PortalUser.last_login.is_not(None))
+        .order_by(PortalUser.last_login.desc())
+        .limit(5)
+    ).all()
+    return {
+        "m365_users": m365,
+        "active": active,
+        "sign_ins": [{"name": f"{f} {l}", "when": when} for f, l, when in sign_ins],
+    }
+
+
+def month_ends(months: int = 12, today: dt.date | None = None) -> list[dt.date]:
+    """The last day of each of the last ``months`` months, this month (so far) last."""
+    today = today or dt.date.today()
+    ends, year, month = [], today.year, today.month
+    for _ in range(months):
+        first_of_next = dt.date(year + (month == 12), month % 12 + 1, 1)
+        ends.append(min(first_of_next - dt.timedelta(days=1), today))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return list(reversed(ends))
+
+
+def usage_series(customer_ids: list[int] | None, months: int = 12, today: dt.date | None = None) -> dict:
+    """Licences used and bought per product at each month end, rebuilt from the change points (the latest point
+    at or before each month end counts). ``customer_ids`` None: every customer in scope."""
+    ends = month_ends(months, today)
+    query = (
+        select(
+            UsagePoint.subscription_id,
+            UsagePoint.recorded_at,
+            UsagePoint.quantity,
+            UsagePoint.assigned,
+            UsagePoint.unit_price,
+            Product.name,
+        )
+        .join(UsagePoint.subscription)
+        .join(Subscription.product)
+        .where(UsagePoint.recorded_at < dt.datetime.combine(ends[-1], dt.time.max))
+        .order_by(UsagePoint.recorded_at, UsagePoint.id)
+    )
+    if customer_ids is not None:
+        query = query.where(UsagePoint.account_id.in_(customer_ids))
+    products: dict[str, dict[str, list]] = {}
+    spend = [Decimal("0")] * len(ends)
+    current: dict[int, tuple] = {}
+    points = iter(db.session.execute(query).all())
+    pending = next(points, None)
+    for index, end in enumerate(ends):
+        limit = dt.datetime.combine(end, dt.time.max)
+        while pending is not None and pending.recorded_at <= limit:
+            current[pending.subscription_id] = (pending.name, pending.quantity, pending.assigned, pending.unit_price)
+            pending = next(points, None)
+        for name, quantity, assigned, price in current.values():
+            series = products.setdefault(name, {"used": [0] * len(ends), "bought": [0] * len(ends)})
+            series["used"][index] += assigned
+            series["bought"][index] += quantity
+            spend[index] += price * quantity
+    return {"months": [e.strftime("%b %Y") for e in ends], "products": products, "spend": spend}
+
+
+def recent_activity(customer_id: int, limit: int = 8) -> list[Event]:
+    return list(
+        db.session.scalars(
+            select(Event)
+            .where(Event.account_id == customer_id)
+            .order_by(Event.occurred_at.desc(), Event.id.desc())
+            .limit(limit)
+        )
+    )

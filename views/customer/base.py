@@ -1,0 +1,38 @@
+"""The customer portal's base: every page belongs to one customer, resolved through the scope before anything
+else (another customer's pages answer 404), then the page's permission is checked."""
+
+from __future__ import annotations
+
+import functools
+
+from flask import abort, g, redirect, request
+from flask_login import current_user
+
+from app.models.accounts import CUSTOMER, Account
+from views.base import PortalView, get_or_404
+
+
+def customer_page(view):
+    """Resolve ``customer_id`` to a customer in scope (404 otherwise) before the permission check runs."""
+
+    @functools.wraps(view)
+    def wrapper(self, customer_id, *args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(self.appbuilder.get_url_for_login_with(request.full_path))
+        customer = get_or_404(Account, customer_id)
+        if customer.kind != CUSTOMER:
+            abort(404)
+        g.customer = customer
+        return view(self, customer_id, *args, **kwargs)
+
+    return wrapper
+
+
+class CustomerPortalView(PortalView):
+    """Pages of the customer portal (CP3), rendered in its own layout with the left sidebar."""
+
+    route_base = "/portal"
+    section = ""
+
+    def render(self, template: str, **context):
+        return self.render_template(f"portal/customer/{template}", customer=g.customer, section=self.section, **context)

@@ -1,0 +1,307 @@
+"""Services ▸ Microsoft CSP: the customer's tenant, subscriptions, Microsoft 365 users and licences.
+
+Reading is the page's permission; each change needs its capability: orders, quantities and auto-renew (Orders),
+licence assignment (Licences), Microsoft 365 users (Microsoft 365 Admin), a new tenant (Tenant Setup).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import abort, flash, g, redirect, request, url_for
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Regexp
+
+from app.extensions import db
+from app.models.catalog import Product
+from app.models.subscriptions import LicenceAssignment, M365User, Subscription
+from app.services import licensing
+from app.services.licensing import LicenceError
+from security import permissions as P
+from security.passwords import password_problem
+from views.base import get_or_404
+from views.customer.base import CustomerPortalView, customer_page
+
+
+class OrderForm(FlaskForm):
+    product_id = SelectField("Product", coerce=int, validators=[DataRequired(message="Choose a product.")])
+    quantity = IntegerField(
+        "Licences",
+        default=1,
+        validators=[
+            DataRequired(message="Enter how many licences."),
+            NumberRange(min=1, max=10000, message="Order between 1 and 10,000 licences."),
+        ],
+    )
+
+
+class NewM365UserForm(FlaskForm):
+    first_name = StringField("First name", validators=[DataRequired(message="First name is required."), Length(max=64)])
+    last_name = StringField("Last name", validators=[DataRequired(message="Last name is required."), Length(max=64)])
+    username = StringField(
+        "User name",
+        validators=[
+            DataRequired(message="User name is required."),
+            Length(max=64),
+            Regexp(r"^[A-Za-z0-9._-]+$", message="Use letters, digits and . _ - only."),
+        ],
+    )
+    password = PasswordField("Temporary password", description="They change it at their first Microsoft sign-in.")
+
+    def validate_password(self, field):
+        problem = password_problem(field.data or "")
+        if problem:
+            from wtforms import ValidationError
+
+            raise ValidationError(problem)
+
+
+def _subscription(customer_id, subscription_id) -> Subscription:
+    sub = get_or_404(Subscription, subscription_id)
+    if sub.account_id != customer_id:
+        abort(404)
+    return sub
+
+
+def _person(customer_id, person_id) -> M365User:
+    person = get_or_404(M365User, person_id)
+    if person.account_id != customer_id:
+        abort(404)
+    return person
+
+
+def _order_form() -> OrderForm:
+    form = OrderForm()
+    products = db.session.scalars(select(Product).where(Product.retired_on.is_(None)).order_by(Product.name))
+    form.product_id.choices = [
+        (p.id, f"{p.name} — {p.billing_cycle}, ${p.unit_price} a licence a month") for p in products
+    ]
+    return form
+
+
+def _csp_page(customer_id: int):
+    return redirect(url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id))
+
+
+def _apply(change, success: str, customer_id: int, back=None):
+    try:
+        change()
+        db.session.commit()
+    except LicenceError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        flash(success, "success")
+    return back or _csp_page(customer_id)
+
+
+class CustomerServicesView(CustomerPortalView):
+    class_permission_name = P.CUSTOMER_SERVICES
+    section = "microsoft_csp"
+    method_permission_name = {"microsoft_csp": P.READ, "subscription": P.READ}
+
+    @expose("/<int:customer_id>/services/microsoft-csp")
+    @customer_page
+    @has_access
+    def microsoft_csp(self, customer_id):
+        customer = g.customer
+        subs = db.session.scalars(
+            select(Subscription)
+            .join(Subscription.product)
+            .where(Subscription.account_id == customer_id)
+            .order_by(Product.name, Subscription.id)
+        ).all()
+        people = db.session.scalars(
+            select(M365User).where(M365User.account_id == customer_id).order_by(func.lower(M365User.display_name))
+        ).all()
+        held = {}
+        for person_id, name in db.session.execute(
+            select(LicenceAssignment.m365_user_id, Product.name)
+            .join(LicenceAssignment.subscription)
+            .join(Subscription.product)
+            .where(LicenceAssignment.account_id == customer_id)
+        ):
+            held.setdefault(person_id, []).append(name)
+        return self.render(
+            "microsoft_csp.html",
+            tenant=customer.tenant,
+            subscriptions=subs,
+            people=people,
+            held=held,
+            order_form=_order_form(),
+            user_form=NewM365UserForm(),
+            deadline=licensing.decrease_deadline,
+        )
+
+    @expose("/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>")
+    @customer_page
+    @has_access
+    def subscription(self, customer_id, subscription_id):
+        sub = _subscription(customer_id, subscription_id)
+        holders = db.session.scalars(
+            select(M365User)
+            .join(LicenceAssignment, LicenceAssignment.m365_user_id == M365User.id)
+            .where(LicenceAssignment.subscription_id == sub.id)
+            .order_by(func.lower(M365User.display_name))
+        ).all()
+        holder_ids = {p.id for p in holders}
+        others = db.session.scalars(
+            select(M365User)
+            .where(M365User.account_id == customer_id, M365User.status == "active")
+            .order_by(func.lower(M365User.display_name))
+        ).all()
+        return self.render(
+            "subscription.html",
+            sub=sub,
+            holders=holders,
+            others=[p for p in others if p.id not in holder_ids],
+            deadline=licensing.decrease_deadline(sub),
+        )
+
+
+class CustomerOrdersView(CustomerPortalView):
+    """Orders, quantities and auto-renew: a Partner CSP Admin (also while launched) or the Master Admin."""
+
+    class_permission_name = P.ORDERS
+    method_permission_name = {"order": P.WRITE, "quantity": P.WRITE, "auto_renew": P.WRITE}
+
+    @expose("/<int:customer_id>/services/microsoft-csp/orders", methods=["POST"])
+    @customer_page
+    @has_access
+    def order(self, customer_id):
+        form = _order_form()
+        if not form.validate_on_submit():
+            for errors in form.errors.values():
+                for error in errors:
+                    flash(str(error), "danger")
+            return _csp_page(customer_id)
+        product = get_or_404(Product, form.product_id.data)
+        return _apply(
+            lambda: licensing.order(g.customer, product, form.quantity.data),
+            f"Ordered {form.quantity.data} × {product.name}.",
+            customer_id,
+        )
+
+    @expose("/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>/quantity", methods=["POST"])
+    @customer_page
+    @has_access
+    def quantity(self, customer_id, subscription_id):
+        sub = _subscription(customer_id, subscription_id)
+        try:
+            quantity = int(request.form.get("quantity", ""))
+        except ValueError:
+            flash("Enter the number of licences as a whole number.", "danger")
+            return _csp_page(customer_id)
+        return _apply(
+            lambda: licensing.change_quantity(sub, quantity),
+            f"{sub.product.name} now has {quantity} licences.",
+            customer_id,
+            redirect(request.form.get("next") or url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id))
+            if request.form.get("next", "").startswith("/portal/")
+            else None,
+        )
+
+    @expose(
+        "/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>/auto-renew", methods=["POST"]
+    )
+    @customer_page
+    @has_access
+    def auto_renew(self, customer_id, subscription_id):
+        sub = _subscription(customer_id, subscription_id)
+        enabled = request.form.get("enabled") == "1"
+        return _apply(
+            lambda: licensing.set_auto_renew(sub, enabled),
+            f"Auto-renew of {sub.product.name} is {'on' if enabled else 'off'}.",
+            customer_id,
+        )
+
+
+class CustomerLicencesView(CustomerPortalView):
+    """Assigning and unassigning licences: Customer Admins and Master Admins, and CSP Admins while launched."""
+
+    class_permission_name = P.LICENCES
+    method_permission_name = {"assign": P.WRITE, "unassign": P.WRITE}
+
+    def _back(self, customer_id, subscription_id):
+        return redirect(
+            url_for("CustomerServicesView.subscription", customer_id=customer_id, subscription_id=subscription_id)
+        )
+
+    @expose("/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>/assign", methods=["POST"])
+    @customer_page
+    @has_access
+    def assign(self, customer_id, subscription_id):
+        sub = _subscription(customer_id, subscription_id)
+        person = _person(customer_id, request.form.get("m365_user_id"))
+        return _apply(
+            lambda: licensing.assign(sub, person),
+            f"{sub.product.name} assigned to {person.user_principal_name}.",
+            customer_id,
+            self._back(customer_id, sub.id),
+        )
+
+    @expose("/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>/unassign", methods=["POST"])
+    @customer_page
+    @has_access
+    def unassign(self, customer_id, subscription_id):
+        sub = _subscription(customer_id, subscription_id)
+        person = _person(customer_id, request.form.get("m365_user_id"))
+        return _apply(
+            lambda: licensing.unassign(sub, person),
+            f"{sub.product.name} removed from {person.user_principal_name}.",
+            customer_id,
+            self._back(customer_id, sub.id),
+        )
+
+
+class CustomerM365UsersView(CustomerPortalView):
+    """Adding, disabling and enabling Microsoft 365 users."""
+
+    class_permission_name = P.M365_ADMIN
+    method_permission_name = {"add": P.WRITE, "disable": P.WRITE, "enable": P.WRITE}
+
+    @expose("/<int:customer_id>/services/microsoft-csp/users", methods=["POST"])
+    @customer_page
+    @has_access
+    def add(self, customer_id):
+        form = NewM365UserForm()
+        if not form.password.data:
+            form.password.data = secrets.token_urlsafe(12) + "Aa1!"
+        if not form.validate_on_submit():
+            for name, errors in form.errors.items():
+                for error in errors:
+                    flash(f"{getattr(form, name).label.text}: {error}", "danger")
+            return _csp_page(customer_id)
+        return _apply(
+            lambda: licensing.add_m365_user(
+                g.customer, form.first_name.data, form.last_name.data, form.username.data, form.password.data
+            ),
+            f"Added Microsoft 365 user {form.username.data.lower()}.",
+            customer_id,
+        )
+
+    @expose("/<int:customer_id>/services/microsoft-csp/users/<int:person_id>/disable", methods=["POST"])
+    @customer_page
+    @has_access
+    def disable(self, customer_id, person_id):
+        person = _person(customer_id, person_id)
+        return _apply(
+            lambda: licensing.set_m365_user_status(person, False),
+            f"{person.user_principal_name} is disabled.",
+            customer_id,
+        )
+
+    @expose("/<int:customer_id>/services/microsoft-csp/users/<int:person_id>/enable", methods=["POST"])
+    @customer_page
+    @has_access
+    def enable(self, customer_id, person_id):
+        person = _person(customer_id, person_id)
+        return _apply(
+            lambda: licensing.set_m365_user_status(person, True),
+            f"{person.user_principal_name} is enabled.",
+            customer_id,
+        )

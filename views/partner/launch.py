@@ -1,0 +1,54 @@
+"""Launch (CP3) and Return to partner portal: impersonation's start and stop, POST only."""
+
+from __future__ import annotations
+
+from flask import abort, flash, g, redirect, session, url_for
+from flask_appbuilder import BaseView
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access
+
+from app.extensions import db
+from security import impersonation
+from security import permissions as P
+from security.models import PortalUser
+from views.base import PortalView, get_or_404
+
+
+class LaunchView(PortalView):
+    route_base = "/impersonation"
+    class_permission_name = P.IMPERSONATION
+    method_permission_name = {"start": P.LAUNCH}
+
+    @expose("/start/<int:user_id>", methods=["POST"])
+    @has_access
+    def start(self, user_id):
+        if impersonation.impersonating():
+            abort(409, description="Return to the partner portal before launching another customer portal.")
+        target = get_or_404(PortalUser, user_id)  # only users of accounts in the caller's scope
+        decision = impersonation.can_impersonate(actor=g.user, target=target)
+        if not decision:
+            flash(decision.reason, "danger")
+            return redirect(url_for("AccountUsersView.users", account_id=target.account_id))
+        customer_id = target.account_id
+        impersonation.start(g.user, target)
+        db.session.commit()
+        return redirect(url_for("CustomerDashboardView.dashboard", customer_id=customer_id))
+
+
+class ReturnView(BaseView):
+    """Return to partner portal: allowed whenever the session holds an impersonation (the customer user's own
+    permissions would not include it), and only then."""
+
+    route_base = "/impersonation"
+    default_view = "stop"
+
+    @expose("/stop", methods=["POST"])
+    def stop(self):
+        if not impersonation.impersonating():
+            abort(404)
+        target_id = session.get(impersonation.TARGET_KEY)
+        back = impersonation.back_url_for(target_id)
+        actor = impersonation.stop()
+        if actor is None or not actor.is_active:
+            return redirect(self.appbuilder.get_url_for_login)
+        return redirect(back)
