@@ -154,7 +154,7 @@ def users_summary(customer_id: int) -> dict:
     return {
         "m365_users": m365,
         "active": active,
-        "sign_ins": [{"name": f"{f} {l}", "when": when} for f, l, when in sign_ins],
+        "sign_ins": [{"name": f"{first} {last}", "when": when} for first, last, when in sign_ins],
     }
 
 
