@@ -63,12 +63,17 @@ def start(actor: PortalUser, target: PortalUser) -> None:
     """Become ``target`` (the decision was made by the caller); record it on both sides."""
     from app.services.events import record_event
 
+    actor = getattr(actor, "_get_current_object", lambda: actor)()  # not the current_user proxy: it will change
+    actor_id = actor.id
+    from app.extensions import db
+
     summary = f"{actor.email} launched the customer portal of {target.account.name} as {target.email}"
     for account_id in {target.account_id, target.account.parent_id or target.account_id, actor.account_id}:
         record_event("impersonation.started", account_id=account_id, actor=actor, target=target, summary=summary)
+    db.session.commit()  # under the partner's own scope: from here on, the request is the customer's
     with scoping.bypass("impersonation start"):
         login_user(target, remember=False)
-    session[ACTOR_KEY] = actor.id
+    session[ACTOR_KEY] = actor_id
     session[TARGET_KEY] = target.id
     session[STARTED_KEY] = utcnow().isoformat()
     _renew_session_id()

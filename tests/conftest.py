@@ -133,7 +133,7 @@ def login(app):
 
 def csrf_token(client, path: str = "/") -> str:
     """The CSRF token of the client's session, from the meta tag every portal page carries."""
-    page = client.get(path)
+    page = client.get(path, follow_redirects=True)
     return re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
 
 

@@ -12,6 +12,7 @@ from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, Microsoft
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from app.services.accounts import add_default_master_admin, create_account
+from app.services.demo import mirror_in_sandbox
 from app.services.users import create_user
 from security.manager import hash_password
 
@@ -150,4 +151,6 @@ def build_world() -> World:
     rows["products"] = {"basic": basic.id, "exchange": exchange.id}
     w.rows = rows
     db.session.commit()
+    for customer in (customer_a, customer_b):
+        mirror_in_sandbox(customer)  # the sandbox provider knows their tenants, subscriptions and users
     return w

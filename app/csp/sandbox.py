@@ -106,6 +106,23 @@ class SandboxProvider(CspProvider):
             raise DomainTaken(f"{profile.domain} already exists", correlation_id=correlation_id, status=409) from None
         return ProvisionedTenant(tenant_id=tenant_id, domain=profile.domain)
 
+    def adopt_customer(self, domain_prefix: str, company_name: str) -> str:
+        """Sandbox only (demo data): a customer that "already existed" at Microsoft; its tenant id. Idempotent."""
+        tenant_id = sandbox_id("tenant", domain_prefix)
+        with self._session() as session, session.begin():
+            if session.scalar(select(SandboxCustomer.id).where(SandboxCustomer.tenant_id == tenant_id)) is None:
+                if session.scalar(select(SandboxDomain.id).where(SandboxDomain.prefix == domain_prefix)) is None:
+                    session.add(SandboxDomain(prefix=domain_prefix))
+                session.add(
+                    SandboxCustomer(
+                        tenant_id=tenant_id,
+                        domain_prefix=domain_prefix,
+                        company_name=company_name,
+                        agreement_accepted_on=dt.date.today(),
+                    )
+                )
+        return tenant_id
+
     def accept_agreement(self, tenant_id: str, acceptance: AgreementAcceptance, *, correlation_id: str) -> None:
         self._call("accept_agreement", correlation_id)
         with self._session() as session, session.begin():

@@ -235,6 +235,45 @@ def _year_of_history(sub: Subscription, start_quantity: int, today: dt.date) -> 
         )
 
 
+def mirror_in_sandbox(customer: Account) -> None:
+    """Demo data only: tell the sandbox provider what a demo customer already has — its tenant, subscriptions,
+    Microsoft 365 users and licences — so that changes to them go through the provider like any other. Idempotent;
+    does nothing with a real Partner Center. Call it with nothing uncommitted (the sandbox commits on its own)."""
+    from app.csp import get_provider
+    from app.csp.base import new_correlation_id
+
+    provider = get_provider()
+    tenant = customer.tenant
+    if provider.name != "sandbox" or tenant is None or tenant.status != "active":
+        return
+    # Nothing is flushed until the end: the sandbox writes on its own connection, and SQLite has one writer.
+    with db.session.no_autoflush:
+        tenant.tenant_guid = provider.adopt_customer(tenant.domain_prefix, customer.name)
+        cid = new_correlation_id()
+        for sub in db.session.query(Subscription).filter_by(account_id=customer.id, provider_subscription_id=None):
+            sub.provider_subscription_id = provider.create_order(
+                tenant.tenant_guid, sub.product.sku, sub.quantity, sub.billing_cycle, correlation_id=cid
+            ).subscription_id
+        for person in db.session.query(M365User).filter_by(account_id=customer.id, provider_user_id=None):
+            first, _, last = person.display_name.partition(" ")
+            person.provider_user_id = provider.create_user(
+                tenant.tenant_guid,
+                first_name=first,
+                last_name=last or first,
+                user_principal_name=person.user_principal_name,
+                password=secrets.token_urlsafe(16),
+                usage_location=customer.country or "NZ",
+                correlation_id=cid,
+            )
+            held = db.session.query(LicenceAssignment).filter_by(m365_user_id=person.id)
+            skus = [assignment.subscription.product.sku for assignment in held]
+            if skus:
+                provider.assign_licences(
+                    tenant.tenant_guid, person.provider_user_id, add_sku_ids=skus, remove_sku_ids=[], correlation_id=cid
+                )
+    db.session.commit()
+
+
 def seed_demo(password: str | None = None, today: dt.date | None = None) -> SeedReport:
     """Create whatever of the demo data is missing; never duplicates. Run under a scope bypass."""
     today = today or dt.date.today()
@@ -377,6 +416,8 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
     )
 
     db.session.commit()
+    for customer in (enet, contoso, rival):
+        mirror_in_sandbox(customer)
     created_users = any(item.startswith("user ") for item in report.created)
     report.password = new_password if (password or created_users) else None
     return report

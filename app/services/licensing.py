@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.csp import get_provider
 from app.csp.base import ProviderError, new_correlation_id
@@ -156,42 +157,51 @@ def set_auto_renew(sub: Subscription, enabled: bool) -> None:
 
 
 def assign(sub: Subscription, person: M365User) -> None:
-    """Give ``person`` a licence of ``sub``: at most as many holders as licences, even with concurrent requests
-    (the count goes up in one conditional UPDATE; the database also refuses assigned > quantity)."""
+    """Give ``person`` a licence of ``sub``. Microsoft is asked first (no database lock is held across the call);
+    then one conditional UPDATE takes the licence, so two requests for the last free one cannot both win (the
+    database also refuses assigned > quantity); the loser's assignment at Microsoft is taken back."""
     if person.account_id != sub.account_id:
         raise LicenceError("That user belongs to another customer.")
     if person.status != "active":
         raise LicenceError(f"{person.user_principal_name} is disabled.")
-    held = db.session.scalar(
+    if db.session.scalar(
         select(LicenceAssignment.id).where(
             LicenceAssignment.subscription_id == sub.id, LicenceAssignment.m365_user_id == person.id
         )
-    )
-    if held:
+    ):
         raise LicenceError(f"{person.user_principal_name} already has {sub.product.name}.")
+    full = LicenceError(f"All {sub.quantity} licences of {sub.product.name} are assigned: raise the quantity first.")
+    if sub.assigned >= sub.quantity:
+        raise full
+    tenant_id, sku = _tenant_id(sub.account), sub.product.sku
+    _provider_call(
+        "assign the licence",
+        lambda cid: get_provider().assign_licences(
+            tenant_id, person.provider_user_id or "", add_sku_ids=[sku], remove_sku_ids=[], correlation_id=cid
+        ),
+    )
     taken = db.session.execute(
         update(Subscription)
         .where(Subscription.id == sub.id, Subscription.assigned < Subscription.quantity)
         .values(assigned=Subscription.assigned + 1)
         .execution_options(synchronize_session=False)
     )
-    if taken.rowcount != 1:
+    if taken.rowcount == 1:
+        db.session.add(LicenceAssignment(account_id=sub.account_id, subscription_id=sub.id, m365_user_id=person.id))
+        try:
+            db.session.flush()
+        except IntegrityError:
+            taken = None  # the same user, assigned by a concurrent request
+    if taken is None or taken.rowcount != 1:
         db.session.rollback()
-        raise LicenceError(f"All {sub.quantity} licences of {sub.product.name} are assigned: raise the quantity first.")
-    db.session.add(LicenceAssignment(account_id=sub.account_id, subscription_id=sub.id, m365_user_id=person.id))
-    db.session.flush()
+        _provider_call(
+            "take the licence back",
+            lambda cid: get_provider().assign_licences(
+                tenant_id, person.provider_user_id or "", add_sku_ids=[], remove_sku_ids=[sku], correlation_id=cid
+            ),
+        )
+        raise full
     db.session.refresh(sub)
-    tenant_id = _tenant_id(sub.account)
-    _provider_call(
-        "assign the licence",
-        lambda cid: get_provider().assign_licences(
-            tenant_id,
-            person.provider_user_id or "",
-            add_sku_ids=[sub.product.sku],
-            remove_sku_ids=[],
-            correlation_id=cid,
-        ),
-    )
     record_usage(sub)
     record_event(
         "licence.assigned",
@@ -202,6 +212,7 @@ def assign(sub: Subscription, person: M365User) -> None:
 
 
 def unassign(sub: Subscription, person: M365User) -> None:
+    """Take a licence back: at Microsoft first, then here."""
     assignment = db.session.scalars(
         select(LicenceAssignment).where(
             LicenceAssignment.subscription_id == sub.id, LicenceAssignment.m365_user_id == person.id
@@ -209,15 +220,6 @@ def unassign(sub: Subscription, person: M365User) -> None:
     ).first()
     if assignment is None:
         raise LicenceError(f"{person.user_principal_name} does not have {sub.product.name}.")
-    db.session.delete(assignment)
-    db.session.execute(
-        update(Subscription)
-        .where(Subscription.id == sub.id)
-        .values(assigned=Subscription.assigned - 1)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.flush()
-    db.session.refresh(sub)
     tenant_id = _tenant_id(sub.account)
     _provider_call(
         "remove the licence",
@@ -229,6 +231,15 @@ def unassign(sub: Subscription, person: M365User) -> None:
             correlation_id=cid,
         ),
     )
+    db.session.delete(assignment)
+    db.session.execute(
+        update(Subscription)
+        .where(Subscription.id == sub.id)
+        .values(assigned=Subscription.assigned - 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.flush()
+    db.session.refresh(sub)
     record_usage(sub)
     record_event(
         "licence.unassigned",

@@ -191,18 +191,23 @@ class CustomerOrdersView(CustomerPortalView):
     @has_access
     def quantity(self, customer_id, subscription_id):
         sub = _subscription(customer_id, subscription_id)
+        # Back to the page the form was on (the subscription's own page), or the services page.
+        page = url_for("CustomerServicesView.subscription", customer_id=customer_id, subscription_id=sub.id)
+        back = redirect(
+            page
+            if request.form.get("next") == page
+            else url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id)
+        )
         try:
             quantity = int(request.form.get("quantity", ""))
         except ValueError:
             flash("Enter the number of licences as a whole number.", "danger")
-            return _csp_page(customer_id)
+            return back
         return _apply(
             lambda: licensing.change_quantity(sub, quantity),
             f"{sub.product.name} now has {quantity} licences.",
             customer_id,
-            redirect(request.form.get("next") or url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id))
-            if request.form.get("next", "").startswith("/portal/")
-            else None,
+            back,
         )
 
     @expose(

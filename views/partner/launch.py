@@ -7,7 +7,6 @@ from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
-from app.extensions import db
 from security import impersonation
 from security import permissions as P
 from security.models import PortalUser
@@ -31,7 +30,6 @@ class LaunchView(PortalView):
             return redirect(url_for("AccountUsersView.users", account_id=target.account_id))
         customer_id = target.account_id
         impersonation.start(g.user, target)
-        db.session.commit()
         return redirect(url_for("CustomerDashboardView.dashboard", customer_id=customer_id))
 
 

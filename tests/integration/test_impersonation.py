@@ -1,0 +1,245 @@
+"""Launch (CP3): the policy's truth table, POST and CSRF only, session ids, the banner, Return, expiry, logout,
+both event logs, the untouched last login, and never more than both roles allow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from app.models.accounts import Account
+from app.models.events import Event
+from security.impersonation import can_impersonate
+from security.models import PortalUser
+from tests import factories
+from tests.conftest import csrf_token, unscoped
+from tests.integration.test_scoping import database_fingerprint
+
+COOKIE = "portal_session"
+
+
+@pytest.fixture
+def people(world):
+    """Extra targets: a disabled customer user, one not enabled for CP3, B's master admin."""
+    with unscoped() as session:
+        customer = session.get(Account, world.accounts["customer_a"].id)
+        disabled = factories.user(customer, "disabled@aardvark.example", cp3_enabled=True)
+        disabled.active = False
+        not_cp3 = factories.user(customer, "notcp3@aardvark.example")
+        session.commit()
+        return {"disabled": disabled.id, "not_cp3": not_cp3.id}
+
+
+def _target_id(world, people, name):
+    return people.get(name) or world.users[name].id
+
+
+TRUTH = [
+    # actor, target, allowed
+    ("ops_admin", "customer_a_master_admin", True),
+    ("ops_admin", "customer_b_master_admin", True),
+    ("reseller_a_admin", "customer_a_master_admin", True),
+    ("reseller_a_user", "customer_a_master_admin", True),
+    ("reseller_b_admin", "customer_a_master_admin", False),  # not its customer
+    ("reseller_a_admin", "customer_b_master_admin", False),
+    ("reseller_a_admin", "reseller_a_user", False),  # partner users cannot be launched as
+    ("reseller_a_admin", "ops_admin", False),  # nor operator staff
+    ("customer_a_master_admin", "customer_b_master_admin", False),  # customers launch nobody
+    ("reseller_a_admin", "disabled", False),
+    ("reseller_a_admin", "not_cp3", False),
+    ("reseller_a_admin", "reseller_a_admin", False),
+]
+
+
+@pytest.mark.parametrize(("actor", "target", "allowed"), TRUTH)
+def test_policy_truth_table(app, world, people, actor, target, allowed):
+    with unscoped() as session:
+        decision = can_impersonate(
+            actor=session.get(PortalUser, world.users[actor].id),
+            target=session.get(PortalUser, _target_id(world, people, target)),
+        )
+    assert bool(decision) is allowed, decision.reason
+    assert allowed or decision.reason
+
+
+@pytest.mark.parametrize(("actor", "target", "allowed"), TRUTH)
+def test_launch_over_http_follows_the_policy(app, world, people, login, actor, target, allowed):
+    client = login(world.users[actor].email)
+    before = database_fingerprint()
+    response = client.post(
+        f"/impersonation/start/{_target_id(world, people, target)}", data={"csrf_token": csrf_token(client)}
+    )
+    if allowed:
+        assert response.status_code == 302 and response.location.startswith("/portal/")
+    else:
+        assert response.status_code in (302, 403, 404)
+        assert not (response.location or "").startswith("/portal/")
+        assert client.get("/portal/0/").status_code in (302, 403, 404)
+        assert database_fingerprint() == before
+
+
+def _launch(client, world, target="customer_a_master_admin"):
+    return client.post(f"/impersonation/start/{world.users[target].id}", data={"csrf_token": csrf_token(client)})
+
+
+def test_launch_is_post_with_csrf_only(world, reseller_a_admin_client):
+    target = world.users["customer_a_master_admin"].id
+    assert reseller_a_admin_client.get(f"/impersonation/start/{target}").status_code == 405
+    assert reseller_a_admin_client.post(f"/impersonation/start/{target}").status_code == 400
+    assert reseller_a_admin_client.get("/impersonation/stop").status_code == 405
+
+
+def test_banner_on_every_customer_page_and_return(app, world, reseller_a_admin_client):
+    client = reseller_a_admin_client
+    before_id = client.get_cookie(COOKIE).value
+    response = _launch(client, world)
+    customer = world.accounts["customer_a"].id
+    assert response.location == f"/portal/{customer}/"
+    during_id = client.get_cookie(COOKIE).value
+    assert during_id != before_id  # renewed on start
+    sub = world.rows["a"]["subscription"]
+    for path in (
+        f"/portal/{customer}/",
+        f"/portal/{customer}/services/microsoft-csp",
+        f"/portal/{customer}/services/microsoft-csp/subscriptions/{sub}",
+        f"/portal/{customer}/users",
+        f"/portal/{customer}/events",
+    ):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        banner = page.text.split('data-test="impersonation-banner"')[1].split("</div>")[0]
+        assert "Signed in to <strong>Aardvark Farms</strong> as <strong>Mara Master</strong>" in banner
+        assert "by <strong>Ari Admin</strong>" in banner and "Return to partner portal" in banner
+    returned = client.post("/impersonation/stop", data={"csrf_token": csrf_token(client, f"/portal/{customer}/")})
+    assert returned.location == f"/accounts/{customer}/users"
+    assert client.get_cookie(COOKIE).value not in (before_id, during_id)  # renewed on return
+    assert client.get(f"/accounts/{customer}/users").status_code == 200  # the partner again
+    assert client.get(f"/portal/{customer}/").status_code == 403
+
+
+def test_a_cookie_from_the_visit_does_not_act_as_the_customer_after_return(app, world, reseller_a_admin_client):
+    client = reseller_a_admin_client
+    _launch(client, world)
+    customer = world.accounts["customer_a"].id
+    captured = client.get_cookie(COOKIE).value
+    client.post("/impersonation/stop", data={"csrf_token": csrf_token(client, f"/portal/{customer}/")})
+    replay = app.test_client()
+    replay.set_cookie(COOKIE, captured)
+    response = replay.get(f"/portal/{customer}/")
+    assert response.status_code == 302 and "/login/" in response.location
+
+
+def test_both_event_logs_show_it_and_last_login_is_untouched(world, reseller_a_admin_client):
+    target = world.users["customer_a_master_admin"]
+    with unscoped() as session:
+        before = session.get(PortalUser, target.id).last_login
+    _launch(reseller_a_admin_client, world)
+    customer = world.accounts["customer_a"].id
+    reseller_a_admin_client.post(
+        "/impersonation/stop", data={"csrf_token": csrf_token(reseller_a_admin_client, f"/portal/{customer}/")}
+    )
+    with unscoped() as session:
+        assert session.get(PortalUser, target.id).last_login == before
+        for action in ("impersonation.started", "impersonation.ended"):
+            logged = set(session.scalars(select(Event.account_id).where(Event.action == action)))
+            assert logged == {customer, world.accounts["reseller_a"].id}, action
+
+
+def test_changes_while_launched_record_both_people(world, reseller_a_admin_client):
+    customer = world.accounts["customer_a"].id
+    _launch(reseller_a_admin_client, world)
+    token = csrf_token(reseller_a_admin_client, f"/portal/{customer}/")
+    reseller_a_admin_client.post(f"/portal/{customer}/widgets", data={"csrf_token": token, "widget": "licences"})
+    with unscoped() as session:
+        event = session.scalars(select(Event).where(Event.action == "dashboard.widget_added")).one()
+        assert event.actor_id == world.users["customer_a_master_admin"].id
+        assert event.on_behalf_of_id == world.users["reseller_a_admin"].id
+
+
+def test_a_partner_user_launched_as_master_admin_still_cannot_order(world, login):
+    customer = world.accounts["customer_a"].id
+    for who, allowed in (("reseller_a_user", False), ("reseller_a_admin", True)):
+        client = login(world.users[who].email)
+        _launch(client, world)
+        page = client.get(f"/portal/{customer}/services/microsoft-csp").text
+        assert ("Add a subscription" in page) is allowed
+        response = client.post(
+            f"/portal/{customer}/services/microsoft-csp/orders",
+            data={
+                "csrf_token": csrf_token(client, f"/portal/{customer}/"),
+                "product_id": world.rows["products"]["basic"],
+                "quantity": "1",
+            },
+        )
+        assert (response.status_code == 302) is allowed and (response.status_code == 403) is not allowed
+
+
+def test_while_launched_the_partner_portal_is_closed(world, reseller_a_admin_client):
+    _launch(reseller_a_admin_client, world)
+    for path in ("/accountview/list/", f"/accounts/{world.accounts['customer_a'].id}/users", "/search/?q=a"):
+        assert reseller_a_admin_client.get(path).status_code == 403
+
+
+def test_no_nesting(world, reseller_a_admin_client):
+    _launch(reseller_a_admin_client, world)
+    response = _launch(reseller_a_admin_client, world, "customer_a_master_admin")
+    assert response.status_code in (403, 409)
+
+
+def test_the_customers_own_email_stays_theirs(world, reseller_a_admin_client):
+    customer = world.accounts["customer_a"].id
+    target = world.users["customer_a_master_admin"]
+    _launch(reseller_a_admin_client, world)
+    response = reseller_a_admin_client.post(
+        f"/portal/{customer}/users/{target.id}/edit",
+        data={
+            "csrf_token": csrf_token(reseller_a_admin_client, f"/portal/{customer}/"),
+            "first_name": "Mara",
+            "last_name": "Master",
+            "email": "hijacked@partner.example",
+            "admin": "y",
+            "master_admin": "y",
+        },
+    )
+    assert response.status_code == 403 and "stays theirs" in response.text
+    with unscoped() as session:
+        assert session.get(PortalUser, target.id).email == target.email
+
+
+def test_it_expires(world, reseller_a_admin_client, app):
+    customer = world.accounts["customer_a"].id
+    _launch(reseller_a_admin_client, world)
+    assert reseller_a_admin_client.get(f"/portal/{customer}/").status_code == 200
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=app.config["IMPERSONATION_MINUTES"] + 1)
+    with time_machine.travel(later, tick=False):
+        response = reseller_a_admin_client.get(f"/portal/{customer}/")
+        assert response.status_code == 302 and response.location == f"/accounts/{customer}/users"
+        assert reseller_a_admin_client.get(f"/accounts/{customer}/users").status_code == 200
+    with unscoped() as session:
+        ended = session.scalars(select(Event.summary).where(Event.action == "impersonation.ended")).first()
+        assert "expired after 60 minutes" in ended
+
+
+def test_logout_ends_both(app, world, reseller_a_admin_client):
+    customer = world.accounts["customer_a"].id
+    _launch(reseller_a_admin_client, world)
+    captured = reseller_a_admin_client.get_cookie(COOKIE).value
+    reseller_a_admin_client.get("/logout/")
+    assert "/login/" in reseller_a_admin_client.get(f"/portal/{customer}/").location
+    assert "/login/" in reseller_a_admin_client.get("/").location
+    replay = app.test_client()
+    replay.set_cookie(COOKIE, captured)
+    assert "/login/" in replay.get("/").location
+    with unscoped() as session:
+        assert session.scalars(select(Event).where(Event.action == "impersonation.ended")).first() is not None
+
+
+def test_launch_button_and_activate_button_on_the_users_tab(world, people, reseller_a_admin_client):
+    page = reseller_a_admin_client.get(f"/accounts/{world.accounts['customer_a'].id}/users").text
+    master = page.split(f'data-user="{world.users["customer_a_master_admin"].id}"')[1].split("</tr>")[0]
+    assert re.search(r'action="/impersonation/start/\d+"', master) and "Launch (CP3)" in master
+    not_cp3 = page.split(f'data-user="{people["not_cp3"]}"')[1].split("</tr>")[0]
+    assert "Activate (CP3)" in not_cp3 and "Launch (CP3)" not in not_cp3
