@@ -252,6 +252,11 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "IMPERSONATION_MINUTES": _int(env, "IMPERSONATION_MINUTES", 60, minimum=1),
         "LIST_PAGE_SIZE": _int(env, "LIST_PAGE_SIZE", 25, minimum=1),
         "DOMAIN_CHECK_RATE_LIMIT": env.get("DOMAIN_CHECK_RATE_LIMIT", "60 per minute"),
+        # CSP Report exports: larger ones run as background jobs; their files are kept this long.
+        "EXPORT_DIR": env.get("EXPORT_DIR") or str(instance / "exports"),
+        "EXPORT_JOB_THRESHOLD": _int(env, "EXPORT_JOB_THRESHOLD", 20000, minimum=0),
+        "EXPORT_RETENTION_HOURS": _int(env, "EXPORT_RETENTION_HOURS", 24, minimum=1),
+        "EXPORT_ROWS_PER_SHEET": _int(env, "EXPORT_ROWS_PER_SHEET", 0),
         "LIST_PAGE_SIZE_MAX": _int(env, "LIST_PAGE_SIZE_MAX", 100, minimum=1),
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD", ""),
     }

@@ -73,5 +73,29 @@ def seed_demo_command(password: str | None, scale: int, if_empty: bool) -> None:
         click.echo("  passwords unchanged (pass --password to reset them)")
 
 
+@portal.command("snapshot-usage")
+def snapshot_usage_command() -> None:
+    """Record a usage point for every subscription whose numbers changed (idempotent; for a daily cron)."""
+    from app.models.accounts import Account
+    from app.services.events import record_event
+    from app.services.usage import snapshot_usage
+
+    with scoping.bypass("cli:snapshot-usage"):
+        added = snapshot_usage()
+        operator = db.session.query(Account.id).filter(Account.kind == "operator").order_by(Account.id).first()
+        if added and operator:
+            record_event("usage.snapshot", account_id=operator[0], summary=f"{added} usage point(s) recorded")
+            db.session.commit()
+    click.echo(f"Usage points recorded: {added}.")
+
+
+@portal.command("purge-exports")
+def purge_exports_command() -> None:
+    """Delete the files of expired exports (for cron)."""
+    from app.services.jobs import purge_expired
+
+    click.echo(f"Expired export files deleted: {purge_expired()}.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(portal)

@@ -117,7 +117,8 @@ def world(app):
         return factories.build_world()
 
 
-def _login(app, email: str, password: str = factories.PASSWORD):
+def login_to(app, email: str, password: str = factories.PASSWORD):
+    """A client of ``app`` signed in through the real sign-in form."""
     client = app.test_client()
     page = client.get("/login/")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
@@ -128,7 +129,7 @@ def _login(app, email: str, password: str = factories.PASSWORD):
 
 @pytest.fixture
 def login(app):
-    return lambda email, password=factories.PASSWORD: _login(app, email, password)
+    return lambda email, password=factories.PASSWORD: login_to(app, email, password)
 
 
 def csrf_token(client, path: str = "/") -> str:

@@ -22,6 +22,7 @@ def register(appbuilder) -> None:
     from views.partner.catalog import ProductView
     from views.partner.events import EventView
     from views.partner.launch import LaunchView, ReturnView
+    from views.partner.reports import ReportJobsView, ReportsView
     from views.partner.resellers import ResellerAdminView
     from views.partner.search import AccountSearchView
     from views.partner.services import M365UserView, SubscriptionView, TenantView
@@ -63,5 +64,7 @@ def register(appbuilder) -> None:
         CustomerM365UsersView,
         CustomerUsersView,
         CustomerEventsView,
+        ReportsView,
+        ReportJobsView,
     ):
         appbuilder.add_view_no_menu(view)

@@ -169,9 +169,10 @@ def month_ends(months: int = 12, today: dt.date | None = None) -> list[dt.date]:
     return list(reversed(ends))
 
 
-def usage_series(customer_ids: list[int] | None, months: int = 12, today: dt.date | None = None) -> dict:
-    """Licences used and bought per product at each month end, rebuilt from the change points (the latest point
-    at or before each month end counts). ``customer_ids`` None: every customer in scope."""
+def usage_series(customer_ids, months: int = 12, today: dt.date | None = None) -> dict:
+    """Licences used and bought per product, and the monthly spend, at each month end, rebuilt from the change
+    points (the latest point at or before each month end counts). ``customer_ids``: a list or a SELECT of ids;
+    None: every customer in scope."""
     ends = month_ends(months, today)
     query = (
         select(

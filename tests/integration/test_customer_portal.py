@@ -455,8 +455,12 @@ def test_customer_b_cannot_use_customer_a_ids_inside_its_own_portal(world, login
 
 def test_a_master_admin_creates_the_tenant_from_services(world, login):
     with unscoped() as session:
-        factories.user(session.get(Account, world.accounts["customer_a2"].id), "boss@anchor.example",
-                       master_admin=True, cp3_enabled=True)
+        factories.user(
+            session.get(Account, world.accounts["customer_a2"].id),
+            "boss@anchor.example",
+            master_admin=True,
+            cp3_enabled=True,
+        )
         session.commit()
     client, customer = login("boss@anchor.example"), world.accounts["customer_a2"].id
     page = client.get(f"/portal/{customer}/services/microsoft-csp").text
@@ -465,7 +469,8 @@ def test_a_master_admin_creates_the_tenant_from_services(world, login):
     assert "customer-sidebar" in form and "Primary Domain Name *" in form  # the same form, in the customer portal
     from tests.integration.test_tenants import _form, _submit
 
-    response = _submit(client, customer, _form(client, customer, domain_prefix="anchorboss",
-                                               contact_email="boss@anchor.example"))
+    response = _submit(
+        client, customer, _form(client, customer, domain_prefix="anchorboss", contact_email="boss@anchor.example")
+    )
     assert response.location == f"/portal/{customer}/services/microsoft-csp"
     assert "anchorboss.onmicrosoft.com" in client.get(response.location).text

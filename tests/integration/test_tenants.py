@@ -15,8 +15,7 @@ from app.extensions import limiter
 from app.models.accounts import MicrosoftTenant
 from app.models.csp import SandboxCustomer, SandboxDomain
 from app.models.events import Event
-from tests import factories
-from tests.conftest import csrf_token, make_app, unscoped
+from tests.conftest import csrf_token, login_to, make_app, unscoped
 from tests.integration.test_scoping import database_fingerprint
 
 
@@ -89,20 +88,12 @@ def test_check_is_rate_limited_per_user(world, tmp_path, database_url):
         RATELIMIT_STORAGE_URI="memory://",
         DOMAIN_CHECK_RATE_LIMIT="3 per minute",
     )
-    a = _login_to(limited, world.users["reseller_a_admin"].email)
-    b = _login_to(limited, world.users["reseller_b_admin"].email)
+    a = login_to(limited, world.users["reseller_a_admin"].email)
+    b = login_to(limited, world.users["reseller_b_admin"].email)
     answers = [_check(a, world.accounts["customer_a2"].id, f"free{i}")[0] for i in range(4)]
     assert answers == [200, 200, 200, 429]
     assert _check(b, world.accounts["customer_b"].id, "free9")[0] == 200  # the limit is per user
     limiter.reset()
-
-
-def _login_to(app, email):
-    client = app.test_client()
-    page = client.get("/login/")
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
-    client.post("/login/", data={"csrf_token": token, "username": email, "password": factories.PASSWORD})
-    return client
 
 
 # -- the form ---------------------------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ class AccountScreenView(PortalView):
         "sub_accounts": P.READ,
         "new_sub_account": P.WRITE,
         "add_sub_account": P.WRITE,
-        "csp_report": P.READ,
         "microsoft_tenant": P.READ,
     }
 
@@ -161,22 +160,6 @@ class AccountScreenView(PortalView):
         if form.setup_tenant.data:
             return redirect(url_for("TenantSetupView.new_tenant", account_id=customer.id))
         return redirect(url_for(".sub_accounts", account_id=reseller.id))
-
-    @expose("/<int:account_id>/products/csp-report")
-    @signed_in_first
-    @has_access
-    def csp_report(self, account_id):
-        account = account_in_scope(account_id)
-        return self._render(
-            "placeholder.html",
-            account,
-            "products",
-            title="CSP Report",
-            body=(
-                "The CSP Report will be here: the subscription report and the user report of this account "
-                "(for a reseller, its whole customer base), each exported as .xlsx, and the Usage Chart."
-            ),
-        )
 
     @expose("/<int:account_id>/products/microsoft-tenant")
     @signed_in_first

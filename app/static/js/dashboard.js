@@ -6,23 +6,6 @@
   if (!board) { return; }
   var token = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
 
-  function drawCharts(root) {
-    root.querySelectorAll(".usage-chart").forEach(function (element) {
-      var series = JSON.parse(element.getAttribute("data-series"));
-      var traces = [];
-      Object.keys(series.products).forEach(function (name) {
-        traces.push({x: series.months, y: series.products[name].used, name: name + " (used)", type: "scatter",
-                     mode: "lines+markers"});
-        traces.push({x: series.months, y: series.products[name].bought, name: name + " (bought)", type: "scatter",
-                     mode: "lines", line: {dash: "dot"}});
-      });
-      if (window.Plotly) {
-        window.Plotly.newPlot(element, traces, {margin: {t: 10, r: 10, b: 40, l: 40}, height: 260,
-                                                legend: {orientation: "h"}}, {displayModeBar: false, responsive: true});
-      }
-    });
-  }
-
   function load(body) {
     fetch(body.getAttribute("data-src"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
       .then(function (response) {
@@ -31,7 +14,7 @@
       })
       .then(function (html) {
         body.innerHTML = html;
-        drawCharts(body);
+        window.PortalCharts.draw(body);
       })
       .catch(function () {
         body.innerHTML = '<p class="text-danger widget-error">This widget could not load. ' +

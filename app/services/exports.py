@@ -1,0 +1,374 @@
+"""The CSP Report's workbooks: the subscription report and the user report, as .xlsx (xlsxwriter).
+
+Rows stream from the database (``yield_per``) into xlsxwriter's ``constant_memory`` mode, so memory stays flat
+however large the customer base. Strings are written as text, never formulas or links; a sheet that would pass
+Excel's row limit continues on a numbered sheet, so the workbook always holds every row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+
+import xlsxwriter
+from flask import current_app
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import aliased
+
+from app.extensions import db
+from app.formatting import local_time
+from app.models.accounts import CUSTOMER, RESELLER, Account, MicrosoftTenant
+from app.models.catalog import Product
+from app.models.subscriptions import LicenceAssignment, M365User, Subscription
+from security.models import CUSTOMER_PORTAL, PortalUser
+
+EXCEL_MAX_ROWS = 1_048_576
+FETCH = 2000
+_UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")
+TEXT, NUMBER, MONEY, DATE, DATETIME = "text", "number", "money", "date", "datetime"
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    header: str
+    kind: str = TEXT
+    width: int = 16
+
+
+@dataclasses.dataclass
+class Sheet:
+    name: str
+    columns: list[Column]
+    rows: Iterable[tuple]
+
+
+def needs_quote_prefix(text: str) -> bool:
+    """A cell starting with = + - @ tab or CR could be taken for a formula by a spreadsheet (or by a person
+    re-typing it): such cells get Excel's quote prefix, which keeps them text and shows them unchanged."""
+    return text.startswith(_UNSAFE_START)
+
+
+def rows_per_sheet() -> int:
+    """Data rows a sheet may hold: Excel's limit less the title and header rows (smaller in tests)."""
+    return min(current_app.config.get("EXPORT_ROWS_PER_SHEET") or EXCEL_MAX_ROWS, EXCEL_MAX_ROWS) - 2
+
+
+def write_workbook(target, title: str, sheets: list[Sheet], progress: Callable[[int], None] | None = None) -> int:
+    """Write ``sheets`` to ``target`` (a path or a binary file); returns the number of data rows written."""
+    workbook = xlsxwriter.Workbook(
+        target,
+        {
+            "constant_memory": True,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+            "in_memory": False,
+        },
+    )
+    formats = {
+        "title": workbook.add_format({"bold": True, "font_size": 12}),
+        "header": workbook.add_format({"bold": True, "bg_color": "#333333", "font_color": "#FFFFFF", "border": 1}),
+        MONEY: workbook.add_format({"num_format": '"$"#,##0.00'}),
+        DATE: workbook.add_format({"num_format": "dd/mm/yyyy"}),
+        DATETIME: workbook.add_format({"num_format": "dd/mm/yy hh:mm AM/PM"}),
+        "quoted": workbook.add_format({"quote_prefix": True}),
+    }
+    limit = rows_per_sheet()
+    written = 0
+    for sheet in sheets:
+        part, worksheet, row = 1, None, 0
+        for record in sheet.rows:
+            if worksheet is None or row - 2 >= limit:
+                if worksheet is not None:
+                    _finish(worksheet, sheet.columns, row)
+                    part += 1
+                worksheet = _start(workbook, sheet, part, title, formats)
+                row = 2
+            _write_row(worksheet, row, record, sheet.columns, formats)
+            row += 1
+            written += 1
+            if progress and written % 1000 == 0:
+                progress(written)
+        if worksheet is None:
+            worksheet, row = _start(workbook, sheet, 1, title, formats), 2
+        _finish(worksheet, sheet.columns, row)
+    workbook.close()
+    if progress:
+        progress(written)
+    return written
+
+
+def _start(workbook, sheet: Sheet, part: int, title: str, formats):
+    worksheet = workbook.add_worksheet(sheet.name if part == 1 else f"{sheet.name} ({part})")
+    for index, column in enumerate(sheet.columns):
+        worksheet.set_column(index, index, column.width)
+    worksheet.write_string(0, 0, title, formats["title"])
+    for index, column in enumerate(sheet.columns):
+        worksheet.write_string(1, index, column.header, formats["header"])
+    worksheet.freeze_panes(2, 0)
+    return worksheet
+
+
+def _finish(worksheet, columns: list[Column], next_row: int) -> None:
+    worksheet.autofilter(1, 0, max(next_row - 1, 1), len(columns) - 1)
+
+
+def _write_row(worksheet, row: int, record: tuple, columns: list[Column], formats) -> None:
+    for index, (column, value) in enumerate(zip(columns, record, strict=True)):
+        if value is None:
+            worksheet.write_blank(row, index, None)
+        elif column.kind == MONEY:
+            worksheet.write_number(row, index, float(value), formats[MONEY])
+        elif column.kind == NUMBER:
+            worksheet.write_number(row, index, value)
+        elif column.kind == DATE:
+            worksheet.write_datetime(row, index, dt.datetime.combine(value, dt.time()), formats[DATE])
+        elif column.kind == DATETIME:
+            worksheet.write_datetime(row, index, local_time(value).replace(tzinfo=None), formats[DATETIME])
+        else:
+            text = str(value)
+            if needs_quote_prefix(text):
+                worksheet.write_string(row, index, text, formats["quoted"])
+            else:
+                worksheet.write_string(row, index, text)
+
+
+# -- the reports ---------------------------------------------------------------------------------------------------
+
+
+def _customers_of(account: Account):
+    """The customer accounts a report on ``account`` covers: itself, or all of a reseller's."""
+    if account.kind == CUSTOMER:
+        return Account.id == account.id
+    if account.kind == RESELLER:
+        return Account.parent_id == account.id
+    return Account.kind == CUSTOMER  # operator staff: every customer (in scope)
+
+
+def _stream(statement: Select) -> Iterator:
+    return db.session.execute(statement.execution_options(yield_per=FETCH))
+
+
+SUBSCRIPTION_COLUMNS = [
+    Column("Reseller", width=24),
+    Column("Customer", width=28),
+    Column("Primary domain", width=30),
+    Column("Product", width=34),
+    Column("SKU", width=20),
+    Column("Licenses assigned", NUMBER, 10),
+    Column("Licenses total", NUMBER, 10),
+    Column("Renew on", DATE, 12),
+    Column("Billing cycle", width=12),
+    Column("Auto-renew", width=10),
+    Column("Unit price", MONEY, 12),
+    Column("Monthly total", MONEY, 14),
+]
+COST_COLUMNS = [Column("Unit cost", MONEY, 12), Column("Margin", MONEY, 12)]
+
+
+def _subscription_query(account: Account) -> Select:
+    reseller = aliased(Account)
+    return (
+        select(
+            reseller.name,
+            Account.name,
+            MicrosoftTenant.domain_prefix,
+            Product.name,
+            Product.sku,
+            Subscription.assigned,
+            Subscription.quantity,
+            Subscription.renew_on,
+            Subscription.billing_cycle,
+            Subscription.auto_renew,
+            Subscription.unit_price,
+            Subscription.unit_cost,
+        )
+        .select_from(Subscription)
+        .join(Account, Account.id == Subscription.account_id)
+        .join(reseller, reseller.id == Account.parent_id)
+        .join(Product, Product.id == Subscription.product_id)
+        .outerjoin(MicrosoftTenant, MicrosoftTenant.account_id == Account.id)
+        .where(_customers_of(account))
+        .order_by(Account.name, Account.id, Product.name, Subscription.id)
+    )
+
+
+def subscription_rows(account: Account, with_costs: bool) -> Iterator[tuple]:
+    for (
+        reseller,
+        customer,
+        prefix,
+        product,
+        sku,
+        assigned,
+        quantity,
+        renew_on,
+        cycle,
+        auto_renew,
+        price,
+        cost,
+    ) in _stream(_subscription_query(account)):
+        row = (
+            reseller,
+            customer,
+            f"{prefix}.onmicrosoft.com" if prefix else None,
+            product,
+            sku,
+            assigned,
+            quantity,
+            renew_on,
+            cycle,
+            "Yes" if auto_renew else "No",
+            price,
+            price * quantity,
+        )
+        yield (*row, cost, (price - cost) * quantity) if with_costs else row
+
+
+def count_subscription_rows(account: Account) -> int:
+    return db.session.scalar(
+        select(func.count(Subscription.id))
+        .join(Account, Account.id == Subscription.account_id)
+        .where(_customers_of(account))
+    )
+
+
+M365_COLUMNS = [
+    Column("Reseller", width=24),
+    Column("Customer", width=28),
+    Column("Display name", width=26),
+    Column("User name", width=40),
+    Column("Status", width=10),
+    Column("Licences held", width=50),
+]
+PORTAL_COLUMNS = [
+    Column("Reseller", width=24),
+    Column("Customer", width=28),
+    Column("Name", width=24),
+    Column("Email", width=34),
+    Column("Mobile", width=16),
+    Column("Status", width=10),
+    Column("Last login", DATETIME, 18),
+    Column("Admin", width=8),
+    Column("Master Admin", width=12),
+    Column("CP3 enabled", width=12),
+]
+
+
+def m365_user_rows(account: Account) -> Iterator[tuple]:
+    """Users and the licences they hold: two streams in user order, merged (constant memory at any size)."""
+    reseller = aliased(Account)
+    users = _stream(
+        select(
+            M365User.id,
+            reseller.name,
+            Account.name,
+            M365User.display_name,
+            M365User.user_principal_name,
+            M365User.status,
+        )
+        .join(Account, Account.id == M365User.account_id)
+        .join(reseller, reseller.id == Account.parent_id)
+        .where(_customers_of(account))
+        .order_by(M365User.id)
+    )
+    held = iter(
+        _stream(
+            select(LicenceAssignment.m365_user_id, Product.name)
+            .join(Subscription, Subscription.id == LicenceAssignment.subscription_id)
+            .join(Product, Product.id == Subscription.product_id)
+            .join(Account, Account.id == LicenceAssignment.account_id)
+            .where(_customers_of(account))
+            .order_by(LicenceAssignment.m365_user_id, Product.name)
+        )
+    )
+    pending = next(held, None)
+    for user_id, reseller_name, customer, display, upn, status in users:
+        names = []
+        while pending is not None and pending[0] < user_id:
+            pending = next(held, None)
+        while pending is not None and pending[0] == user_id:
+            names.append(pending[1])
+            pending = next(held, None)
+        yield reseller_name, customer, display, upn, status.capitalize(), ", ".join(names)
+
+
+def portal_user_rows(account: Account) -> Iterator[tuple]:
+    reseller = aliased(Account)
+    for reseller_name, customer, first, last, email, mobile, active, deleted, last_login, admin, master, cp3 in _stream(
+        select(
+            reseller.name,
+            Account.name,
+            PortalUser.first_name,
+            PortalUser.last_name,
+            PortalUser.email,
+            PortalUser.mobile,
+            PortalUser.active,
+            PortalUser.deleted_at,
+            PortalUser.last_login,
+            PortalUser.is_admin,
+            PortalUser.is_master_admin,
+            PortalUser.cp3_enabled,
+        )
+        .join(Account, Account.id == PortalUser.account_id)
+        .join(reseller, reseller.id == Account.parent_id)
+        .where(_customers_of(account), PortalUser.portal == CUSTOMER_PORTAL)
+        .order_by(Account.name, Account.id, PortalUser.id)
+    ):
+        status = "Deleted" if deleted else ("Active" if active else "Disabled")
+        yield (
+            reseller_name,
+            customer,
+            f"{first} {last}",
+            email,
+            mobile,
+            status,
+            last_login,
+            "Yes" if admin else "No",
+            "Yes" if master else "No",
+            "Yes" if cp3 else "No",
+        )
+
+
+def count_user_rows(account: Account) -> int:
+    m365 = db.session.scalar(
+        select(func.count(M365User.id)).join(Account, Account.id == M365User.account_id).where(_customers_of(account))
+    )
+    portal = db.session.scalar(
+        select(func.count(PortalUser.id))
+        .join(Account, Account.id == PortalUser.account_id)
+        .where(_customers_of(account), PortalUser.portal == CUSTOMER_PORTAL)
+    )
+    return m365 + portal
+
+
+def report_sheets(kind: str, account: Account, with_costs: bool) -> list[Sheet]:
+    if kind == "subscriptions":
+        columns = SUBSCRIPTION_COLUMNS + (COST_COLUMNS if with_costs else [])
+        return [Sheet("Subscriptions", columns, subscription_rows(account, with_costs))]
+    return [
+        Sheet("Microsoft 365 users", M365_COLUMNS, m365_user_rows(account)),
+        Sheet("Portal users", PORTAL_COLUMNS, portal_user_rows(account)),
+    ]
+
+
+def count_rows(kind: str, account: Account) -> int:
+    return count_subscription_rows(account) if kind == "subscriptions" else count_user_rows(account)
+
+
+def report_title(kind: str, account: Account, now: dt.datetime) -> str:
+    name = "Subscription report" if kind == "subscriptions" else "User report"
+    zone = current_app.config["PORTAL_TIMEZONE"]
+    return f"{name} — {account.name} — exported {local_time(now):%d/%m/%Y %I:%M %p} ({zone})"
+
+
+def file_name(kind: str, account: Account, now: dt.datetime) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", account.name.lower()).strip("-") or f"account-{account.id}"
+    return f"{slug}-{kind}-{local_time(now):%Y-%m-%d}.xlsx"
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"))

@@ -1,0 +1,174 @@
+"""Background jobs for large exports: RQ workers on Redis when REDIS_URL is set, an in-process thread otherwise.
+
+A job's state and progress live in ``background_job``, so any app process can show and serve it. The job runs
+with its requester's scope (never a bypass): it can put nothing in the file its requester could not see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import traceback
+import uuid
+from pathlib import Path
+
+from flask import Flask, current_app
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.models.accounts import Account
+from app.models.base import utcnow
+from app.models.jobs import BackgroundJob
+from app.services import exports
+from app.services.events import record_event
+from security import scoping
+
+log = logging.getLogger(__name__)
+QUEUE = "portal-exports"
+
+
+def export_dir() -> Path:
+    path = Path(current_app.config["EXPORT_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_export(kind: str, account: Account, requester, with_costs: bool) -> BackgroundJob:
+    """Queue an export of ``account``'s ``kind`` report for ``requester``; it runs in the background."""
+    scope = scoping.current_scope()
+    job = BackgroundJob(
+        id=str(uuid.uuid4()),
+        account_id=account.id,
+        requested_by_id=requester.id,
+        kind=f"export:{kind}",
+        params=json.dumps(
+            {
+                "kind": kind,
+                "account_id": account.id,
+                "with_costs": with_costs,
+                "scope": [scope.kind, scope.account_id],
+                "requester": requester.email,
+            }
+        ),
+        status="queued",
+        rows_total=exports.count_rows(kind, account),
+    )
+    db.session.add(job)
+    record_event(
+        "report.export_queued",
+        account_id=account.id,
+        target=job,
+        summary=f"{kind.capitalize()} report of {account.name} queued ({job.rows_total} rows)",
+    )
+    db.session.commit()
+    dispatch(job.id)
+    return job
+
+
+def retry(job: BackgroundJob) -> None:
+    job.status, job.error, job.rows_done, job.started_on, job.finished_on = "queued", None, 0, None, None
+    record_event("report.export_retried", account_id=job.account_id, target=job, summary="Export retried")
+    db.session.commit()
+    dispatch(job.id)
+
+
+def dispatch(job_id: str) -> None:
+    redis_url = current_app.config.get("REDIS_URL")
+    if redis_url:
+        from redis import Redis
+        from rq import Queue
+
+        Queue(QUEUE, connection=Redis.from_url(redis_url)).enqueue(
+            "app.services.jobs.run_in_worker",
+            job_id,
+            job_id=f"export-{job_id}-{uuid.uuid4().hex[:8]}",
+            job_timeout=3600,
+        )
+    else:
+        app = current_app._get_current_object()
+        threading.Thread(target=_run_in_thread, args=(app, job_id), name=f"export-{job_id}", daemon=True).start()
+
+
+def _run_in_thread(app: Flask, job_id: str) -> None:
+    with app.app_context():
+        run(job_id)
+
+
+_worker_app: Flask | None = None
+
+
+def run_in_worker(job_id: str) -> None:
+    """The RQ worker's entry point: an app from the worker's environment, then the job."""
+    global _worker_app
+    if _worker_app is None:
+        from app import create_app
+
+        _worker_app = create_app()
+    with _worker_app.app_context():
+        run(job_id)
+
+
+def _state(job_id: str, **values) -> None:
+    """Job state, written in its own short transaction (the export streams on the app session)."""
+    with Session(db.engine) as session, session.begin():
+        session.execute(update(BackgroundJob.__table__).where(BackgroundJob.__table__.c.id == job_id).values(**values))
+
+
+def run(job_id: str) -> None:
+    """Write the job's workbook under its requester's scope; record progress, the file, or the failure."""
+    with scoping.bypass(f"job {job_id}: reading its own parameters"):
+        job = db.session.get(BackgroundJob, job_id)
+        if job is None or job.status == "done":
+            return
+        params = json.loads(job.params)
+    scope = scoping.Scope(params["scope"][0], params["scope"][1], reason=f"job {job_id} for {params['requester']}")
+    now = utcnow()
+    _state(job_id, status="running", started_on=now, rows_done=0, error=None)
+    path = None
+    try:
+        path = export_dir() / f"{job_id}.xlsx"
+        with scoping.use_scope(scope):
+            account = db.session.scalars(select(Account).where(Account.id == params["account_id"])).one()
+            sheets = exports.report_sheets(params["kind"], account, params["with_costs"])
+            written = exports.write_workbook(
+                str(path),
+                exports.report_title(params["kind"], account, now),
+                sheets,
+                progress=lambda n: _state(job_id, rows_done=n),
+            )
+            name = exports.file_name(params["kind"], account, now)
+        hours = current_app.config["EXPORT_RETENTION_HOURS"]
+        _state(
+            job_id,
+            status="done",
+            rows_done=written,
+            rows_total=written,
+            file_path=str(path),
+            file_name=name,
+            finished_on=utcnow(),
+            expires_on=utcnow() + dt.timedelta(hours=hours),
+        )
+    except Exception as exc:  # a failed job says so and can be retried; the worker carries on
+        log.error("Export job %s failed: %s\n%s", job_id, exc, traceback.format_exc())
+        if path is not None:
+            path.unlink(missing_ok=True)
+        _state(job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000], finished_on=utcnow())
+    finally:
+        db.session.rollback()
+
+
+def purge_expired() -> int:
+    """Delete the files of expired jobs (for cron: `flask portal purge-exports`)."""
+    removed = 0
+    with scoping.bypass("cli:purge-exports"):
+        for job in db.session.scalars(
+            select(BackgroundJob).where(BackgroundJob.expires_on < utcnow(), BackgroundJob.file_path.is_not(None))
+        ):
+            Path(job.file_path).unlink(missing_ok=True)
+            job.file_path = None
+            removed += 1
+        db.session.commit()
+    return removed
