@@ -12,12 +12,12 @@ from app.extensions import db
 from app.models.events import Event
 from app.services import users as user_service
 from app.services.activation import send_activation
-from app.services.users import UserChanges, UserError
+from app.services.users import UserChanges
 from security import permissions as P
 from security.models import CUSTOMER_PORTAL, PortalUser
 from views.base import get_or_404
 from views.customer.base import CustomerPortalView, customer_page
-from views.partner.account_users import save_form
+from views.partner.account_users import apply_user_change, save_form
 from views.partner.forms import CustomerUserForm
 
 EVENTS_PER_PAGE = 25
@@ -155,21 +155,13 @@ class CustomerUsersView(CustomerPortalView):
 
     def _change(self, customer_id, user_id, change, done):
         user = self._user(customer_id, user_id)
-        refused = _may_manage(g.user, user, admin=False, master_admin=False)
-        if user.id == g.user.id:
-            refused = "You cannot change your own sign-in this way."
-        if refused:
-            flash(refused, "danger")
-            return self._back(customer_id)
-        try:
-            change(user)
-            db.session.commit()
-        except UserError as exc:
-            db.session.rollback()
-            flash(str(exc), "danger")
-        else:
-            flash(done.format(email=user.email), "success")
-        return self._back(customer_id)
+        return apply_user_change(
+            user,
+            change,
+            done,
+            url_for(".users", customer_id=customer_id),
+            refused=_may_manage(g.user, user, admin=False, master_admin=False),
+        )
 
     @expose("/<int:customer_id>/users/<int:user_id>/disable", methods=["POST"])
     @customer_page

@@ -36,10 +36,13 @@ def _user_of(account: Account, user_id, portal: str) -> PortalUser:
     return user
 
 
-def apply_user_change(account: Account, user: PortalUser, change, done: str):
-    """Run a one-click change (disable, enable, delete) and come back to the Users tab with what happened."""
+def apply_user_change(user: PortalUser, change, done: str, back: str, refused: str | None = None):
+    """Run a one-click change (disable, enable, delete) — never on one's own sign-in — and go ``back`` saying what
+    happened (or why not)."""
     if user.id == g.user.id:
-        flash("You cannot change your own sign-in this way.", "danger")
+        refused = "You cannot change your own sign-in this way."
+    if refused:
+        flash(refused, "danger")
     else:
         try:
             change(user)
@@ -49,7 +52,7 @@ def apply_user_change(account: Account, user: PortalUser, change, done: str):
             flash(str(exc), "danger")
         else:
             flash(done.format(email=user.email), "success")
-    return redirect(url_for("AccountUsersView.users", account_id=account.id))
+    return redirect(back)
 
 
 def save_form(form, change):
@@ -200,7 +203,12 @@ class AccountUsersView(PortalView):
 
     def _change(self, account_id, user_id, change, done: str):
         account = self._customer(account_id)
-        return apply_user_change(account, _user_of(account, user_id, CUSTOMER_PORTAL), change, done)
+        return apply_user_change(
+            _user_of(account, user_id, CUSTOMER_PORTAL),
+            change,
+            done,
+            url_for("AccountUsersView.users", account_id=account.id),
+        )
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/disable", methods=["POST"])
     @has_access
@@ -447,10 +455,10 @@ class PartnerUsersView(PortalView):
     def disable_partner_user(self, account_id, user_id):
         account = self._reseller(account_id)
         return apply_user_change(
-            account,
             _user_of(account, user_id, PARTNER_PORTAL),
             lambda u: user_service.set_enabled(u, False),
             "{email} is disabled and can no longer sign in.",
+            url_for("AccountUsersView.users", account_id=account.id),
         )
 
     @expose("/<int:account_id>/users/partner/<int:user_id>/enable", methods=["POST"])
@@ -458,8 +466,8 @@ class PartnerUsersView(PortalView):
     def enable_partner_user(self, account_id, user_id):
         account = self._reseller(account_id)
         return apply_user_change(
-            account,
             _user_of(account, user_id, PARTNER_PORTAL),
             lambda u: user_service.set_enabled(u, True),
             "{email} is enabled.",
+            url_for("AccountUsersView.users", account_id=account.id),
         )
