@@ -39,6 +39,11 @@ def test_page_size_is_capped(app, world, ops_admin_client):
 @pytest.mark.parametrize(
     "path",
     [
+        "/accounts/2/sub-accounts",
+        "/accounts/2/products/csp-report",
+        "/accounts/2/products/usage-chart",
+        "/accounts/4/users",
+        "/?renewals=90",
         "/accountview/list/",
         "/subscriptionview/list/",
         "/m365userview/list/",
