@@ -61,7 +61,10 @@ def seed_demo_command(password: str | None, scale: int, if_empty: bool) -> None:
             return
         report = seed_demo(password)
         if scale:
-            seed_scale(scale, echo=click.echo)
+            from security.manager import hash_password
+
+            # Generated logins share the demo users' password (or, without one, a random one nobody knows).
+            seed_scale(scale, echo=click.echo, password_hash=hash_password(password) if password else None)
     click.echo(f"Demo data: {len(report.created)} item(s) created." if report.created else "Demo data already present.")
     port = os.environ.get("PORT", "5000")
     click.echo(f"Demo logins (http://127.0.0.1:{port}/login/):")

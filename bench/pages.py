@@ -21,8 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, func, select, text
 
-SCALE_PASSWORD = "scale-data-password-20261124"  # app/services/scale.py: one shared hash for generated users
-DEMO_PASSWORD = "bench-demo-password"
+DEMO_PASSWORD = "bench-demo-password"  # also the generated logins' (seed_scale shares one hash)
 
 
 def build(app, scale: int) -> float:
@@ -32,6 +31,7 @@ def build(app, scale: int) -> float:
     from app.services.demo import seed_demo
     from app.services.scale import seed_scale
     from security import scoping
+    from security.manager import hash_password
     from security.roles import sync_roles
 
     started = time.perf_counter()
@@ -40,7 +40,7 @@ def build(app, scale: int) -> float:
         with scoping.bypass("bench"):
             sync_roles(db.session)
             seed_demo(DEMO_PASSWORD)
-            seed_scale(scale, echo=lambda line: None)
+            seed_scale(scale, echo=lambda line: None, password_hash=hash_password(DEMO_PASSWORD))
     return time.perf_counter() - started
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import secrets
 from collections.abc import Callable, Iterable
 
 from flask_appbuilder.security.sqla.models import Role, assoc_user_role
@@ -57,7 +58,8 @@ def _reset_sequences(tables: Iterable[str]) -> None:
         db.session.execute(text(f"SELECT setval('{table}_id_seq', (SELECT COALESCE(MAX(id), 1) FROM {table}))"))
 
 
-def seed_scale(n: int, echo: Callable[[str], None] = print, seed: int = 20261124) -> int:
+def seed_scale(n: int, echo: Callable[[str], None] = print, seed: int = 20261124,
+               password_hash: str | None = None) -> int:
     """Ensure customers 1..n exist; returns how many were added. Run under a scope bypass."""
     existing = db.session.scalar(
         select(func.count(Account.id)).where(Account.kind == CUSTOMER, Account.name.like(f"{CUSTOMER_PREFIX}%"))
@@ -70,7 +72,8 @@ def seed_scale(n: int, echo: Callable[[str], None] = print, seed: int = 20261124
         select(Product.id, Product.unit_price, Product.unit_cost, Product.billing_cycle)
     ).all()
     roles = {r.name: r.id for r in db.session.query(Role)}
-    shared_hash = hash_password("scale-data-password-" + str(seed))
+    # One hash for every generated login (hashing a million passwords would take a day): the demo password's.
+    shared_hash = password_hash or hash_password(secrets.token_urlsafe(24))
     rng = random.Random(seed + existing)
     ids = _Ids(Account, PortalUser, MicrosoftTenant, M365User, Subscription, LicenceAssignment, UsagePoint)
     role_link_id = (db.session.scalar(select(func.max(assoc_user_role.c.id))) or 0) + 1
