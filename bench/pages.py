@@ -134,7 +134,7 @@ def main() -> None:
     who = {
         "operator staff (every account)": sign_in(app, "ops@mycloudstore.co.nz", DEMO_PASSWORD),
         f"partner of {reseller.name} ({biggest[1]} customers)": sign_in(
-            app, f"partner{number}@scale-reseller.example", SCALE_PASSWORD
+            app, f"partner{number}@scale-reseller.example", DEMO_PASSWORD
         ),
     }
     print(
