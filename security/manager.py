@@ -74,7 +74,14 @@ class PortalAuthDBView(AuthDBView):
             return redirect(next_url)
         return self.render_template(self.login_template, title=self.title, form=form, appbuilder=self.appbuilder)
 
-    @expose("/logout/", methods=["GET", "POST"])
+    @expose("/logout/", methods=["GET"])
+    def confirm_logout(self):
+        """Signing out changes state, so it is a POST; a GET (an old link, a bookmark) asks first."""
+        if not (g.user is not None and g.user.is_authenticated):
+            return redirect(self.appbuilder.get_url_for_login)
+        return self.render_template("portal/logout.html", appbuilder=self.appbuilder)
+
+    @expose("/logout/", methods=["POST"])
     def logout(self):
         from security import impersonation
 

@@ -58,8 +58,9 @@ def _reset_sequences(tables: Iterable[str]) -> None:
         db.session.execute(text(f"SELECT setval('{table}_id_seq', (SELECT COALESCE(MAX(id), 1) FROM {table}))"))
 
 
-def seed_scale(n: int, echo: Callable[[str], None] = print, seed: int = 20261124,
-               password_hash: str | None = None) -> int:
+def seed_scale(
+    n: int, echo: Callable[[str], None] = print, seed: int = 20261124, password_hash: str | None = None
+) -> int:
     """Ensure customers 1..n exist; returns how many were added. Run under a scope bypass."""
     existing = db.session.scalar(
         select(func.count(Account.id)).where(Account.kind == CUSTOMER, Account.name.like(f"{CUSTOMER_PREFIX}%"))

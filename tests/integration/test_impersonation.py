@@ -227,7 +227,7 @@ def test_logout_ends_both(app, world, reseller_a_admin_client):
     customer = world.accounts["customer_a"].id
     _launch(reseller_a_admin_client, world)
     captured = reseller_a_admin_client.get_cookie(COOKIE).value
-    reseller_a_admin_client.get("/logout/")
+    reseller_a_admin_client.post("/logout/", data={"csrf_token": csrf_token(reseller_a_admin_client)})
     assert "/login/" in reseller_a_admin_client.get(f"/portal/{customer}/").location
     assert "/login/" in reseller_a_admin_client.get("/").location
     replay = app.test_client()

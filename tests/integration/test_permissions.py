@@ -14,6 +14,7 @@ from tests.conftest import unscoped
 PUBLIC_ENDPOINTS = {
     "PortalAuthDBView.login",
     "PortalAuthDBView.logout",
+    "PortalAuthDBView.confirm_logout",
     "UtilView.back",
     "LocaleView.index",
     "ActivationView.activate",

@@ -7,7 +7,7 @@ import re
 import redis
 
 from tests import factories
-from tests.conftest import make_app
+from tests.conftest import csrf_token, make_app
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -31,7 +31,7 @@ def test_sessions_in_redis_end_at_logout(tmp_path, database_url, world, app):
         captured = client.get_cookie("portal_session").value
         assert store.exists(f"session:{captured}")
         assert client.get("/").status_code == 200
-        client.get("/logout/")
+        client.post("/logout/", data={"csrf_token": csrf_token(client)})
         assert not store.exists(f"session:{captured}")
         stranger = environ_app.test_client()
         stranger.set_cookie("portal_session", captured)

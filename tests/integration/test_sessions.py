@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.models.sessions import ServerSession
 from tests import factories
-from tests.conftest import unscoped
+from tests.conftest import csrf_token, unscoped
 
 COOKIE = "portal_session"
 
@@ -27,7 +27,7 @@ def _replay(app, value: str):
 def test_a_cookie_replayed_after_logout_gets_the_login_page(app, world, reseller_a_admin_client):
     captured = _cookie(reseller_a_admin_client)
     assert _replay(app, captured).status_code == 200  # the captured cookie is a live session
-    reseller_a_admin_client.get("/logout/")
+    reseller_a_admin_client.post("/logout/", data={"csrf_token": csrf_token(reseller_a_admin_client)})
     replay = _replay(app, captured)
     assert replay.status_code == 302 and "/login/" in replay.location
 
@@ -35,7 +35,7 @@ def test_a_cookie_replayed_after_logout_gets_the_login_page(app, world, reseller
 def test_logout_deletes_the_stored_session(app, world, reseller_a_admin_client):
     with unscoped() as session:
         before = session.scalar(select(func.count(ServerSession.id)))
-    reseller_a_admin_client.get("/logout/")
+    reseller_a_admin_client.post("/logout/", data={"csrf_token": csrf_token(reseller_a_admin_client)})
     with unscoped() as session:
         assert session.scalar(select(func.count(ServerSession.id))) == before - 1
 
@@ -94,3 +94,11 @@ def test_sign_in_redirects_only_to_safe_hosts(app, world, next_url, lands_on):
     )
     assert response.status_code == 302
     assert response.location == lands_on
+
+
+def test_signing_out_is_a_post(world, reseller_a_admin_client):
+    asked = reseller_a_admin_client.get("/logout/")
+    assert asked.status_code == 200 and "Sign out?" in asked.text
+    assert reseller_a_admin_client.get("/").status_code == 200  # still signed in
+    assert reseller_a_admin_client.post("/logout/").status_code == 400  # no CSRF token
+    assert reseller_a_admin_client.get("/").status_code == 200

@@ -12,7 +12,6 @@ from flask import abort, after_this_request, flash, g, jsonify, redirect, reques
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, has_access_api
 from sqlalchemy import func, select
-from sqlalchemy.orm import contains_eager
 
 from app.extensions import appbuilder, db
 from app.models.accounts import CUSTOMER, RESELLER, Account
