@@ -27,7 +27,9 @@ from security.models import CUSTOMER_PORTAL, PortalUser
 
 EXCEL_MAX_ROWS = 1_048_576
 FETCH = 2000
-_UNSAFE_START = ("=", "+", "-", "@", "\t", "\r")
+# A cell starting with one of these could be taken for a formula by a spreadsheet (or by a person re-typing it):
+# such text gets Excel's quote prefix, which keeps it text and shows it unchanged.
+_UNSAFE_FIRST = frozenset("=+-@\t\r")
 TEXT, NUMBER, MONEY, DATE, DATETIME = "text", "number", "money", "date", "datetime"
 
 
@@ -43,12 +45,6 @@ class Sheet:
     name: str
     columns: list[Column]
     rows: Iterable[tuple]
-
-
-def needs_quote_prefix(text: str) -> bool:
-    """A cell starting with = + - @ tab or CR could be taken for a formula by a spreadsheet (or by a person
-    re-typing it): such cells get Excel's quote prefix, which keeps them text and shows them unchanged."""
-    return text.startswith(_UNSAFE_START)
 
 
 def rows_per_sheet() -> int:
@@ -79,15 +75,18 @@ def write_workbook(target, title: str, sheets: list[Sheet], progress: Callable[[
     limit = rows_per_sheet()
     written = 0
     for sheet in sheets:
-        part, worksheet, row = 1, None, 0
+        part, worksheet, row, writers = 1, None, 0, ()
         for record in sheet.rows:
             if worksheet is None or row - 2 >= limit:
                 if worksheet is not None:
                     _finish(worksheet, sheet.columns, row)
                     part += 1
                 worksheet = _start(workbook, sheet, part, title, formats)
+                writers = _writers(worksheet, sheet.columns, formats)
                 row = 2
-            _write_row(worksheet, row, record, sheet.columns, formats)
+            for index, (write, value) in enumerate(zip(writers, record, strict=True)):
+                if value is not None:  # an empty cell is simply not written
+                    write(row, index, value)
             row += 1
             written += 1
             if progress and written % 1000 == 0:
@@ -116,24 +115,30 @@ def _finish(worksheet, columns: list[Column], next_row: int) -> None:
     worksheet.autofilter(1, 0, max(next_row - 1, 1), len(columns) - 1)
 
 
-def _write_row(worksheet, row: int, record: tuple, columns: list[Column], formats) -> None:
-    for index, (column, value) in enumerate(zip(columns, record, strict=True)):
-        if value is None:
-            worksheet.write_blank(row, index, None)
-        elif column.kind == MONEY:
-            worksheet.write_number(row, index, float(value), formats[MONEY])
-        elif column.kind == NUMBER:
-            worksheet.write_number(row, index, value)
-        elif column.kind == DATE:
-            worksheet.write_datetime(row, index, dt.datetime.combine(value, dt.time()), formats[DATE])
-        elif column.kind == DATETIME:
-            worksheet.write_datetime(row, index, local_time(value).replace(tzinfo=None), formats[DATETIME])
+def _writers(worksheet, columns: list[Column], formats) -> list:
+    """One writer per column, chosen once per sheet (the rows are many: no per-cell decisions)."""
+    write_string, write_number, write_datetime = (
+        worksheet.write_string,
+        worksheet.write_number,
+        worksheet.write_datetime,
+    )
+    money, date, moment, quoted = formats[MONEY], formats[DATE], formats[DATETIME], formats["quoted"]
+
+    def text(row, col, value):
+        value = value if type(value) is str else str(value)
+        if value and value[0] in _UNSAFE_FIRST:
+            write_string(row, col, value, quoted)
         else:
-            text = str(value)
-            if needs_quote_prefix(text):
-                worksheet.write_string(row, index, text, formats["quoted"])
-            else:
-                worksheet.write_string(row, index, text)
+            write_string(row, col, value)
+
+    chosen = {
+        TEXT: text,
+        NUMBER: write_number,
+        MONEY: lambda row, col, value: write_number(row, col, float(value), money),
+        DATE: lambda row, col, value: write_datetime(row, col, dt.datetime.combine(value, dt.time()), date),
+        DATETIME: lambda row, col, value: write_datetime(row, col, local_time(value).replace(tzinfo=None), moment),
+    }
+    return [chosen[column.kind] for column in columns]
 
 
 # -- the reports ---------------------------------------------------------------------------------------------------
