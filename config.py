@@ -244,6 +244,8 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         # Rate limits: settings must be in place before appbuilder.init_app (FAB pitfall 4).
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", mode != "testing"),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        # A moving window: N per minute means any 60 seconds, not per clock minute (no double burst at :59/:00).
+        "RATELIMIT_STRATEGY": "moving-window",
         "RATELIMIT_HEADERS_ENABLED": True,
         # Product settings
         "OPERATOR_NAME": env.get("OPERATOR_NAME", "Mycloudstore"),

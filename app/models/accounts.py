@@ -29,6 +29,7 @@ class Account(Model):
         CheckConstraint("status IN ('active', 'disabled')", name="ck_account_status"),
         Index("ix_account_parent_kind_created", "parent_id", "kind", "created_on"),
         Index("ix_account_kind_created", "kind", "created_on"),
+        Index("ix_account_name", "name"),  # Accounts ▸ List all is sorted by name
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
