@@ -221,6 +221,13 @@ def invitation_url() -> str:
     return INVITATION_URL.format(partner_id=current_app.config.get("PARTNER_CENTER_PARTNER_ID") or "YOUR-PARTNER-ID")
 
 
+# Says no more than the domain check does: whose customer a domain is stays that reseller's business.
+_CANNOT_LINK = (
+    "{domain} can't be linked here. Check the domain; if this customer is moving from another reseller, ask the "
+    "operator's support team."
+)
+
+
 def link_existing(customer: Account, domain_text: str) -> MicrosoftTenant:
     """A customer who already has Microsoft 365: record its domain; *invited* until the relationship is accepted."""
     prefix = normalise_prefix(domain_text)
@@ -230,7 +237,7 @@ def link_existing(customer: Account, domain_text: str) -> MicrosoftTenant:
     if customer.tenant is not None:
         raise TenantError(f"{customer.name} already has the Microsoft tenant {customer.tenant.primary_domain}.")
     if _reserved_here(prefix):
-        raise TenantError(f"{prefix}{DOMAIN_SUFFIX} is already linked to another customer.", "domain_prefix")
+        raise TenantError(_CANNOT_LINK.format(domain=f"{prefix}{DOMAIN_SUFFIX}"), "domain_prefix")
     tenant = MicrosoftTenant(account_id=customer.id, domain_prefix=prefix, status="invited", link_type="linked")
     db.session.add(tenant)
     record_event(
@@ -243,7 +250,7 @@ def link_existing(customer: Account, domain_text: str) -> MicrosoftTenant:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise TenantError(f"{prefix}{DOMAIN_SUFFIX} was just linked by another request.", "domain_prefix") from None
+        raise TenantError(_CANNOT_LINK.format(domain=f"{prefix}{DOMAIN_SUFFIX}"), "domain_prefix") from None
     return tenant
 
 

@@ -18,7 +18,7 @@ def test_export_subscription_downloads_a_workbook(page, sign_in, world, tmp_path
     page.get_by_role("link", name="CSP Report").click()
     expect(page.locator(".csp-report-bar")).to_contain_text("CSP REPORT")
     with page.expect_download() as download:
-        page.get_by_role("link", name="Export Subscription").click()
+        page.get_by_role("button", name="Export Subscription").click()
     assert download.value.suggested_filename.startswith("aardvark-farms-subscriptions-")
     path = tmp_path / download.value.suggested_filename
     download.value.save_as(path)
@@ -43,7 +43,7 @@ def test_a_background_export_shows_progress_then_a_download(app, page, sign_in, 
     monkeypatch.setitem(app.config, "EXPORT_JOB_THRESHOLD", 0)
     sign_in(page, world.users["reseller_a_admin"].email)
     page.goto(f"/accounts/{world.accounts['reseller_a'].id}/products/csp-report")
-    page.get_by_role("link", name="Export Users").click()
+    page.get_by_role("button", name="Export Users").click()
     expect(page.locator(".alert-info")).to_contain_text("prepared in the background")
     link = page.locator('[data-test="job-download"]')
     expect(link).to_be_visible(timeout=20_000)

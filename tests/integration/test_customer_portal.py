@@ -394,9 +394,8 @@ def _customer_routes(app):
     return [r for r in app.url_map.iter_rules() if r.endpoint.split(".")[0] in CUSTOMER_VIEWS]
 
 
-@pytest.mark.parametrize("who", ["customer_b_master_admin", "reseller_b_admin"])
-def test_another_tenant_gets_404_on_every_customer_portal_url(app, world, login, who):
-    client = login(world.users[who].email)
+def _every_customer_route_answers(app, world, client, status):
+    """Walk every customer-portal route with customer A's ids: each GET and POST answers ``status``, nothing changes."""
     with unscoped() as session:
         factories_widget = DashboardWidget(
             account_id=world.accounts["customer_a"].id,
@@ -419,7 +418,7 @@ def test_another_tenant_gets_404_on_every_customer_portal_url(app, world, login,
     for rule in _customer_routes(app):
         url = re.sub(r"<(?:int:)?(\w+)>", lambda m: str(values[m.group(1)]), rule.rule)
         if "GET" in rule.methods:
-            assert client.get(url).status_code == 404, url
+            assert client.get(url).status_code == status, url
         if "POST" in rule.methods:
             assert (
                 client.post(
@@ -432,11 +431,23 @@ def test_another_tenant_gets_404_on_every_customer_portal_url(app, world, login,
                         "product_id": "1",
                     },
                 ).status_code
-                == 404
+                == status
             ), url
         checked += 1
     assert checked >= 15
     assert database_fingerprint() == before
+
+
+@pytest.mark.parametrize("who", ["customer_b_master_admin", "reseller_b_admin"])
+def test_another_tenant_gets_404_on_every_customer_portal_url(app, world, login, who):
+    _every_customer_route_answers(app, world, login(world.users[who].email), 404)
+
+
+@pytest.mark.parametrize("who", ["reseller_a_admin", "ops_admin"])
+def test_staff_enter_a_customer_portal_only_through_launch(app, world, login, who):
+    """Its own reseller's CSP Admin (and operator staff) may order for the customer — inside a Launch (CP3) visit,
+    which is time-limited and audited on both sides — never by typing the customer portal's addresses."""
+    _every_customer_route_answers(app, world, login(world.users[who].email), 403)
 
 
 def test_customer_b_cannot_use_customer_a_ids_inside_its_own_portal(world, login):

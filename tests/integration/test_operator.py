@@ -138,3 +138,13 @@ def test_product_bad_input(world, ops_admin_client, field, value, message):
     response = ops_admin_client.post("/productview/add", data=data)
     assert response.status_code == 200 and message in response.text
     assert database_fingerprint() == before
+
+
+@pytest.mark.parametrize(
+    "who, sees_cost", [("reseller_a_user", False), ("reseller_a_admin", True), ("ops_admin", True)]
+)
+def test_unit_cost_only_for_those_who_see_prices(world, login, who, sees_cost):
+    """A Partner User reads the catalogue's prices but not its costs — as in the CSP Report and its exports."""
+    page = login(world.users[who].email).get(f"/productview/show/{world.rows['products']['basic']}")
+    assert page.status_code == 200 and "Unit price" in page.text and "9.00" in page.text
+    assert ("Unit cost" in page.text) is sees_cost and ("7.65" in page.text) is sees_cost

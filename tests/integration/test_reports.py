@@ -26,6 +26,7 @@ from app.models.jobs import BackgroundJob
 from app.models.subscriptions import M365User, Subscription, UsagePoint
 from tests import factories
 from tests.conftest import csrf_token, login_to, make_app, unscoped
+from tests.integration.test_scoping import database_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 INJECTIONS = ['=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-1+1", "@SUM(1,1)", "\tTab", "\rReturn"]
@@ -47,6 +48,11 @@ def _text(value):
     return value.replace("_x000D_", "\r") if isinstance(value, str) else value
 
 
+def _export(client, account_id, kind):
+    """Export Subscription / Export Users: a POST with the page's CSRF token, as the CSP Report's buttons send it."""
+    return client.post(f"/accounts/{account_id}/reports/{kind}.xlsx", data={"csrf_token": csrf_token(client)})
+
+
 def _rows(sheet):
     return [tuple(_text(cell.value) for cell in row) for row in sheet.iter_rows(min_row=3)]
 
@@ -57,8 +63,9 @@ def _rows(sheet):
 def test_customer_report_page(world, reseller_a_admin_client):
     page = reseller_a_admin_client.get(f"/accounts/{world.accounts['customer_a'].id}/products/csp-report").text
     assert "CSP REPORT" in page
-    for button in ("Usage Chart", "Export Subscription", "Export Users"):
-        assert f">{button}</a>" in page
+    assert ">Usage Chart</a>" in page
+    for button in ("Export Subscription", "Export Users"):
+        assert f">{button}</button>" in page  # POST forms with the CSRF token
     table = page.split('class="table table-condensed subscriptions-report"')[1].split("</table>")[0]
     assert re.findall(r"<th>([^<]*)</th>", table.split("</thead>")[0]) == [
         "Description",
@@ -117,7 +124,7 @@ def test_reseller_report_groups_by_customer_with_exact_totals(world, reseller_a_
 
 def test_export_subscription_has_real_types_and_the_database_values(world, reseller_a_admin_client):
     customer = world.accounts["customer_a"].id
-    response = reseller_a_admin_client.get(f"/accounts/{customer}/reports/subscriptions.xlsx")
+    response = _export(reseller_a_admin_client, customer, "subscriptions")
     today = dt.date.today()
     assert response.headers["Content-Disposition"].endswith(f"aardvark-farms-subscriptions-{today:%Y-%m-%d}.xlsx")
     book = _workbook(response)
@@ -164,14 +171,14 @@ def test_export_subscription_has_real_types_and_the_database_values(world, resel
 
 def test_partner_users_export_without_costs(world, reseller_a_user_client):
     book = _workbook(
-        reseller_a_user_client.get(f"/accounts/{world.accounts['customer_a'].id}/reports/subscriptions.xlsx")
+        _export(reseller_a_user_client, world.accounts['customer_a'].id, "subscriptions")
     )
     assert [c.value for c in book.active[2]][-2:] == ["Unit price", "Monthly total"]
 
 
 def test_workbook_money_equals_the_page_to_the_cent(world, reseller_a_admin_client):
     reseller = world.accounts["reseller_a"].id
-    book = _workbook(reseller_a_admin_client.get(f"/accounts/{reseller}/reports/subscriptions.xlsx"))
+    book = _workbook(_export(reseller_a_admin_client, reseller, "subscriptions"))
     total = sum(Decimal(str(r[11])).quantize(Decimal("0.01")) for r in _rows(book.active))
     price, _ = _expected_cents([world.accounts["customer_a"].id, world.accounts["customer_a2"].id])
     assert total == price
@@ -185,7 +192,7 @@ def test_formula_injection_stays_text(world, reseller_a_admin_client):
             factories.m365_user(customer, f"x{i}@aardvark.onmicrosoft.com", name=text)
         session.commit()
     for kind in ("subscriptions", "users"):
-        response = reseller_a_admin_client.get(f"/accounts/{world.accounts['customer_a'].id}/reports/{kind}.xlsx")
+        response = _export(reseller_a_admin_client, world.accounts['customer_a'].id, kind)
         xml = _sheet_xml(response)
         assert "<f>" not in xml and "<hyperlink" not in xml and "HYPERLINK(" not in xml.split("<sheetData>")[0]
         book = _workbook(response)
@@ -205,7 +212,7 @@ def test_formula_injection_stays_text(world, reseller_a_admin_client):
 
 def test_export_users_has_both_sheets(world, login, reseller_a_admin_client):
     login(world.users["customer_a_master_admin"].email)  # a last login to show
-    response = reseller_a_admin_client.get(f"/accounts/{world.accounts['reseller_a'].id}/reports/users.xlsx")
+    response = _export(reseller_a_admin_client, world.accounts['reseller_a'].id, "users")
     assert response.headers["Content-Disposition"].endswith(f"alpha-partners-ltd-users-{dt.date.today():%Y-%m-%d}.xlsx")
     book = _workbook(response)
     assert book.sheetnames == ["Microsoft 365 users", "Portal users"]
@@ -249,7 +256,7 @@ def test_a_full_sheet_continues_on_a_numbered_sheet(app, world, reseller_a_admin
             factories.m365_user(customer, f"more{i}@aardvark.onmicrosoft.com")
         session.commit()
         total = session.scalar(select(func.count(M365User.id)).where(M365User.account_id == customer.id))
-    book = _workbook(reseller_a_admin_client.get(f"/accounts/{world.accounts['customer_a'].id}/reports/users.xlsx"))
+    book = _workbook(_export(reseller_a_admin_client, world.accounts['customer_a'].id, "users"))
     m365 = [s for s in book.sheetnames if s.startswith("Microsoft 365 users")]
     assert m365 == ["Microsoft 365 users"] + [f"Microsoft 365 users ({n})" for n in range(2, len(m365) + 1)]
     assert sum(len(_rows(book[name])) for name in m365) == total == 7
@@ -263,25 +270,38 @@ def test_a_full_sheet_continues_on_a_numbered_sheet(app, world, reseller_a_admin
 def test_reseller_b_exports_contain_nothing_of_reseller_a(world, reseller_b_admin_client):
     reseller = world.accounts["reseller_b"].id
     for kind in ("subscriptions", "users"):
-        book = _workbook(reseller_b_admin_client.get(f"/accounts/{reseller}/reports/{kind}.xlsx"))
+        book = _workbook(_export(reseller_b_admin_client, reseller, kind))
         for sheet in book.worksheets:
             for row in _rows(sheet):
                 assert "Alpha Partners Ltd" not in row and "Aardvark Farms" not in row and "Anchor Marine" not in row
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "products/csp-report",
-        "reports/subscriptions.xlsx",
-        "reports/users.xlsx",
-        "products/usage-chart",
-        "products/usage-chart.xlsx",
-    ],
-)
+@pytest.mark.parametrize("path", ["products/csp-report", "products/usage-chart", "products/usage-chart.xlsx"])
 def test_another_reseller_gets_404(world, reseller_b_admin_client, path):
     for account in ("customer_a", "reseller_a"):
         assert reseller_b_admin_client.get(f"/accounts/{world.accounts[account].id}/{path}").status_code == 404
+
+
+@pytest.mark.parametrize("kind", ["subscriptions", "users"])
+def test_another_reseller_cannot_export_or_start_a_job(app, world, reseller_b_admin_client, monkeypatch, kind):
+    before = database_fingerprint()
+    for threshold in (20000, 0):  # at once, and as a background job
+        monkeypatch.setitem(app.config, "EXPORT_JOB_THRESHOLD", threshold)
+        for account in ("customer_a", "reseller_a"):
+            assert _export(reseller_b_admin_client, world.accounts[account].id, kind).status_code == 404
+    assert database_fingerprint() == before
+
+
+@pytest.mark.parametrize("threshold", [20000, 0])
+def test_an_export_is_a_post_a_get_changes_nothing(app, world, reseller_a_admin_client, monkeypatch, threshold):
+    """An export records an event and a large one starts a job: a GET (a link on another site) does neither."""
+    monkeypatch.setitem(app.config, "EXPORT_JOB_THRESHOLD", threshold)
+    customer = world.accounts["customer_a"].id
+    before = database_fingerprint()
+    assert reseller_a_admin_client.get(f"/accounts/{customer}/reports/users.xlsx").status_code == 405
+    no_token = reseller_a_admin_client.post(f"/accounts/{customer}/reports/users.xlsx")
+    assert no_token.status_code == 400
+    assert database_fingerprint() == before
 
 
 # -- background jobs ---------------------------------------------------------------------------------------------------
@@ -294,7 +314,7 @@ def _join_job_thread(job_id: str) -> None:
 
 
 def _start_job(client, account_id, kind="users"):
-    response = client.get(f"/accounts/{account_id}/reports/{kind}.xlsx")
+    response = _export(client, account_id, kind)
     assert response.status_code == 302
     return re.search(r"job=([0-9a-f-]+)", response.location).group(1)
 

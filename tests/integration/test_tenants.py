@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 
 from app.csp import get_provider
 from app.extensions import limiter
-from app.models.accounts import MicrosoftTenant
+from app.models.accounts import CUSTOMER, Account, MicrosoftTenant
 from app.models.csp import SandboxCustomer, SandboxDomain
 from app.models.events import Event
+from app.services.accounts import create_account
 from tests.conftest import csrf_token, login_to, make_app, unscoped
 from tests.integration.test_scoping import database_fingerprint
 
@@ -305,3 +306,19 @@ def test_add_sub_account_can_lead_to_the_tenant_form(world, reseller_a_admin_cli
     assert response.status_code == 302 and response.location.endswith("/microsoft-tenant/new")
     form = reseller_a_admin_client.get(response.location).text
     assert "Primary Domain Name *" in form and 'value="Harbour Hops"' in form
+
+
+def test_linking_another_resellers_domain_says_nothing_of_whose_it_is(world, reseller_b_admin_client):
+    with unscoped() as session:
+        newcomer = create_account(CUSTOMER, "Bramble Books", session.get(Account, world.accounts["reseller_b"].id))
+        session.commit()
+        customer = newcomer.id
+    before = database_fingerprint()
+    response = reseller_b_admin_client.post(
+        f"/accounts/{customer}/microsoft-tenant/link",
+        data={"csrf_token": csrf_token(reseller_b_admin_client), "domain_prefix": "aardvark"},
+    )
+    assert response.status_code == 400
+    assert "aardvark.onmicrosoft.com can&#39;t be linked here" in response.text
+    assert "another customer" not in response.text and "Aardvark Farms" not in response.text
+    assert database_fingerprint() == before

@@ -1,5 +1,9 @@
 """The customer portal's base: every page belongs to one customer, resolved through the scope before anything
-else (another customer's pages answer 404), then the page's permission is checked."""
+else (another customer's pages answer 404), then the page's permission is checked.
+
+Only customer-portal users enter it: the customer's own logins, or partner and operator staff through Launch (CP3),
+which makes them that customer user for the visit (time-limited, audited on both sides). Staff who type a
+``/portal/...`` address without launching get 403, so nothing is changed in a customer's portal outside a visit."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from flask import abort, g, redirect, request
 from flask_login import current_user
 
 from app.models.accounts import CUSTOMER, Account
+from security.models import CUSTOMER_PORTAL
 from views.base import PortalView, get_or_404
 
 
@@ -22,6 +27,8 @@ def customer_page(view):
         customer = get_or_404(Account, customer_id)
         if customer.kind != CUSTOMER:
             abort(404)
+        if current_user.portal != CUSTOMER_PORTAL:
+            abort(403)  # partner and operator staff work in a customer's portal only through Launch (CP3)
         g.customer = customer
         return view(self, customer_id, *args, **kwargs)
 

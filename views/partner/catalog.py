@@ -11,6 +11,7 @@ from app.models.base import utcnow
 from app.models.catalog import Product
 from security import permissions as P
 from views.base import EagerInterface, ScopedModelView
+from views.partner.reports import sees_costs
 
 
 class ProductView(ScopedModelView):
@@ -44,6 +45,12 @@ class ProductView(ScopedModelView):
         ],
     }
     description_columns = {"unit_price": "NZD per licence per month, excluding GST."}
+
+    def _get_show_widget(self, pk, item, widgets=None, actions=None, show_fieldsets=None):
+        """Unit cost is for those who may see prices (Partner CSP Admins, operator staff), as in the CSP Report."""
+        if show_fieldsets is None and not sees_costs():
+            show_fieldsets = [(None, {"fields": [c for c in self.show_columns if c != "unit_cost"]})]
+        return super()._get_show_widget(pk, item, widgets=widgets, actions=actions, show_fieldsets=show_fieldsets)
 
     @action(
         "retire",

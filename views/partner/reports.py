@@ -126,11 +126,14 @@ class ReportsView(PortalView):
             jobs=recent,
         )
 
-    @expose("/<int:account_id>/reports/<any(subscriptions, users):kind>.xlsx")
+    @expose("/<int:account_id>/reports/<any(subscriptions, users):kind>.xlsx", methods=["POST"])
     @signed_in_first
     @has_access
     def export(self, account_id, kind):
-        """Export Subscription / Export Users: the workbook at once, or a background job when it is large."""
+        """Export Subscription / Export Users: the workbook at once, or a background job when it is large.
+
+        A POST with CSRF: an export is audited (an event) and a large one starts a job, so a link on another site
+        must not be able to set one off."""
         from flask import current_app
 
         account = account_in_scope(account_id)
