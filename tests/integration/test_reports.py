@@ -170,9 +170,7 @@ def test_export_subscription_has_real_types_and_the_database_values(world, resel
 
 
 def test_partner_users_export_without_costs(world, reseller_a_user_client):
-    book = _workbook(
-        _export(reseller_a_user_client, world.accounts['customer_a'].id, "subscriptions")
-    )
+    book = _workbook(_export(reseller_a_user_client, world.accounts["customer_a"].id, "subscriptions"))
     assert [c.value for c in book.active[2]][-2:] == ["Unit price", "Monthly total"]
 
 
@@ -192,7 +190,7 @@ def test_formula_injection_stays_text(world, reseller_a_admin_client):
             factories.m365_user(customer, f"x{i}@aardvark.onmicrosoft.com", name=text)
         session.commit()
     for kind in ("subscriptions", "users"):
-        response = _export(reseller_a_admin_client, world.accounts['customer_a'].id, kind)
+        response = _export(reseller_a_admin_client, world.accounts["customer_a"].id, kind)
         xml = _sheet_xml(response)
         assert "<f>" not in xml and "<hyperlink" not in xml and "HYPERLINK(" not in xml.split("<sheetData>")[0]
         book = _workbook(response)
@@ -212,7 +210,7 @@ def test_formula_injection_stays_text(world, reseller_a_admin_client):
 
 def test_export_users_has_both_sheets(world, login, reseller_a_admin_client):
     login(world.users["customer_a_master_admin"].email)  # a last login to show
-    response = _export(reseller_a_admin_client, world.accounts['reseller_a'].id, "users")
+    response = _export(reseller_a_admin_client, world.accounts["reseller_a"].id, "users")
     assert response.headers["Content-Disposition"].endswith(f"alpha-partners-ltd-users-{dt.date.today():%Y-%m-%d}.xlsx")
     book = _workbook(response)
     assert book.sheetnames == ["Microsoft 365 users", "Portal users"]
@@ -256,7 +254,7 @@ def test_a_full_sheet_continues_on_a_numbered_sheet(app, world, reseller_a_admin
             factories.m365_user(customer, f"more{i}@aardvark.onmicrosoft.com")
         session.commit()
         total = session.scalar(select(func.count(M365User.id)).where(M365User.account_id == customer.id))
-    book = _workbook(_export(reseller_a_admin_client, world.accounts['customer_a'].id, "users"))
+    book = _workbook(_export(reseller_a_admin_client, world.accounts["customer_a"].id, "users"))
     m365 = [s for s in book.sheetnames if s.startswith("Microsoft 365 users")]
     assert m365 == ["Microsoft 365 users"] + [f"Microsoft 365 users ({n})" for n in range(2, len(m365) + 1)]
     assert sum(len(_rows(book[name])) for name in m365) == total == 7
