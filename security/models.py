@@ -12,6 +12,12 @@ from app.models.base import TenantOwned
 
 OPERATOR_PORTAL, PARTNER_PORTAL, CUSTOMER_PORTAL = "operator", "partner", "customer"
 PORTALS = (OPERATOR_PORTAL, PARTNER_PORTAL, CUSTOMER_PORTAL)
+DELETED_MARK = "#deleted-"  # appended after the domain when a login is deleted: no valid address ends so
+
+
+def address_of(email: str) -> str:
+    """A login's address as people know it (a deleted login's stored address carries the mark, freeing it)."""
+    return email.split(DELETED_MARK, 1)[0]
 
 
 class PortalUser(TenantOwned, User):

@@ -88,14 +88,16 @@ _PARTNER_USER = (
     | _grant(EVENTS, READ)
     | _grant(REPORTS, READ, EXPORT)
     | _grant(IMPERSONATION, LAUNCH)
+    # Day-to-day help for a customer (inside a Launch (CP3) visit): who holds which licence, its Microsoft 365
+    # users. What costs money — orders, quantities, auto-renew — and prices stay with the CSP Admin (issue 5).
+    | _grant(LICENCES, WRITE)
+    | _grant(M365_ADMIN, WRITE)
 )
 _PARTNER_CSP_ADMIN = (
     _PARTNER_USER
     | _grant(PARTNER_USERS, READ, WRITE)
     | _grant(TENANT_SETUP, WRITE)
     | _grant(ORDERS, WRITE)
-    | _grant(LICENCES, WRITE)
-    | _grant(M365_ADMIN, WRITE)
     | _grant(PRICES, READ)
 )
 _CUSTOMER_USER = _grant(HOME, READ) | _grant(DASHBOARD, READ, WRITE) | _grant(CUSTOMER_SERVICES, READ)

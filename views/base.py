@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import functools
 
-from flask import abort, current_app, redirect, request
+from flask import abort, current_app, redirect, request, url_for
 from flask_appbuilder import BaseView, ModelView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.const import PERMISSION_PREFIX
+from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
 from flask_login import current_user
 from sqlalchemy import inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
@@ -39,6 +41,27 @@ class EagerInterface(SQLAInterface):
     def apply_all(self, query, *args, **kwargs):
         query = super().apply_all(query, *args, **kwargs)
         return query.options(*(joinedload(getattr(self.obj, name)) for name in self.eager))
+
+    # FAB flashes ``str(error)`` of a failed save: the SQL statement and its parameters. Say it plainly instead
+    # (the form's validators catch the ordinary cases first; this is for a clash the database alone can see).
+    def add(self, item, commit=True):
+        try:
+            super().add(item, commit)
+        except SQLAlchemyError as error:
+            raise SaveError(_SAVE_FAILED) from error
+
+    def edit(self, item, commit=True):
+        try:
+            super().edit(item, commit)
+        except (SQLAlchemyError, DatabaseException) as error:
+            raise SaveError(_SAVE_FAILED) from error
+
+
+_SAVE_FAILED = "Nothing was saved: it clashes with data already in the portal (for example a name or code in use)."
+
+
+class SaveError(Exception):
+    """A save the database refused, in words for the user."""
 
 
 def signed_in_first(view):
@@ -95,6 +118,14 @@ class ScopedModelView(ModelView):
         super().__init__(**kwargs)
 
     # -- pages -----------------------------------------------------------------------------------------
+    def get_redirect(self):
+        """Back to where the user came from — and to this list, not the landing page, when FAB's history is short
+        (an action posted from the list, or an add page opened straight from the menu)."""
+        url = super().get_redirect()
+        if url == self.appbuilder.get_url_for_index and "list" in (self.include_route_methods or {"list"}):
+            return url_for(f"{self.endpoint}.list")
+        return url
+
     def _get_list_widget(
         self,
         filters,

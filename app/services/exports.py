@@ -23,7 +23,7 @@ from app.formatting import local_time
 from app.models.accounts import CUSTOMER, RESELLER, Account, MicrosoftTenant
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription
-from security.models import CUSTOMER_PORTAL, PortalUser
+from security.models import CUSTOMER_PORTAL, PortalUser, address_of
 
 EXCEL_MAX_ROWS = 1_048_576
 FETCH = 2000
@@ -328,7 +328,7 @@ def portal_user_rows(account: Account) -> Iterator[tuple]:
             reseller_name,
             customer,
             f"{first} {last}",
-            email,
+            address_of(email),
             mobile,
             status,
             last_login,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import appbuilder, db
@@ -13,7 +14,7 @@ from app.models.base import utcnow
 from app.services.events import record_event
 from security import scoping
 from security.manager import hash_password
-from security.models import CUSTOMER_PORTAL, OPERATOR_PORTAL, PARTNER_PORTAL, PortalUser
+from security.models import CUSTOMER_PORTAL, DELETED_MARK, OPERATOR_PORTAL, PARTNER_PORTAL, PortalUser
 from security.passwords import password_problem
 from security.permissions import role_for
 
@@ -44,13 +45,49 @@ def email_owner_id(email: str) -> int | None:
         return db.session.scalar(select(PortalUser.id).where(PortalUser.email == email.strip().lower()))
 
 
-def _check_email_free(email: str, user_id: int | None = None) -> None:
-    owner = email_owner_id(email)
-    if owner is not None and owner != user_id:
-        raise UserError(
-            f"{email.strip().lower()} is already used by another login. Each login needs its own email address.",
-            "email",
+def _is_placeholder_address(address: str) -> bool:
+    return address == current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].strip().lower()
+
+
+def plus_address(address: str, company: str) -> str:
+    """``itsupport@reseller.co.nz`` + "Harbour Hops" → ``itsupport+harbourhops@reseller.co.nz``: one mailbox, a
+    login address of its own (Microsoft 365, Google and most mail systems deliver plus addresses)."""
+    local, _, domain = address.partition("@")
+    tag = "".join(ch for ch in company.lower() if ch.isascii() and ch.isalnum())[:30] or "customer"
+    return f"{local.split('+')[0]}+{tag}@{domain}"
+
+
+def login_email_problem(
+    email: str, user_id: int | None = None, *, placeholder_id: int | None = None, company: str = ""
+) -> str | None:
+    """Why ``email`` cannot be (or become) a login's address, or None. Logins are unique case-insensitively; the
+    default master admin address is nobody's; a master admin waiting for Activate (CP3) holds its address too, so
+    that the second customer set up with the same IT support address hears it now, not at activation."""
+    address = email.strip().lower()
+    if _is_placeholder_address(address):
+        return (
+            f"{address} is the portal's stand-in for a master admin, not a person's address: enter the user's own "
+            "email."
         )
+    owner = email_owner_id(address)
+    with scoping.bypass("email uniqueness"):
+        waiting = db.session.scalar(
+            select(PlaceholderUser.id).where(
+                PlaceholderUser.email == address, PlaceholderUser.id != (placeholder_id or 0)
+            )
+        )
+    if (owner is not None and owner != user_id) or waiting is not None:
+        hint = ""
+        if company:
+            hint = f" For a shared mailbox use a plus address, for example {plus_address(address, company)}."
+        return f"{address} is already used by another login. Each login needs its own email address.{hint}"
+    return None
+
+
+def _check_email_free(email: str, user_id: int | None = None, **kwargs) -> None:
+    problem = login_email_problem(email, user_id, **kwargs)
+    if problem:
+        raise UserError(problem, "email")
 
 
 def check_password(password: str, email: str = "") -> None:
@@ -72,9 +109,10 @@ def create_user(
     master_admin: bool = False,
     cp3_enabled: bool = False,
     mobile: str | None = None,
+    placeholder_id: int | None = None,
 ) -> PortalUser:
     """A login on ``account``'s portal (flushed, not committed)."""
-    _check_email_free(email)
+    _check_email_free(email, placeholder_id=placeholder_id, company=account.name if account.kind == CUSTOMER else "")
     portal = _PORTAL_OF[account.kind]
     user = appbuilder.sm.add_user(
         username=email,
@@ -170,10 +208,13 @@ def set_enabled(user: PortalUser, enabled: bool) -> None:
 def soft_delete(user: PortalUser) -> None:
     """The user can no longer sign in; the row, its history and its events stay."""
     _keep_a_master_admin(user, "deleted")
+    address = user.email
     user.active = False
     user.deleted_at = utcnow()
     user.activation_nonce = None
-    record_event("user.deleted", account_id=user.account_id, target=user, summary=f"{user.email} deleted")
+    # The row and its history stay; the address is freed, so the person can be added again (here or elsewhere).
+    user.email = user.username = f"{address}{DELETED_MARK}{user.id}"
+    record_event("user.deleted", account_id=user.account_id, target=user, summary=f"{address} deleted")
 
 
 def set_password(user: PortalUser, password: str) -> None:
@@ -188,6 +229,9 @@ def update_placeholder(
     placeholder: PlaceholderUser, first_name: str, last_name: str, email: str, mobile: str | None
 ) -> None:
     before = f"{placeholder.name} <{placeholder.email}>"
+    address = email.strip().lower()
+    if address != placeholder.email and not _is_placeholder_address(address):
+        _check_email_free(address, placeholder_id=placeholder.id, company=placeholder.account.name)
     placeholder.first_name, placeholder.last_name = first_name.strip(), last_name.strip()
     placeholder.email = email.strip().lower()
     placeholder.mobile = (mobile or "").strip() or None
@@ -232,6 +276,7 @@ def activate_placeholder(placeholder: PlaceholderUser) -> PortalUser:
         admin=placeholder.is_admin,
         master_admin=placeholder.is_master_admin,
         cp3_enabled=True,
+        placeholder_id=placeholder.id,
     )
     record_event(
         "user.cp3_enabled",

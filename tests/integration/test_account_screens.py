@@ -204,6 +204,34 @@ def test_add_sub_account_with_bad_input_saves_nothing(world, reseller_a_admin_cl
     assert database_fingerprint() == before
 
 
+def test_a_second_customer_with_the_same_it_support_address_is_told_at_once(world, reseller_a_admin_client):
+    """The guide's usual master admin is the reseller's IT support: one login address each, so the second customer
+    hears it at Add Sub Account (with a plus address that reaches the same mailbox), not at Activate (CP3)."""
+    reseller = world.accounts["reseller_a"].id
+
+    def add(name, email):
+        return reseller_a_admin_client.post(
+            f"/accounts/{reseller}/sub-accounts/new",
+            data={
+                "csrf_token": csrf_token(reseller_a_admin_client),
+                "name": name,
+                "country": "NZ",
+                "master_admin_name": "IT Support",
+                "master_admin_email": email,
+            },
+        )
+
+    assert add("Kiwi Kitchens", "it@alpha.example").status_code == 302
+    before = database_fingerprint()
+    second = add("Harbour Hops", "it@alpha.example")
+    assert second.status_code == 400
+    assert 'data-error-for="master_admin_email">it@alpha.example is already used by another login' in second.text
+    assert "it+harbourhops@alpha.example" in second.text
+    assert database_fingerprint() == before
+    assert add("Harbour Hops", "it+harbourhops@alpha.example").status_code == 302
+    assert add("Other Co", "master@aardvark.example").status_code == 400  # a login already
+
+
 def test_products_and_services_menu(world, reseller_a_admin_client):
     customer = world.accounts["customer_a"].id
     report = reseller_a_admin_client.get(f"/accounts/{customer}/products/csp-report").text

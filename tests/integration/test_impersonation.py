@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.models.accounts import Account
 from app.models.events import Event
+from app.models.subscriptions import M365User, Subscription
 from security.impersonation import can_impersonate
 from security.models import PortalUser
 from tests import factories
@@ -175,6 +176,32 @@ def test_a_partner_user_launched_as_master_admin_still_cannot_order(world, login
             },
         )
         assert (response.status_code == 302) is allowed and (response.status_code == 403) is not allowed
+
+
+def test_a_partner_user_launched_as_master_admin_helps_with_users_and_licences(world, login):
+    """What costs money needs the CSP Admin; who holds a licence, and the customer's Microsoft 365 users, do not."""
+    customer = world.accounts["customer_a"].id
+    client = login(world.users["reseller_a_user"].email)
+    _launch(client, world)
+    token = csrf_token(client, f"/portal/{customer}/")
+    added = client.post(
+        f"/portal/{customer}/services/microsoft-csp/users",
+        data={"csrf_token": token, "first_name": "Hana", "last_name": "Help", "username": "hana"},
+    )
+    assert added.status_code == 302
+    with unscoped() as session:
+        hana = session.scalars(select(M365User).where(M365User.user_principal_name.like("hana@%"))).one().id
+        sub = session.get(Subscription, world.rows["a"]["subscription2"])
+        sub_id, quantity, assigned = sub.id, sub.quantity, sub.assigned
+    assert assigned < quantity  # a free licence to give
+    path = f"/portal/{customer}/services/microsoft-csp/subscriptions/{sub_id}"
+    response = client.post(f"{path}/assign", data={"csrf_token": token, "m365_user_id": str(hana)})
+    assert response.status_code == 302
+    refused = client.post(f"{path}/quantity", data={"csrf_token": token, "quantity": str(quantity + 5)})
+    assert refused.status_code == 403
+    with unscoped() as session:
+        after = session.get(Subscription, sub_id)
+        assert (after.assigned, after.quantity) == (assigned + 1, quantity)
 
 
 def test_while_launched_the_partner_portal_is_closed(world, reseller_a_admin_client):

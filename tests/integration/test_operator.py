@@ -100,15 +100,17 @@ def test_product_catalogue_add_and_retire_keeps_subscriptions(world, ops_admin_c
             "unit_price": "90.00",
         },
     )
-    assert response.status_code == 302
+    assert response.status_code == 302 and response.location.endswith("/productview/list/")  # not the landing page
+    assert "Product added." in ops_admin_client.get(response.location).text
     with unscoped() as session:
         product = session.scalars(select(Product).where(Product.sku == "CFQ7TTC0LFK5:0001")).one()
         assert product.unit_price == Decimal("90.00")
     basic = world.rows["products"]["basic"]
-    ops_admin_client.post(
-        "/productview/action_post",
-        data={"csrf_token": csrf_token(ops_admin_client), "action": "retire", "rowid": str(basic)},
+    token = csrf_token(ops_admin_client, "/productview/list/")
+    retired = ops_admin_client.post(
+        "/productview/action_post", data={"csrf_token": token, "action": "retire", "rowid": str(basic)}
     )
+    assert retired.location.endswith("/productview/list/")
     with unscoped() as session:
         assert session.get(Product, basic).retired_on is not None
         subs = session.scalars(select(Subscription).where(Subscription.product_id == basic)).all()
@@ -122,6 +124,9 @@ def test_product_catalogue_add_and_retire_keeps_subscriptions(world, ops_admin_c
         ("unit_price", "", "Unit price is required."),
         ("sku", "TEST-BASIC", "Already exists."),
         ("sku", "bad sku!", "Use letters, digits"),
+        ("billing_cycle", "fortnightly", "Not a valid choice"),
+        ("billing_cycle", "Monthly", "Not a valid choice"),
+        ("unit_cost", "5.555", "at most 2 decimal places"),
     ],
 )
 def test_product_bad_input(world, ops_admin_client, field, value, message):
@@ -148,3 +153,21 @@ def test_unit_cost_only_for_those_who_see_prices(world, login, who, sees_cost):
     page = login(world.users[who].email).get(f"/productview/show/{world.rows['products']['basic']}")
     assert page.status_code == 200 and "Unit price" in page.text and "9.00" in page.text
     assert ("Unit cost" in page.text) is sees_cost and ("7.65" in page.text) is sees_cost
+
+
+def test_product_edit_bad_input_keeps_the_form_and_the_row(world, ops_admin_client):
+    product_id = world.rows["products"]["basic"]
+    before = database_fingerprint()
+    response = ops_admin_client.post(
+        f"/productview/edit/{product_id}",
+        data={
+            "csrf_token": csrf_token(ops_admin_client),
+            "name": "Renamed",
+            "sku": "TEST-BASIC",
+            "billing_cycle": "weekly",
+            "unit_cost": "1.00",
+            "unit_price": "2.00",
+        },
+    )
+    assert response.status_code == 200 and "Not a valid choice" in response.text and 'value="Renamed"' in response.text
+    assert database_fingerprint() == before

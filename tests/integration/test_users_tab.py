@@ -233,8 +233,10 @@ def test_with_a_second_master_admin_the_first_can_go(app, world, reseller_a_admi
         f"{_users_url(world)}/customer/{master.id}/delete", data={"csrf_token": csrf_token(reseller_a_admin_client)}
     )
     assert response.status_code == 302
-    deleted = _user(master.email)
-    assert deleted.deleted_at is not None and not deleted.active
+    with unscoped() as session:
+        deleted = session.get(PortalUser, master.id)
+        assert deleted.deleted_at is not None and not deleted.active
+        assert deleted.email != master.email  # the address is free again (see the re-add test)
     client = app.test_client()
     page = client.get("/login/")
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
@@ -244,6 +246,34 @@ def test_with_a_second_master_admin_the_first_can_go(app, world, reseller_a_admi
         assert session.scalar(select(func.count(Event.id)).where(Event.target_id == str(master.id))) >= 2
     table = reseller_a_admin_client.get(_users_url(world)).text.split('data-table="customer-portal-users"')[1]
     assert master.email not in table.split("</table>")[0]
+
+
+def test_a_deleted_users_address_can_be_added_again(world, reseller_a_admin_client):
+    """Delete frees the address (the old row, its history and events stay): the person can come back."""
+    with unscoped() as session:
+        customer = session.get(factories.Account, world.accounts["customer_a"].id)
+        gone = factories.user(customer, "leaver@aardvark.example", "Lee", "Ver")
+        session.commit()
+        gone_id = gone.id
+    token = csrf_token(reseller_a_admin_client)
+    reseller_a_admin_client.post(f"{_users_url(world)}/customer/{gone_id}/delete", data={"csrf_token": token})
+    response = _add_customer_user(reseller_a_admin_client, world, email="leaver@aardvark.example")
+    assert response.status_code == 302
+    again = _user("leaver@aardvark.example")
+    assert again.id != gone_id and again.deleted_at is None
+    with unscoped() as session:
+        assert session.get(PortalUser, gone_id).deleted_at is not None
+        assert session.scalar(select(func.count(Event.id)).where(Event.target_id == str(gone_id))) >= 1
+
+
+@pytest.mark.parametrize(
+    "address", ["default.masteradmin@mycloudstore.co.nz", "DEFAULT.MasterAdmin@mycloudstore.co.nz"]
+)
+def test_the_placeholder_address_is_nobodys_login(world, reseller_a_admin_client, address):
+    before = database_fingerprint()
+    response = _add_customer_user(reseller_a_admin_client, world, email=address)
+    assert response.status_code == 400 and "stand-in for a master admin" in response.text
+    assert database_fingerprint() == before
 
 
 def test_disable_and_enable(world, reseller_a_admin_client, login):
@@ -297,6 +327,24 @@ def test_edit_the_default_master_admin_placeholder(world, reseller_a_admin_clien
         placeholder = session.get(PlaceholderUser, pid)
         assert (placeholder.name, placeholder.email) == ("IT Support", "itsupport@aardvark.example")
         assert session.scalar(select(func.count(PortalUser.id)).where(PortalUser.email == placeholder.email)) == 0
+
+
+def test_editing_the_placeholder_to_an_address_in_use_is_refused_beside_the_field(world, reseller_a_admin_client):
+    pid = world.rows["a"]["placeholder"]
+    before = database_fingerprint()
+    response = reseller_a_admin_client.post(
+        f"{_users_url(world)}/placeholder/{pid}/edit",
+        data={
+            "csrf_token": csrf_token(reseller_a_admin_client),
+            "first_name": "Mara",
+            "last_name": "Again",
+            "email": world.users["customer_a_master_admin"].email,
+        },
+    )
+    assert response.status_code == 400
+    assert 'data-error-for="email">master@aardvark.example is already used by another login' in response.text
+    assert "master+aardvarkfarms@aardvark.example" in response.text
+    assert database_fingerprint() == before
 
 
 # -- partner portal users ------------------------------------------------------------------------------------

@@ -320,11 +320,13 @@ class AccountUsersView(PortalView):
         account = self._customer(account_id)
         placeholder = self._placeholder(account, placeholder_id)
         form = PlaceholderForm()
-        if form.validate_on_submit():
-            user_service.update_placeholder(
+        saved, _ = save_form(
+            form,
+            lambda: user_service.update_placeholder(
                 placeholder, form.first_name.data, form.last_name.data, form.email.data, form.mobile.data
-            )
-            db.session.commit()
+            ),
+        )
+        if saved:
             flash(
                 f"Saved the master admin {placeholder.email}. Activate (CP3) to send their activation email.", "success"
             )

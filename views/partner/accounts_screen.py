@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import func, select
@@ -11,6 +11,7 @@ from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.subscriptions import Subscription
 from app.services.accounts import create_sub_account, update_details
+from app.services.users import login_email_problem
 from security import permissions as P
 from views.base import PortalView, get_or_404, signed_in_first
 from views.partner.forms import AccountDetailsForm, SubAccountForm
@@ -150,7 +151,14 @@ class AccountScreenView(PortalView):
         if reseller.kind != RESELLER:
             abort(404)
         form = self._sub_account_form(reseller)
-        if not form.validate_on_submit():
+        valid = form.validate_on_submit()
+        address = (form.master_admin_email.data or "").strip().lower()
+        if valid and address and address != current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
+            problem = login_email_problem(address, company=form.name.data)  # heard now, not at Activate (CP3)
+            if problem:
+                form.master_admin_email.errors = [*form.master_admin_email.errors, problem]
+                valid = False
+        if not valid:
             return self._render("sub_account_new.html", reseller, "sub_accounts", form=form), 400
         customer = create_sub_account(
             reseller, form.company_values(), form.master_admin_name.data, form.master_admin_email.data

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from flask import flash, redirect
 from flask_appbuilder.actions import action
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp
+from flask_appbuilder.fieldwidgets import Select2Widget
+from wtforms import SelectChoice, SelectField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp, ValidationError
 
 from app.extensions import db
 from app.models.base import utcnow
-from app.models.catalog import Product
+from app.models.catalog import BILLING_CYCLES, Product
 from security import permissions as P
 from views.base import EagerInterface, ScopedModelView
 from views.partner.reports import sees_costs
+
+
+def whole_cents(form, field):
+    """Prices are NZD to the cent: 5.50 yes, 5.555 no (the database would round it silently)."""
+    if field.data is not None and field.data != field.data.quantize(Decimal("0.01")):
+        raise ValidationError("Use dollars and cents: at most 2 decimal places.")
 
 
 class ProductView(ScopedModelView):
@@ -20,6 +30,8 @@ class ProductView(ScopedModelView):
     event_name = "product"
     include_route_methods = {"list", "show", "add", "edit", "action_post"}
     list_title = "Products"
+    add_row_message = "Product added."
+    edit_row_message = "Product saved."
     list_columns = ["name", "sku", "billing_cycle", "unit_price", "retired_on"]
     order_columns = ["name", "sku", "billing_cycle", "unit_price", "retired_on"]
     search_columns = ["name", "sku", "billing_cycle"]
@@ -38,12 +50,22 @@ class ProductView(ScopedModelView):
         "unit_cost": [
             InputRequired(message="Unit cost is required."),
             NumberRange(min=0, max=99999, message="Use an amount from 0 to 99,999."),
+            whole_cents,
         ],
         "unit_price": [
             InputRequired(message="Unit price is required."),
             NumberRange(min=0, max=99999, message="Use an amount from 0 to 99,999."),
+            whole_cents,
         ],
     }
+    add_form_extra_fields = {
+        "billing_cycle": SelectField(
+            "Billing Cycle",
+            choices=[SelectChoice(cycle, cycle.capitalize()) for cycle in BILLING_CYCLES],
+            widget=Select2Widget(),
+        )
+    }
+    edit_form_extra_fields = add_form_extra_fields
     description_columns = {"unit_price": "NZD per licence per month, excluding GST."}
 
     def _get_show_widget(self, pk, item, widgets=None, actions=None, show_fieldsets=None):
