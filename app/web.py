@@ -15,7 +15,9 @@ from werkzeug.exceptions import HTTPException
 from app.extensions import db
 from security.scoping import ScopeViolation
 
-_PAGING_ARG = re.compile(r"^(page|psize)_")
+_PAGING_ARG = re.compile(r"^(page|psize)(_|$)")
+_ID_FIELD = re.compile(r"(^|_)(id|pk|rowid)$")
+_MAX_ID = 2**31 - 1  # PostgreSQL's integer; SQLite's and Python's are wider, so check here, once
 
 
 @event.listens_for(Engine, "connect")
@@ -34,6 +36,30 @@ def _reject_bad_paging() -> None:
     for name, value in request.args.items():
         if _PAGING_ARG.match(name) and not (value.isdigit() and len(value) <= 6):
             abort(400, description=f"{name} must be a whole number")
+
+
+def _reject_impossible_input() -> None:
+    """Input no form or page could have sent answers 4xx before any view runs, never a 500 from the database:
+
+    - an id in the path, or an id field in the query or form, beyond any row's id (an unknown row: 404);
+    - a NUL character anywhere (PostgreSQL refuses to store it; no keyboard types it): 400.
+    """
+    for value in (request.view_args or {}).values():
+        if _too_big(value):
+            abort(404)
+    for source in (request.args, request.form):
+        for name, value in source.items(multi=True):
+            if "\x00" in value or "\x00" in name:
+                abort(400, description="Text may not contain NUL characters.")
+            if _ID_FIELD.search(name) and _too_big(value):
+                abort(404)
+
+
+def _too_big(value) -> bool:
+    if isinstance(value, int):
+        return abs(value) > _MAX_ID
+    text = str(value).strip().lstrip("+-")
+    return text.isdigit() and (len(text) > 10 or int(text) > _MAX_ID)
 
 
 def _scope_violation(exc: ScopeViolation):
@@ -61,5 +87,6 @@ def plotly_js():
 def init_app(app: Flask) -> None:
     app.register_blueprint(vendor)
     app.before_request(_reject_bad_paging)
+    app.before_request(_reject_impossible_input)
     app.register_error_handler(ScopeViolation, _scope_violation)
     app.register_error_handler(HTTPException, _json_errors_for_api)

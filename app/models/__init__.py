@@ -5,7 +5,7 @@ from app.models.catalog import Product
 from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
-from app.models.jobs import BackgroundJob
+from app.models.jobs import BackgroundJob, FormSubmission
 from app.models.sessions import ServerSession
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from security.models import PortalUser
@@ -15,6 +15,7 @@ __all__ = [
     "BackgroundJob",
     "DashboardWidget",
     "Event",
+    "FormSubmission",
     "LicenceAssignment",
     "M365User",
     "MicrosoftTenant",

@@ -31,3 +31,12 @@ class Event(TenantOwned, Model):
 
     actor = relationship("PortalUser", foreign_keys=[actor_id])
     on_behalf_of = relationship("PortalUser", foreign_keys=[on_behalf_of_id])
+
+    @property
+    def by(self) -> str:
+        """Who did it, and the partner user behind them while impersonating: ``it@enet.example (by simon@…)``."""
+        from security.models import address_of
+
+        if self.on_behalf_of is None:
+            return self.actor_label
+        return f"{self.actor_label} (by {address_of(self.on_behalf_of.email)})"

@@ -36,3 +36,15 @@ class BackgroundJob(TenantOwned, Model):
     started_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
     expires_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class FormSubmission(TenantOwned, Model):
+    """The key a form carried when it was sent (a hidden field, new on every rendering): the first request with a
+    key claims it, so a double click or a resend after a timeout makes one order or one sub-account, not two."""
+
+    __tablename__ = "form_submission"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"))
+    created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)

@@ -270,3 +270,15 @@ def test_launch_button_and_activate_button_on_the_users_tab(world, people, resel
     assert re.search(r'action="/impersonation/start/\d+"', master) and "Launch (CP3)" in master
     not_cp3 = page.split(f'data-user="{people["not_cp3"]}"')[1].split("</tr>")[0]
     assert "Activate (CP3)" in not_cp3 and "Launch (CP3)" not in not_cp3
+
+
+def test_the_event_log_list_names_the_partner_user_behind_a_change(world, reseller_a_admin_client):
+    client, customer = reseller_a_admin_client, world.accounts["customer_a"].id
+    _launch(client, world)
+    token = csrf_token(client, f"/portal/{customer}/")
+    client.post(f"/portal/{customer}/widgets", data={"csrf_token": token, "widget": "licences"})
+    client.post("/impersonation/stop", data={"csrf_token": token})
+    page = client.get("/eventview/list/").text
+    by = f"{world.users['customer_a_master_admin'].email} (by {world.users['reseller_a_admin'].email})"
+    assert by in page
+    assert "None" not in page.split("<tbody")[1].split("</tbody>")[0]  # empty values print as nothing

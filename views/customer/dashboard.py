@@ -65,10 +65,15 @@ class CustomerDashboardView(CustomerPortalView):
     @has_access_api
     def reorder(self, customer_id):
         """The new order (drag and drop, or the move buttons), as JSON ``{"order": [ids]}`` or form fields."""
-        payload = request.get_json(silent=True) if request.is_json else None
+        try:
+            payload = request.get_json(silent=True) if request.is_json else None
+        except RecursionError:  # JSON nested deeper than any order could be
+            payload = None
+        if request.is_json and not isinstance(payload, dict):
+            return jsonify({"message": 'Send {"order": [widget ids]}.'}), 400
         raw = payload.get("order") if isinstance(payload, dict) else request.form.getlist("order")
         try:
-            order = [int(i) for i in raw or []]
+            order = [_widget_id(i) for i in raw or []]
             widget_service.reorder(g.user, order)
             db.session.commit()
         except (TypeError, ValueError) as exc:
@@ -85,6 +90,15 @@ class CustomerDashboardView(CustomerPortalView):
         """One widget's content (an HTML fragment): each widget loads on its own, so one failing spoils nothing."""
         widget = _own_widget(widget_id)
         return self.render(f"widgets/{widget.widget}.html", widget=widget, **_data(widget.widget, customer_id))
+
+
+def _widget_id(value) -> int:
+    """A widget id as sent: a whole number, or its digits — not ``true``, ``1.5`` or ``1_0``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise ValueError("order must be a list of widget ids")
 
 
 def _data(kind: str, customer_id: int) -> dict:

@@ -13,13 +13,13 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import IntegerField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, NumberRange, Regexp
+from wtforms import HiddenField, IntegerField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp
 
 from app.extensions import db
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription
-from app.services import licensing
+from app.services import licensing, submissions
 from app.services.licensing import LicenceError
 from security import permissions as P
 from security.passwords import password_problem
@@ -31,12 +31,13 @@ class OrderForm(FlaskForm):
     product_id = SelectField("Product", coerce=int, validators=[DataRequired(message="Choose a product.")])
     quantity = IntegerField(
         "Licences",
-        default=1,
+        default=1,  # what the form shows; a request without the field is refused (InputRequired)
         validators=[
-            DataRequired(message="Enter how many licences."),
+            InputRequired(message="Enter how many licences."),
             NumberRange(min=1, max=10000, message="Order between 1 and 10,000 licences."),
         ],
     )
+    submission_key = HiddenField(default=submissions.new_key)
 
 
 class NewM365UserForm(FlaskForm):
@@ -83,20 +84,28 @@ def _order_form() -> OrderForm:
     return form
 
 
+_ON, _OFF = frozenset({"1", "true", "on", "yes"}), frozenset({"0", "false", "off", "no"})
+
+
 def _csp_page(customer_id: int):
     return redirect(url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id))
 
 
 def _apply(change, success: str, customer_id: int, back=None):
+    return _apply_once(change, success, customer_id, back)[0]
+
+
+def _apply_once(change, success: str, customer_id: int, back=None):
+    """Run ``change`` and commit; a refusal is rolled back and flashed. Returns (response, whether it was done)."""
     try:
         change()
         db.session.commit()
     except LicenceError as exc:
         db.session.rollback()
         flash(str(exc), "danger")
-    else:
-        flash(success, "success")
-    return back or _csp_page(customer_id)
+        return back or _csp_page(customer_id), False
+    flash(success, "success")
+    return back or _csp_page(customer_id), True
 
 
 class CustomerServicesView(CustomerPortalView):
@@ -180,11 +189,19 @@ class CustomerOrdersView(CustomerPortalView):
                     flash(str(error), "danger")
             return _csp_page(customer_id)
         product = get_or_404(Product, form.product_id.data)
-        return _apply(
+        try:
+            key = submissions.claim(form.submission_key.data, customer_id, "order")
+        except submissions.AlreadySubmitted:
+            flash("This order was already sent (the form was submitted twice): it was placed once.", "info")
+            return _csp_page(customer_id)
+        response, done = _apply_once(
             lambda: licensing.order(g.customer, product, form.quantity.data),
             f"Ordered {form.quantity.data} × {product.name}.",
             customer_id,
         )
+        if not done:
+            submissions.release(key)
+        return response
 
     @expose("/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>/quantity", methods=["POST"])
     @customer_page
@@ -198,11 +215,11 @@ class CustomerOrdersView(CustomerPortalView):
             if request.form.get("next") == page
             else url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id)
         )
-        try:
-            quantity = int(request.form.get("quantity", ""))
-        except ValueError:
+        text = request.form.get("quantity", "").strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 6):
             flash("Enter the number of licences as a whole number.", "danger")
             return back
+        quantity = int(text)
         return _apply(
             lambda: licensing.change_quantity(sub, quantity),
             f"{sub.product.name} now has {quantity} licences.",
@@ -217,7 +234,11 @@ class CustomerOrdersView(CustomerPortalView):
     @has_access
     def auto_renew(self, customer_id, subscription_id):
         sub = _subscription(customer_id, subscription_id)
-        enabled = request.form.get("enabled") == "1"
+        choice = request.form.get("enabled", "").strip().lower()
+        if choice not in _ON | _OFF:
+            flash("Say whether auto-renew should be on or off.", "danger")
+            return _csp_page(customer_id)
+        enabled = choice in _ON
         return _apply(
             lambda: licensing.set_auto_renew(sub, enabled),
             f"Auto-renew of {sub.product.name} is {'on' if enabled else 'off'}.",

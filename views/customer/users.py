@@ -129,7 +129,8 @@ class CustomerUsersView(CustomerPortalView):
         user = self._user(customer_id, user_id)
         form = CustomerUserForm()
         refused = _may_manage(g.user, user, admin=form.admin.data, master_admin=form.master_admin.data)
-        if g.get("impersonator") is not None and user.id == g.user.id and form.email.data.lower() != user.email:
+        email = (form.email.data or "").strip().lower()
+        if g.get("impersonator") is not None and user.id == g.user.id and email and email != user.email:
             refused = "The customer's own sign-in stays theirs: its email cannot be changed while launched."
         if refused:
             form.form_errors.append(refused)

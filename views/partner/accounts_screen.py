@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.subscriptions import Subscription
+from app.services import submissions
 from app.services.accounts import create_sub_account, update_details
 from app.services.users import login_email_problem
 from security import permissions as P
@@ -72,7 +73,9 @@ class AccountScreenView(PortalView):
         form = self._details_form(account)
         if not form.validate_on_submit():
             return self._render("details.html", account, "details", form=form), 400
-        update_details(account, form.company_values())
+        # Only the fields the request carried: a field left out keeps its value (a form always sends them all).
+        sent = {name: value for name, value in form.company_values().items() if name in request.form}
+        update_details(account, sent)
         db.session.commit()
         flash(f"Saved the details of {account.name}.", "success")
         return redirect(url_for(".details", account_id=account.id))
@@ -160,10 +163,19 @@ class AccountScreenView(PortalView):
                 valid = False
         if not valid:
             return self._render("sub_account_new.html", reseller, "sub_accounts", form=form), 400
-        customer = create_sub_account(
-            reseller, form.company_values(), form.master_admin_name.data, form.master_admin_email.data
-        )
-        db.session.commit()
+        try:
+            key = submissions.claim(form.submission_key.data, reseller.id, "sub-account")
+        except submissions.AlreadySubmitted:
+            flash("This form was already sent (submitted twice): the sub-account was added once.", "info")
+            return redirect(url_for(".sub_accounts", account_id=reseller.id))
+        try:
+            customer = create_sub_account(
+                reseller, form.company_values(), form.master_admin_name.data, form.master_admin_email.data
+            )
+            db.session.commit()
+        except Exception:
+            submissions.release(key)
+            raise
         flash(f"Added sub-account {customer.name}. Its master admin is {customer_master_label(customer)}.", "success")
         if form.setup_tenant.data:
             return redirect(url_for("TenantSetupView.new_tenant", account_id=customer.id))

@@ -8,7 +8,7 @@ from flask import flash, redirect
 from flask_appbuilder.actions import action
 from flask_appbuilder.fieldwidgets import Select2Widget
 from wtforms import SelectChoice, SelectField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp, StopValidation, ValidationError
 
 from app.extensions import db
 from app.models.base import utcnow
@@ -16,6 +16,12 @@ from app.models.catalog import BILLING_CYCLES, Product
 from security import permissions as P
 from views.base import EagerInterface, ScopedModelView
 from views.partner.reports import sees_costs
+
+
+def an_amount(form, field):
+    """``NaN``, ``sNaN`` and ``Infinity`` parse as decimals: refuse them before the range check trips on them."""
+    if field.data is not None and not field.data.is_finite():
+        raise StopValidation("Enter an amount such as 5.50.")
 
 
 def whole_cents(form, field):
@@ -49,11 +55,13 @@ class ProductView(ScopedModelView):
         ],
         "unit_cost": [
             InputRequired(message="Unit cost is required."),
+            an_amount,
             NumberRange(min=0, max=99999, message="Use an amount from 0 to 99,999."),
             whole_cents,
         ],
         "unit_price": [
             InputRequired(message="Unit price is required."),
+            an_amount,
             NumberRange(min=0, max=99999, message="Use an amount from 0 to 99,999."),
             whole_cents,
         ],

@@ -17,6 +17,7 @@ from app.csp.rules import (
     prefix_problem,
 )
 from app.services.accounts import ACCOUNT_DETAIL_FIELDS
+from app.services.submissions import new_key
 from security.passwords import password_problem
 
 _PHONE = Regexp(r"^[0-9+()\-. ]{5,32}$", message="Use digits, spaces and + ( ) - . only (5 to 32 characters).")
@@ -104,7 +105,7 @@ class AccountDetailsForm(CompanyFields):
 
 class SubAccountForm(CompanyFields):
     master_admin_name = StringField(
-        "Master admin name", validators=_optional("Master admin name", 128), description="Usually your IT support team."
+        "Master admin name", validators=_optional("Master admin name", 64), description="Usually your IT support team."
     )
     master_admin_email = EmailField(
         "Master admin email",
@@ -114,6 +115,7 @@ class SubAccountForm(CompanyFields):
     setup_tenant = BooleanField(
         "Next, create its Microsoft tenant", description="Or later, from Products & Services ▸ Microsoft tenant."
     )
+    submission_key = HiddenField(default=new_key)  # one customer per form, however often it is sent
 
 
 class ResellerForm(CompanyFields):

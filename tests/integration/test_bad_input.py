@@ -1,0 +1,212 @@
+"""Input no browser would send — ids past any row, NUL characters, unknown list filters, ``sNaN`` prices, partial
+forms, a form sent twice — answers a clear 4xx or is handled once, never a 500, and nothing saved is lost."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models.accounts import Account
+from app.models.subscriptions import Subscription
+from tests.conftest import csrf_token, unscoped
+from tests.integration.test_impersonation import _launch
+from tests.integration.test_scoping import database_fingerprint
+
+HUGE = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/accounts/{HUGE}/details",
+        f"/accounts/{HUGE}/users",
+        f"/accounts/{HUGE}/products/csp-report",
+        f"/portal/{HUGE}/",
+        f"/accountview/show/{HUGE}",
+        f"/productview/edit/{HUGE}",
+        f"/subscriptionview/show/{HUGE}",
+    ],
+)
+def test_an_id_past_any_row_is_a_404(ops_admin_client, path):
+    assert ops_admin_client.get(path).status_code == 404
+
+
+def test_an_id_field_past_any_row_is_a_404_and_changes_nothing(world, ops_admin_client, customer_a_master_admin_client):
+    before = database_fingerprint()
+    token = csrf_token(ops_admin_client)
+    assert ops_admin_client.post(f"/accounts/{HUGE}/details", data={"csrf_token": token}).status_code == 404
+    response = ops_admin_client.post(
+        "/productview/action_post", data={"csrf_token": token, "action": "retire", "rowid": HUGE}
+    )
+    assert response.status_code == 404
+    client = customer_a_master_admin_client
+    customer, sub = world.accounts["customer_a"].id, world.rows["a"]["subscription"]
+    response = client.post(
+        f"/portal/{customer}/services/microsoft-csp/subscriptions/{sub}/assign",
+        data={"csrf_token": csrf_token(client), "m365_user_id": HUGE},
+    )
+    assert response.status_code == 404
+    assert database_fingerprint() == before
+
+
+@pytest.mark.parametrize("page", [HUGE, "abc", "-1", "1.5"])
+def test_a_page_number_that_is_not_one_is_a_400(world, reseller_a_admin_client, page):
+    for path in ("events", "sub-accounts", "products/csp-report"):
+        response = reseller_a_admin_client.get(f"/accounts/{world.accounts['reseller_a'].id}/{path}?page={page}")
+        assert response.status_code == 400, path
+
+
+@pytest.mark.parametrize("query", ["_flt_9_auto_renew=x", "_flt_4_renew_on=x", "_flt_0_nonexistent=x"])
+def test_an_unknown_list_filter_is_a_400(reseller_a_admin_client, query):
+    assert reseller_a_admin_client.get(f"/subscriptionview/list/?{query}").status_code == 400
+
+
+def test_a_known_list_filter_still_filters(world, reseller_a_admin_client):
+    page = reseller_a_admin_client.get("/accountview/list/?_flt_0_name=Aardvark").text
+    assert "Aardvark Farms" in page and "Anchor Marine" not in page
+
+
+def test_nul_characters_are_refused_before_anything_is_saved(world, reseller_a_admin_client):
+    before = database_fingerprint()
+    customer = world.accounts["customer_a"].id
+    response = reseller_a_admin_client.post(
+        f"/accounts/{customer}/details",
+        data={"csrf_token": csrf_token(reseller_a_admin_client), "name": "bad\x00name", "country": "NZ"},
+    )
+    assert response.status_code == 400 and "NUL" in response.text
+    assert database_fingerprint() == before
+
+
+@pytest.mark.parametrize("amount", ["sNaN", "NaN", "Infinity", "-Infinity"])
+def test_a_price_that_is_not_an_amount_is_told_beside_the_field(ops_admin_client, amount):
+    before = database_fingerprint()
+    response = ops_admin_client.post(
+        "/productview/add",
+        data={
+            "csrf_token": csrf_token(ops_admin_client),
+            "name": "Odd",
+            "sku": "ODD-2",
+            "billing_cycle": "monthly",
+            "unit_cost": amount,
+            "unit_price": "2.00",
+        },
+    )
+    assert response.status_code == 200 and "Enter an amount such as 5.50." in response.text
+    assert database_fingerprint() == before
+
+
+def test_a_partial_details_post_keeps_what_it_does_not_carry(world, reseller_a_admin_client):
+    customer = world.accounts["customer_a"].id
+    with unscoped() as session:
+        account = session.get(Account, customer)
+        kept = (account.contact_email, account.country)
+    response = reseller_a_admin_client.post(
+        f"/accounts/{customer}/details",
+        data={"csrf_token": csrf_token(reseller_a_admin_client), "name": "Aardvark Farms Ltd", "phone": "+64 4 555"},
+    )
+    assert response.status_code == 302
+    with unscoped() as session:
+        account = session.get(Account, customer)
+        assert (account.name, account.phone) == ("Aardvark Farms Ltd", "+64 4 555")
+        assert (account.contact_email, account.country) == kept == ("ops@aardvark.example", "NZ")
+
+
+def _orders(world) -> int:
+    with unscoped() as session:
+        return session.scalar(
+            select(func.count(Subscription.id)).where(Subscription.account_id == world.accounts["customer_a"].id)
+        )
+
+
+def test_an_order_without_a_quantity_or_an_unclear_auto_renew_changes_nothing(world, customer_a_master_admin_client):
+    client, customer = customer_a_master_admin_client, world.accounts["customer_a"].id
+    before = database_fingerprint()
+    token = csrf_token(client)
+    client.post(
+        f"/portal/{customer}/services/microsoft-csp/orders",
+        data={"csrf_token": token, "product_id": str(world.rows["products"]["exchange"])},
+    )
+    sub = world.rows["a"]["subscription"]
+    for value in ("", "maybe", "2"):
+        client.post(
+            f"/portal/{customer}/services/microsoft-csp/subscriptions/{sub}/auto-renew",
+            data={"csrf_token": token, "enabled": value},
+        )
+    for quantity in ("1_0", "+4", "٣", "1e3"):
+        client.post(
+            f"/portal/{customer}/services/microsoft-csp/subscriptions/{sub}/quantity",
+            data={"csrf_token": token, "quantity": quantity},
+        )
+    assert database_fingerprint() == before
+    page = client.get(f"/portal/{customer}/services/microsoft-csp").text
+    assert "Enter the number of licences as a whole number." in page or "Enter how many licences." in page
+
+
+def test_an_order_sent_twice_is_placed_once(world, customer_a_master_admin_client):
+    client, customer = customer_a_master_admin_client, world.accounts["customer_a"].id
+    page = client.get(f"/portal/{customer}/services/microsoft-csp").text
+    key = re.search(r'name="submission_key" type="hidden" value="([0-9a-f]{32})"', page).group(1)
+    token = csrf_token(client)
+    ordered = _orders(world)
+    data = {"csrf_token": token, "product_id": str(world.rows["products"]["exchange"]), "quantity": "3"}
+    for _ in range(2):
+        assert client.post(f"/portal/{customer}/services/microsoft-csp/orders", data={**data, "submission_key": key})
+    assert _orders(world) == ordered + 1
+    assert "was already sent" in client.get(f"/portal/{customer}/services/microsoft-csp").text
+    # a refused order releases its key: the same form, corrected, goes through
+    other = uuid.uuid4().hex
+    client.post(
+        f"/portal/{customer}/services/microsoft-csp/orders", data={**data, "quantity": "0", "submission_key": other}
+    )
+    client.post(f"/portal/{customer}/services/microsoft-csp/orders", data={**data, "submission_key": other})
+    assert _orders(world) == ordered + 2
+
+
+def test_concurrent_copies_of_one_sub_account_form_add_one_customer(app, world, login):
+    reseller = world.accounts["reseller_a"].id
+    clients = [login(world.users["reseller_a_admin"].email) for _ in range(3)]
+    key = uuid.uuid4().hex
+    forms = [
+        {"csrf_token": csrf_token(c), "name": "Double Submit Co", "country": "NZ", "submission_key": key}
+        for c in clients
+    ]
+    barrier, statuses = threading.Barrier(len(clients)), []
+
+    def send(client, form):
+        barrier.wait()
+        statuses.append(client.post(f"/accounts/{reseller}/sub-accounts/new", data=form).status_code)
+
+    threads = [threading.Thread(target=send, args=pair) for pair in zip(clients, forms, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [302, 302, 302]
+    with unscoped() as session:
+        assert session.scalar(select(func.count(Account.id)).where(Account.name == "Double Submit Co")) == 1
+
+
+def test_a_launched_edit_without_an_email_is_told_not_a_500(world, reseller_a_admin_client):
+    client = reseller_a_admin_client
+    _launch(client, world)
+    customer, target = world.accounts["customer_a"].id, world.users["customer_a_master_admin"]
+    response = client.post(
+        f"/portal/{customer}/users/{target.id}/edit",
+        data={"csrf_token": csrf_token(client, f"/portal/{customer}/"), "first_name": "Mara", "last_name": "Master"},
+    )
+    assert response.status_code == 400 and "Email is required" in response.text
+
+
+@pytest.mark.parametrize("body", ['{"order": [1.5]}', '{"order": [true]}', '{"order": ["1_0"]}', "[" * 5000])
+def test_a_widget_order_that_is_not_ids_is_a_400(world, customer_a_master_admin_client, body):
+    client = customer_a_master_admin_client
+    response = client.post(
+        f"/portal/{world.accounts['customer_a'].id}/widgets/order",
+        data=body,
+        headers={"Content-Type": "application/json", "X-CSRFToken": csrf_token(client)},
+    )
+    assert response.status_code == 400 and response.is_json
