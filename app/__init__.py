@@ -26,6 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
 
     app = Flask(__name__, instance_path=values["INSTANCE_PATH"])
     app.config.update(values)
+    _log_to_stderr(values.get("PORTAL_ENV"))
 
     from app import formatting, web
     from security import impersonation, scoping
@@ -54,3 +55,15 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
 
     cli.init_app(app)
     return app
+
+
+def _log_to_stderr(mode: str | None) -> None:
+    """The portal's own one-line notices (mail written to the outbox, provider failures with their correlation id)
+    reach the console at INFO; a host that configured logging itself keeps its setup."""
+    import logging
+
+    if mode == "testing" or logging.getLogger().handlers:
+        return
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("app", "security", "views"):
+        logging.getLogger(name).setLevel(logging.INFO)

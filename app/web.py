@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import plotly
-from flask import Blueprint, Flask, abort, jsonify, request, send_from_directory
+from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request, send_from_directory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -34,7 +34,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def _reject_bad_paging() -> None:
     """FAB parses ``page_*``/``psize_*`` with int(): anything but a small whole number is a 400, not a 500."""
     for name, value in request.args.items():
-        if _PAGING_ARG.match(name) and not (value.isdigit() and len(value) <= 6):
+        if _PAGING_ARG.match(name) and not (value.isascii() and value.isdigit() and len(value) <= 9):
             abort(400, description=f"{name} must be a whole number")
 
 
@@ -67,11 +67,55 @@ def _scope_violation(exc: ScopeViolation):
     abort(404)
 
 
+# The JSON endpoints the portal's own scripts call: their errors are JSON whatever the request's Accept header.
+JSON_ENDPOINTS = frozenset(
+    {
+        "DomainCheckView.check",
+        "AccountSearchView.suggest",
+        "ReportJobsView.status",
+        "CustomerDashboardView.reorder",
+    }
+)
+_TITLES = {
+    400: "That request could not be used",
+    403: "Not for this sign-in",
+    404: "Not found",
+    405: "Not like that",
+    410: "No longer here",
+    429: "Too many requests",
+}
+
+
 def _json_errors_for_api(exc: HTTPException):
-    """The API, and anything asked for JSON, answers errors as JSON; pages keep Flask's HTML error pages."""
-    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+    """The API, the JSON endpoints and anything asked for JSON answer errors as JSON; pages get the portal's own
+    error page, with its menu and a way back (Flask's bare page otherwise)."""
+    if (
+        request.path.startswith("/api/")
+        or request.endpoint in JSON_ENDPOINTS
+        or request.is_json
+        or request.accept_mimetypes.best == "application/json"
+    ):
         return jsonify({"message": exc.description, "status": exc.code}), exc.code
-    return exc
+    if exc.code not in _TITLES:
+        return exc
+    from app.extensions import appbuilder
+
+    response = exc.get_response()  # keeps headers such as 405's Allow and 429's Retry-After
+    try:
+        page = render_template(
+            "portal/error.html",
+            code=exc.code,
+            title=_TITLES[exc.code],
+            message=exc.description,
+            appbuilder=appbuilder,
+            base_template=appbuilder.base_template,
+        )
+    except Exception:  # an error page must never fail: Flask's own, then
+        current_app.logger.exception("The error page could not be drawn")
+        return exc
+    response.set_data(page)
+    response.content_type = "text/html; charset=utf-8"
+    return response
 
 
 vendor = Blueprint("vendor", __name__)

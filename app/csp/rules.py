@@ -105,17 +105,17 @@ def company_name_problem(name: str) -> str | None:
     return None
 
 
-def person_name_problem(name: str, label: str) -> str | None:
-    """Microsoft's rules for a contact's first or last name (``label`` says which)."""
+def person_name_problem(name: str, label: str, whose: str = "contact") -> str | None:
+    """Microsoft's rules for a contact's (or the agreement signatory's) first or last name (``label``: which)."""
     name = (name or "").strip()
     if len(name) <= 1:
-        return f"The contact's {label} must be more than a single character."
+        return f"The {whose}'s {label} must be more than a single character."
     if len(name) > 40:
-        return f"The contact's {label} must be at most 40 characters."
+        return f"The {whose}'s {label} must be at most 40 characters."
     if name.lower() in _PLACEHOLDER_NAMES:
-        return f"The contact's {label} cannot be a placeholder like “{name}”: use the real person's name."
+        return f"The {whose}'s {label} cannot be a placeholder like “{name}”: use the real person's name."
     if not re.search(r"[^\W\d_]", name):
-        return f"The contact's {label} cannot be only digits or special characters."
+        return f"The {whose}'s {label} cannot be only digits or special characters."
     return None
 
 

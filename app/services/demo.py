@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from app.extensions import db
+from app.formatting import format_money
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant, PlaceholderUser
 from app.models.base import utcnow
 from app.models.catalog import Product
@@ -206,7 +207,7 @@ def _subscription(
             "subscription.created",
             account_id=customer.id,
             target=sub,
-            summary=f"{product.name}: {sub.assigned}/{sub.quantity} at {sub.unit_price} (demo data)",
+            summary=f"{product.name}: {sub.assigned}/{sub.quantity} at {format_money(sub.unit_price)} (demo data)",
         )
     return sub
 

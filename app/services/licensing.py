@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from app.csp import get_provider
 from app.csp.base import ProviderError, new_correlation_id
 from app.extensions import db
+from app.formatting import format_money
 from app.models.accounts import Account
 from app.models.base import utcnow
 from app.models.catalog import Product
@@ -95,7 +96,7 @@ def order(customer: Account, product: Product, quantity: int) -> Subscription:
         "subscription.ordered",
         account_id=customer.id,
         target=sub,
-        summary=f"Ordered {quantity} × {product.name} at {product.unit_price} a licence a month",
+        summary=f"Ordered {quantity} × {product.name} at {format_money(product.unit_price)} a licence a month",
     )
     return sub
 

@@ -14,7 +14,7 @@ import json
 import logging
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.csp import get_provider
@@ -108,6 +108,8 @@ def create_tenant(customer: Account, request: TenantRequest, idempotency_key: st
     domain someone else just reserved is refused; a provider failure leaves the tenant *failed* (see Retry)."""
     existing = db.session.scalars(select(MicrosoftTenant).where(MicrosoftTenant.idempotency_key == idempotency_key))
     if (tenant := existing.first()) is not None:
+        if tenant.account_id != customer.id:
+            raise TenantError("This form was opened for another customer: open the new tenant form again.")
         return tenant
     if customer.tenant is not None:
         raise TenantError(f"{customer.name} already has the Microsoft tenant {customer.tenant.primary_domain}.")
@@ -193,11 +195,24 @@ def _failed(tenant: MicrosoftTenant, message: str, correlation_id: str) -> Micro
 
 
 def retry(tenant: MicrosoftTenant) -> MicrosoftTenant:
+    """Provision a failed tenant again — once, however many Retry clicks arrive together: the first request turns
+    *failed* into *provisioning* in one conditional UPDATE; the others find it no longer failed."""
     if tenant.status != "failed":
         raise TenantError(f"{tenant.primary_domain} is {tenant.status}, not failed.")
+    claimed = db.session.execute(
+        update(MicrosoftTenant)
+        .where(MicrosoftTenant.id == tenant.id, MicrosoftTenant.status == "failed")
+        .values(status="provisioning")
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        db.session.rollback()
+        raise TenantError(f"{tenant.primary_domain} is already being retried.")
     record_event(
         "tenant.retried", account_id=tenant.account_id, target=tenant, summary=f"Retry {tenant.primary_domain}"
     )
+    db.session.commit()
+    db.session.refresh(tenant)
     return provision(tenant)
 
 

@@ -210,3 +210,20 @@ def test_a_widget_order_that_is_not_ids_is_a_400(world, customer_a_master_admin_
         headers={"Content-Type": "application/json", "X-CSRFToken": csrf_token(client)},
     )
     assert response.status_code == 400 and response.is_json
+
+
+def test_error_pages_are_the_portals_own_with_a_way_home(world, reseller_a_admin_client, reseller_b_admin_client):
+    missing = reseller_b_admin_client.get(f"/accounts/{world.accounts['customer_a'].id}/details")
+    assert missing.status_code == 404 and 'data-test="error-page"' in missing.text and 'href="/"' in missing.text
+    assert "Aardvark" not in missing.text
+    wrong_method = reseller_a_admin_client.get(f"/impersonation/start/{world.users['customer_a_master_admin'].id}")
+    assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["Allow"]
+    assert 'data-test="error-page"' in wrong_method.text
+
+
+def test_the_json_endpoints_answer_errors_in_json_whatever_is_accepted(world, reseller_b_admin_client):
+    response = reseller_b_admin_client.get(
+        f"/accounts/{world.accounts['customer_a'].id}/microsoft-tenant/check?prefix=x"
+    )
+    assert response.status_code == 404 and response.is_json and response.get_json()["status"] == 404
+    assert reseller_b_admin_client.get("/reports/jobs/not-a-job").is_json

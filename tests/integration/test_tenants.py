@@ -165,7 +165,14 @@ def test_create_a_tenant(world, taken_at_microsoft, reseller_a_admin_client):
         ("contact_email", "ana@microsoft.com", "cannot be a microsoft.com address"),
         ("contact_email", "ana@alpha.example", "not on your own domain"),
         ("agreement", "", "must accept the Microsoft Customer Agreement"),
+        ("agreement", "0", "must accept the Microsoft Customer Agreement"),
+        ("agreement", "off", "must accept the Microsoft Customer Agreement"),
         ("accepted_on", (dt.date.today() + dt.timedelta(days=3)).isoformat(), "cannot be accepted in the future"),
+        ("accepted_on", "0001-01-01", "dates from 2019"),
+        ("signer_first_name", "a", "signatory&#39;s first name must be more than a single character"),
+        ("signer_last_name", "Test", "placeholder"),
+        ("signer_email", "ana@alpha.example", "not on your own domain"),
+        ("signer_email", "ana@microsoft.com", "cannot be a microsoft.com address"),
     ],
 )
 def test_refused_before_any_provider_call(world, taken_at_microsoft, reseller_a_admin_client, field, value, message):
@@ -321,4 +328,43 @@ def test_linking_another_resellers_domain_says_nothing_of_whose_it_is(world, res
     assert response.status_code == 400
     assert "aardvark.onmicrosoft.com can&#39;t be linked here" in response.text
     assert "another customer" not in response.text and "Aardvark Farms" not in response.text
+    assert database_fingerprint() == before
+
+
+def test_retry_clicked_three_times_at_once_asks_microsoft_once(app, world, reseller_a_admin_client, sandbox, login):
+    customer = world.accounts["customer_a2"].id
+    sandbox.fail_rate, sandbox.fail_operations = 1.0, frozenset({"create_customer"})
+    _submit(reseller_a_admin_client, customer, _form(reseller_a_admin_client, customer))
+    sandbox.fail_rate = 0.0
+    clients = [login(world.users["reseller_a_admin"].email) for _ in range(3)]
+    tokens = [csrf_token(c) for c in clients]
+    barrier, statuses = threading.Barrier(3), []
+
+    def retry(client, token):
+        barrier.wait()
+        statuses.append(client.post(f"/accounts/{customer}/microsoft-tenant/retry", data={"csrf_token": token}))
+
+    threads = [threading.Thread(target=retry, args=pair) for pair in zip(clients, tokens, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(statuses) == 3 and all(r.status_code < 500 for r in statuses)
+    with unscoped() as session:
+        actions = list(session.scalars(select(Event.action).where(Event.account_id == customer)))
+        assert actions.count("tenant.retried") == 1 and actions.count("tenant.created") == 1
+        created = select(func.count(SandboxCustomer.id)).where(SandboxCustomer.domain_prefix == "anchormarine")
+        assert session.scalar(created) == 1
+
+
+def test_a_tenant_form_key_works_only_for_its_own_customer(world, reseller_a_admin_client):
+    first, second = world.accounts["customer_a2"].id, world.accounts["customer_a"].id
+    data = _form(reseller_a_admin_client, first)
+    assert _submit(reseller_a_admin_client, first, data).status_code == 302
+    with unscoped() as session:
+        session.execute(MicrosoftTenant.__table__.delete().where(MicrosoftTenant.account_id == second))
+        session.commit()
+    before = database_fingerprint()
+    response = _submit(reseller_a_admin_client, second, {**data, "domain_prefix": "aardvarknew"})
+    assert response.status_code in (400, 409) and "opened for another customer" in response.text
     assert database_fingerprint() == before

@@ -6,6 +6,7 @@ licence assignment (Licences), Microsoft 365 users (Microsoft 365 Admin), a new 
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 from flask import abort, flash, g, redirect, request, url_for
@@ -169,6 +170,7 @@ class CustomerServicesView(CustomerPortalView):
             holders=holders,
             others=[p for p in others if p.id not in holder_ids],
             deadline=licensing.decrease_deadline(sub),
+            today=dt.date.today(),
         )
 
 

@@ -7,7 +7,7 @@ import re
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp, StopValidation, ValidationError
 
 from app.csp.rules import (
     company_name_problem,
@@ -183,6 +183,9 @@ class _Rule:
             raise ValidationError(problem)
 
 
+AGREEMENT_FIRST_DAY = dt.date(2019, 1, 1)
+
+
 class NewTenantForm(_Form):
     """The new Microsoft tenant: its domain, the company and contact as Microsoft checks them, the agreement."""
 
@@ -206,8 +209,12 @@ class NewTenantForm(_Form):
     region = StringField("Region", validators=_optional("Region", 64))
     postcode = StringField("Postcode", validators=_required("Postcode", 16))
     country = StringField("Country", default="NZ", validators=[DataRequired(message="Country is required."), _COUNTRY])
-    signer_first_name = StringField("Signatory first name", validators=_required("Signatory first name", 64))
-    signer_last_name = StringField("Signatory last name", validators=_required("Signatory last name", 64))
+    signer_first_name = StringField(
+        "Signatory first name", validators=[_Rule(person_name_problem, "first name", "signatory")]
+    )
+    signer_last_name = StringField(
+        "Signatory last name", validators=[_Rule(person_name_problem, "last name", "signatory")]
+    )
     signer_email = EmailField("Signatory email", validators=_email("Signatory email"))
     accepted_on = DateField("Date accepted", validators=[DataRequired(message="Enter the date the customer accepted.")])
     agreement = BooleanField(
@@ -223,9 +230,23 @@ class NewTenantForm(_Form):
         if problem:
             raise ValidationError(problem)
 
+    def validate_signer_email(self, field):
+        """The customer's signatory, checked as the contact is: not Microsoft, not the reseller itself."""
+        problem = contact_email_problem(field.data or "", self.reseller_domains)
+        if problem:
+            raise ValidationError(problem.replace("contact email", "signatory's email"))
+
     def validate_accepted_on(self, field):
         if field.data and field.data > dt.date.today():
             raise ValidationError("The agreement cannot be accepted in the future.")
+        if field.data and field.data < AGREEMENT_FIRST_DAY:
+            raise ValidationError("The Microsoft Customer Agreement dates from 2019: check the date.")
+
+    def validate_agreement(self, field):
+        """A checkbox sends "y"; "0", "off", "no" or spaces are not an acceptance."""
+        raw = (field.raw_data or [""])[0].strip().lower()
+        if raw not in ("y", "yes", "on", "true", "1"):
+            raise StopValidation("The customer must accept the Microsoft Customer Agreement first.")
 
 
 class LinkTenantForm(_Form):
