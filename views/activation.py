@@ -10,7 +10,16 @@ from flask_appbuilder.utils.limit import Limit
 from flask_limiter.util import get_remote_address
 
 from app.extensions import appbuilder, db
-from app.services.activation import EXPIRED, INVALID, USED, VALID, check_link, complete_activation, send_activation
+from app.services.activation import (
+    EXPIRED,
+    INVALID,
+    USED,
+    VALID,
+    LinkAlreadyUsed,
+    check_link,
+    complete_activation,
+    send_activation,
+)
 from security import scoping
 from security.manager import hash_password
 from views.partner.forms import PasswordForm
@@ -51,7 +60,10 @@ class ActivationView(BaseView):
             form.account_email = link.user.email
             if not form.validate_on_submit():
                 return self._page(VALID, token, form, link.user, 400)
-            complete_activation(link.user, hash_password(form.password.data))
+            try:
+                complete_activation(link.user, hash_password(form.password.data))
+            except LinkAlreadyUsed:
+                return self._page(USED, token, None, link.user, 410)
             flash("Your password is set. Sign in with your email address and the new password.", "success")
             return redirect(appbuilder.get_url_for_login)
 

@@ -11,6 +11,7 @@ import secrets
 
 from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import update
 
 from app.extensions import db
 from app.models.base import utcnow
@@ -99,8 +100,23 @@ def send_activation(user: PortalUser) -> bool:
     return True
 
 
+class LinkAlreadyUsed(Exception):
+    """Another request used the same link first (it was sent twice at once)."""
+
+
 def complete_activation(user: PortalUser, password_hash: str) -> None:
-    """Set the password from a valid link; the link is used up."""
+    """Set the password from a valid link; the link is used up — by exactly one request, however many arrive at
+    once: the nonce is cleared by a conditional UPDATE that only one of them can win."""
+    nonce = user.activation_nonce
+    won = db.session.execute(
+        update(PortalUser)
+        .where(PortalUser.id == user.id, PortalUser.activation_nonce == nonce)
+        .values(activation_nonce=None)
+        .execution_options(synchronize_session=False)
+    )
+    if nonce is None or won.rowcount != 1:
+        db.session.rollback()
+        raise LinkAlreadyUsed
     user.password = password_hash
     user.password_set_at = utcnow()
     user.activation_nonce = None

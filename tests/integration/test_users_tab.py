@@ -4,6 +4,7 @@ Edit, Disable/Enable, Delete, Password, and the rules: unique emails, the passwo
 from __future__ import annotations
 
 import re
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -137,6 +138,34 @@ def test_resend_makes_earlier_links_stop_working(app, world, reseller_a_admin_cl
     first, second = (link_in(m) for m in inbox.messages)
     assert app.test_client().get(first).status_code == 410
     assert app.test_client().get(second).status_code == 200
+
+
+def test_one_link_sent_three_times_at_once_sets_one_password(app, world, reseller_a_admin_client):
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        _add_customer_user(reseller_a_admin_client, world)
+    link = link_in(inbox.messages[0])
+    visitors = [app.test_client() for _ in range(3)]
+    forms = []
+    for i, visitor in enumerate(visitors):
+        page = visitor.get(link)
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+        password = f"a long enough passphrase number {i}"
+        forms.append({"csrf_token": token, "password": password, "confirm": password})
+    barrier, answers = threading.Barrier(3), []
+
+    def use(visitor, form):
+        barrier.wait()
+        answers.append(visitor.post(link, data=form).status_code)
+
+    threads = [threading.Thread(target=use, args=pair) for pair in zip(visitors, forms, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(answers) == [302, 410, 410]
+    with unscoped() as session:
+        activated = select(func.count(Event.id)).where(Event.action == "user.activated")
+        assert session.scalar(activated) == 1
 
 
 def test_expired_link_says_so_and_sends_a_new_one(app, world, reseller_a_admin_client, monkeypatch):

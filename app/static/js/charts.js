@@ -10,15 +10,19 @@
       traces.push({x: series.months, y: series.products[name].bought, name: name + " (bought)", type: "scatter",
                    mode: "lines", line: {dash: "dot"}});
     });
-    window.Plotly.newPlot(element, traces, {margin: {t: 10, r: 10, b: 40, l: 40},
-                                            height: parseInt(element.getAttribute("data-height") || "260", 10),
-                                            legend: {orientation: "h"}, yaxis: {title: {text: "Licences"}}},
+    window.Plotly.newPlot(element, traces, {margin: {t: 10, r: 10, b: 10, l: 10},
+                                            height: parseInt(element.getAttribute("data-height") || "300", 10),
+                                            legend: {orientation: "h", y: -0.35},
+                                            xaxis: {automargin: true, tickangle: -45},
+                                            yaxis: {title: {text: "Licences"}, automargin: true, rangemode: "tozero"}},
                           {displayModeBar: false, responsive: true});
   }
   function spend(element) {
     var series = JSON.parse(element.getAttribute("data-series"));
     window.Plotly.newPlot(element, [{x: series.months, y: series.spend, type: "bar", name: "Monthly spend"}],
-                          {margin: {t: 10, r: 10, b: 40, l: 60}, height: 260, yaxis: {title: {text: "NZD"}}},
+                          {margin: {t: 10, r: 10, b: 10, l: 10}, height: 260,
+                           xaxis: {automargin: true, tickangle: -45},
+                           yaxis: {title: {text: "NZD"}, automargin: true, rangemode: "tozero"}},
                           {displayModeBar: false, responsive: true});
   }
   window.PortalCharts = {
