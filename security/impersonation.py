@@ -13,7 +13,7 @@ import datetime as dt
 from flask import Flask, current_app, flash, g, redirect, request, session, url_for
 from flask_login import login_user
 
-from app.models.accounts import CUSTOMER, OPERATOR
+from app.models.accounts import CUSTOMER, OPERATOR, RESELLER
 from app.models.base import utcnow
 from security import scoping
 from security.models import CUSTOMER_PORTAL, OPERATOR_PORTAL, PARTNER_PORTAL, PortalUser
@@ -38,7 +38,7 @@ def can_impersonate(*, actor: PortalUser, target: PortalUser) -> Decision:
         return Decision(False, "Only signed-in, active staff can launch the customer portal.")
     if actor.id == target.id:
         return Decision(False, "You cannot launch the customer portal as yourself.")
-    if target.portal != CUSTOMER_PORTAL or target.account is None or target.account.kind != CUSTOMER:
+    if target.portal != CUSTOMER_PORTAL or target.account is None or target.account.kind not in (CUSTOMER, RESELLER):
         return Decision(False, "Only customer portal users can be launched as.")
     if target.deleted_at is not None or not target.active:
         return Decision(False, f"{target.email} is disabled.")
@@ -48,8 +48,8 @@ def can_impersonate(*, actor: PortalUser, target: PortalUser) -> Decision:
         return Decision(False, f"{target.account.name} is disabled.")
     if actor.portal == OPERATOR_PORTAL and actor.account.kind == OPERATOR:
         return Decision(True)
-    if actor.portal == PARTNER_PORTAL and target.account.parent_id == actor.account_id:
-        return Decision(True)
+    if actor.portal == PARTNER_PORTAL and actor.account_id in (target.account.parent_id, target.account_id):
+        return Decision(True)  # its customers' portals, and its own reseller account's
     if actor.portal == CUSTOMER_PORTAL:
         return Decision(False, "Customer portal users cannot launch the customer portal as someone else.")
     return Decision(False, f"{target.account.name} is not one of your customers.")
@@ -57,6 +57,15 @@ def can_impersonate(*, actor: PortalUser, target: PortalUser) -> Decision:
 
 def impersonating() -> bool:
     return ACTOR_KEY in session
+
+
+def _logs_of(actor: PortalUser, target: PortalUser) -> set[int]:
+    """The event logs a visit shows in: the customer's, its reseller's and the actor's own account's (for a
+    reseller's own customer portal, the reseller's alone — never the operator above it)."""
+    logs = {target.account_id, actor.account_id}
+    if target.account.kind == CUSTOMER and target.account.parent_id:
+        logs.add(target.account.parent_id)
+    return logs
 
 
 def start(actor: PortalUser, target: PortalUser) -> None:
@@ -68,7 +77,7 @@ def start(actor: PortalUser, target: PortalUser) -> None:
     from app.extensions import db
 
     summary = f"{actor.email} launched the customer portal of {target.account.name} as {target.email}"
-    for account_id in {target.account_id, target.account.parent_id or target.account_id, actor.account_id}:
+    for account_id in _logs_of(actor, target):
         record_event("impersonation.started", account_id=account_id, actor=actor, target=target, summary=summary)
     db.session.commit()  # under the partner's own scope: from here on, the request is the customer's
     with scoping.bypass("impersonation start"):
@@ -91,7 +100,7 @@ def stop(reason: str = "returned to the partner portal") -> PortalUser | None:
         target = db.session.get(PortalUser, target_id) if target_id else None
         if actor is not None and target is not None:
             summary = f"{actor.email} left the customer portal of {target.account.name} ({reason})"
-            for account_id in {target.account_id, target.account.parent_id or target.account_id, actor.account_id}:
+            for account_id in _logs_of(actor, target):
                 record_event("impersonation.ended", account_id=account_id, actor=actor, target=target, summary=summary)
             db.session.commit()
         if actor is not None and actor.is_active:

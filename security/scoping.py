@@ -91,7 +91,9 @@ def scope_for_user(user) -> Scope:
         return Scope(ALL, reason="operator")
     if user.portal == "partner" and user.account.kind == RESELLER:
         return Scope(RESELLER_SCOPE, user.account_id)
-    if user.portal == "customer" and user.account.kind == CUSTOMER:
+    if user.portal == "customer" and user.account.kind in (CUSTOMER, RESELLER):
+        # A customer's users — and a reseller's own customer-portal users (the reseller as a Microsoft customer
+        # itself, its own tenant and licences): their one account, never the reseller's customers.
         return Scope(CUSTOMER_SCOPE, user.account_id)
     return NOTHING
 

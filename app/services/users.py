@@ -110,10 +110,14 @@ def create_user(
     cp3_enabled: bool = False,
     mobile: str | None = None,
     placeholder_id: int | None = None,
+    portal: str | None = None,
 ) -> PortalUser:
-    """A login on ``account``'s portal (flushed, not committed)."""
+    """A login on ``account``'s portal (flushed, not committed). ``portal=CUSTOMER_PORTAL`` on a reseller: a login
+    to the reseller's own customer portal (the guide's CUSTOMER PORTAL USERS on the reseller's Users tab)."""
     _check_email_free(email, placeholder_id=placeholder_id, company=account.name if account.kind == CUSTOMER else "")
-    portal = _PORTAL_OF[account.kind]
+    portal = portal or _PORTAL_OF[account.kind]
+    if portal != _PORTAL_OF[account.kind] and not (portal == CUSTOMER_PORTAL and account.kind == RESELLER):
+        raise UserError(f"{account.name} has no {portal} portal users.")
     user = appbuilder.sm.add_user(
         username=email,
         first_name=first_name.strip(),

@@ -72,7 +72,74 @@ def test_partner_portal_users_table_as_in_the_guide(world, reseller_a_admin_clie
     assert re.findall(r"<th>([^<]*)</th>", table) == ["Name", "Email", "Status", "CSP Admin", ""]
     assert ">Edit<" in table and ">Password<" in table
     assert "Showing 1 to 2 of 2 entries" in page
-    assert "CUSTOMER PORTAL USERS" not in page
+    # The guide's reseller Users tab has both tables: its own customer portal (the reseller as a Microsoft customer).
+    customers = page.split('data-table="customer-portal-users"')[1].split("</table>")[0]
+    assert page.index("CUSTOMER PORTAL USERS") < page.index("PARTNER PORTAL USERS") and "Add New" in customers
+    assert "Showing 0 to 0 of 0 entries" in page
+
+
+def _reseller_own_portal_user(app, world, client):
+    """Add New on the reseller's CUSTOMER PORTAL USERS table: a master admin of the reseller's own portal."""
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        response = client.post(
+            f"{_users_url(world, 'reseller_a')}/customer/new",
+            data={
+                "csrf_token": csrf_token(client),
+                "first_name": "Ivy",
+                "last_name": "Inhouse",
+                "email": "ivy@alpha.example",
+                "master_admin": "y",
+            },
+        )
+        assert response.status_code == 302
+    assert [m["X-Envelope-To"] for m in inbox.messages] == ["ivy@alpha.example"]
+    user = _user("ivy@alpha.example")
+    assert (user.portal, user.account_id, user.is_master_admin) == ("customer", world.accounts["reseller_a"].id, True)
+    with unscoped() as session:
+        session.get(PortalUser, user.id).password = factories.password_hash()
+        session.commit()
+    return user
+
+
+def test_a_resellers_own_customer_portal_sees_its_own_account_only(app, world, reseller_a_admin_client, login):
+    user = _reseller_own_portal_user(app, world, reseller_a_admin_client)
+    table = reseller_a_admin_client.get(_users_url(world, "reseller_a")).text
+    assert "ivy@alpha.example" in table.split('data-table="customer-portal-users"')[1].split("</table>")[0]
+    own = login("ivy@alpha.example")
+    reseller, customer = world.accounts["reseller_a"].id, world.accounts["customer_a"].id
+    assert own.get("/").location == f"/portal/{reseller}/"
+    assert own.get(f"/portal/{reseller}/services/microsoft-csp").status_code == 200
+    for path in (f"/portal/{customer}/", f"/portal/{customer}/services/microsoft-csp", f"/accounts/{customer}/details"):
+        assert own.get(path).status_code in (403, 404), path
+    for path in ("/accountview/list/", f"/accounts/{reseller}/users", "/search/suggest?q=aard"):
+        assert own.get(path).status_code in (302, 403, 404), path
+    services = own.get(f"/portal/{reseller}/services/microsoft-csp").text
+    assert "Aardvark" not in services and "aardvark" not in services
+    # its partner users launch into it; another reseller's cannot
+    launched = reseller_a_admin_client.post(
+        f"/impersonation/start/{user.id}", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+    )
+    assert launched.status_code == 302 and launched.location == f"/portal/{reseller}/"
+    other = login(world.users["reseller_b_admin"].email)
+    refused = other.post(f"/impersonation/start/{user.id}", data={"csrf_token": csrf_token(other)})
+    assert refused.status_code in (403, 404)
+
+
+def test_another_reseller_cannot_add_or_touch_my_own_portal_users(app, world, reseller_a_admin_client, login):
+    user = _reseller_own_portal_user(app, world, reseller_a_admin_client)
+    other = login(world.users["reseller_b_admin"].email)
+    before = database_fingerprint()
+    token = csrf_token(other)
+    base = _users_url(world, "reseller_a")
+    assert other.get(base).status_code == 404
+    for path, data in (
+        ("/customer/new", {"first_name": "X", "last_name": "Y", "email": "x@y.example"}),
+        (f"/customer/{user.id}/edit", {"first_name": "X", "last_name": "Y", "email": "x@y.example"}),
+        (f"/customer/{user.id}/disable", {}),
+        (f"/customer/{user.id}/delete", {}),
+    ):
+        assert other.post(f"{base}{path}", data={"csrf_token": token, **data}).status_code == 404, path
+    assert database_fingerprint() == before
 
 
 # -- add new customer user: activation email through a real SMTP server -------------------------------------

@@ -12,7 +12,7 @@ import functools
 from flask import abort, g, redirect, request
 from flask_login import current_user
 
-from app.models.accounts import CUSTOMER, Account
+from app.models.accounts import CUSTOMER, RESELLER, Account
 from security.models import CUSTOMER_PORTAL
 from views.base import PortalView, get_or_404
 
@@ -25,7 +25,7 @@ def customer_page(view):
         if not current_user.is_authenticated:
             return redirect(self.appbuilder.get_url_for_login_with(request.full_path))
         customer = get_or_404(Account, customer_id)
-        if customer.kind != CUSTOMER:
+        if customer.kind not in (CUSTOMER, RESELLER):  # a reseller's own portal: the reseller as a customer
             abort(404)
         if current_user.portal != CUSTOMER_PORTAL:
             abort(403)  # partner and operator staff work in a customer's portal only through Launch (CP3)

@@ -112,7 +112,7 @@ class AccountUsersView(PortalView):
     @has_access
     def users(self, account_id):
         account = account_in_scope(account_id)
-        customer_users = _users_of(account, CUSTOMER_PORTAL) if account.kind == CUSTOMER else []
+        customer_users = _users_of(account, CUSTOMER_PORTAL) if account.kind in (CUSTOMER, RESELLER) else []
         placeholders = (
             list(
                 db.session.scalars(
@@ -128,9 +128,11 @@ class AccountUsersView(PortalView):
         )
 
     # -- customer portal users ------------------------------------------------------------------------------
-    def _customer(self, account_id) -> Account:
+    def _customer(self, account_id, *, placeholders: bool = False) -> Account:
+        """An account in scope with customer portal users: a customer, or a reseller (its own customer portal).
+        Master admin placeholders belong to customers only."""
         account = account_in_scope(account_id)
-        if account.kind != CUSTOMER:
+        if account.kind != CUSTOMER and (placeholders or account.kind != RESELLER):
             abort(404)
         return account
 
@@ -157,6 +159,7 @@ class AccountUsersView(PortalView):
                 admin=form.admin.data,
                 master_admin=form.master_admin.data,
                 cp3_enabled=True,
+                portal=CUSTOMER_PORTAL,
             ),
         )
         if saved:
@@ -271,7 +274,7 @@ class AccountUsersView(PortalView):
     @has_access
     def activate_placeholder(self, account_id, placeholder_id):
         """Activate (CP3) on the master admin placeholder: it becomes a real login, once it has a real address."""
-        account = self._customer(account_id)
+        account = self._customer(account_id, placeholders=True)
         placeholder = self._placeholder(account, placeholder_id)
         if placeholder.email == current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
             flash("Change this user's email to a real address first.", "warning")
@@ -304,7 +307,7 @@ class AccountUsersView(PortalView):
     @signed_in_first
     @has_access
     def edit_placeholder(self, account_id, placeholder_id):
-        account = self._customer(account_id)
+        account = self._customer(account_id, placeholders=True)
         placeholder = self._placeholder(account, placeholder_id)
         return self._page(
             "user_form.html",
@@ -317,7 +320,7 @@ class AccountUsersView(PortalView):
     @expose("/<int:account_id>/users/placeholder/<int:placeholder_id>/edit", methods=["POST"])
     @has_access
     def save_placeholder(self, account_id, placeholder_id):
-        account = self._customer(account_id)
+        account = self._customer(account_id, placeholders=True)
         placeholder = self._placeholder(account, placeholder_id)
         form = PlaceholderForm()
         saved, _ = save_form(
@@ -338,7 +341,7 @@ class AccountUsersView(PortalView):
     @expose("/<int:account_id>/users/placeholder/<int:placeholder_id>/delete", methods=["POST"])
     @has_access
     def delete_placeholder(self, account_id, placeholder_id):
-        account = self._customer(account_id)
+        account = self._customer(account_id, placeholders=True)
         user_service.delete_placeholder(self._placeholder(account, placeholder_id))
         db.session.commit()
         flash("Removed the master admin placeholder.", "success")

@@ -13,7 +13,7 @@ from flask_login import current_user
 from app.csp.base import AgreementAcceptance, CompanyProfile, new_correlation_id
 from app.csp.rules import DOMAIN_RULES
 from app.extensions import db
-from app.models.accounts import CUSTOMER, Account
+from app.models.accounts import CUSTOMER, RESELLER, Account
 from app.services import tenants as tenant_service
 from app.services.tenants import TenantError, TenantRequest
 from security import permissions as P
@@ -25,7 +25,8 @@ from views.partner.forms import LinkTenantForm, NewTenantForm
 
 def customer_in_scope(account_id) -> Account:
     account = account_in_scope(account_id)
-    if account.kind != CUSTOMER:
+    own_reseller_portal = account.kind == RESELLER and g.user.portal == "customer"  # the reseller as a customer
+    if account.kind != CUSTOMER and not own_reseller_portal:
         abort(404)
     g.customer = account  # the customer portal's layout shows it
     return account
