@@ -54,7 +54,10 @@ def _authentication(method):
 
 
 class PortalAuthDBView(AuthDBView):
-    """FAB's login form, plus a fresh session id at sign-in and a session that ends for good at logout."""
+    """FAB's login form (with a "Forgot your password?" link), plus a fresh session id at sign-in and a session that
+    ends for good at logout."""
+
+    login_template = "portal/login.html"
 
     @expose("/login/", methods=["GET", "POST"])
     def login(self):

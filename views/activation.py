@@ -8,6 +8,10 @@ from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.utils.limit import Limit
 from flask_limiter.util import get_remote_address
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import EmailField
+from wtforms.validators import DataRequired, Email, Length
 
 from app.extensions import appbuilder, db
 from app.services.activation import (
@@ -22,7 +26,26 @@ from app.services.activation import (
 )
 from security import scoping
 from security.manager import hash_password
+from security.models import PortalUser
 from views.partner.forms import PasswordForm
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField(
+        "Email",
+        validators=[
+            DataRequired(message="Enter the email address you sign in with."),
+            Email(message="Enter a valid email address."),
+            Length(max=320),
+        ],
+    )
+
+
+def _forgot_page(form, status: int = 200):
+    page = render_template(
+        "portal/forgot.html", form=form, appbuilder=appbuilder, base_template=appbuilder.base_template
+    )
+    return page, status
 
 
 class ActivationView(BaseView):
@@ -42,6 +65,30 @@ class ActivationView(BaseView):
             base_template=appbuilder.base_template,
         )
         return page, status
+
+    @expose("/forgot", methods=["GET"])
+    def forgot(self):
+        """Forgot your password? An email with a link to set a new one (the activation link's mechanism)."""
+        return _forgot_page(ForgotPasswordForm())
+
+    @expose("/forgot", methods=["POST"])
+    def send_reset(self):
+        form = ForgotPasswordForm()
+        if not form.validate_on_submit():
+            return _forgot_page(form, 400)
+        with scoping.bypass("password reset"):
+            user = db.session.scalars(select(PortalUser).where(PortalUser.email == form.email.data.strip().lower()))
+            user = user.first()
+            if user is not None and user.is_active and (user.portal != "customer" or user.cp3_enabled):
+                send_activation(user, reset=True)
+            db.session.commit()
+        # The same words whether or not the address has a login: the page must not tell who uses the portal.
+        flash(
+            f"If {form.email.data.strip().lower()} has a login, an email with a link to set a new password is on its "
+            "way. The link works once.",
+            "info",
+        )
+        return redirect(appbuilder.get_url_for_login)
 
     @expose("/<token>", methods=["GET"])
     def activate(self, token):

@@ -63,7 +63,7 @@ def check_link(token: str) -> LinkCheck:
     return LinkCheck(state, user)
 
 
-def send_activation(user: PortalUser) -> bool:
+def send_activation(user: PortalUser, *, reset: bool = False) -> bool:
     """Email ``user`` a new link (customers: "activate your account"; partner and operator staff: a welcome) and
     commit. If sending fails the user is kept, the failure is recorded on the
     user (the Users tab shows it) and in the event log, and False is returned."""
@@ -73,11 +73,12 @@ def send_activation(user: PortalUser) -> bool:
     db.session.commit()
     hours = current_app.config["ACTIVATION_LINK_HOURS"]
     welcome = user.portal != "customer"
-    template, subject = (
-        ("welcome", "Welcome to the Mycloudstore Partner Portal")
-        if welcome
-        else ("activation", "Activate your account")
-    )
+    if reset:
+        template, subject = "password_reset", "Set a new password for the Mycloudstore portal"
+    elif welcome:
+        template, subject = "welcome", "Welcome to the Mycloudstore Partner Portal"
+    else:
+        template, subject = "activation", "Activate your account"
     try:
         send_mail(user.email, subject, template, user=user, url=url, hours=hours, account=user.account)
     except MailError as exc:
@@ -94,7 +95,7 @@ def send_activation(user: PortalUser) -> bool:
         "user.activation_sent",
         account_id=user.account_id,
         target=user,
-        summary=f"{'Welcome' if welcome else 'Activation'} email sent to {user.email}",
+        summary=f"{'Password reset' if reset else 'Welcome' if welcome else 'Activation'} email sent to {user.email}",
     )
     db.session.commit()
     return True

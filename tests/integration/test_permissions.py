@@ -20,6 +20,8 @@ PUBLIC_ENDPOINTS = {
     "ActivationView.activate",
     "ActivationView.set_password",
     "ActivationView.resend",
+    "ActivationView.forgot",
+    "ActivationView.send_reset",
     "ReturnView.stop",  # Return to partner portal: allowed whenever the session holds an impersonation, only then
 }
 

@@ -526,3 +526,48 @@ def test_nobody_changes_their_own_sign_in_from_the_tab(world, reseller_a_admin_c
         data={"csrf_token": csrf_token(reseller_a_admin_client)},
     )
     assert _user(me.email).active
+
+
+# -- forgot your password ------------------------------------------------------------------------------------------
+
+
+def _ask_for_reset(app, email):
+    visitor = app.test_client()
+    page = visitor.get("/activate/forgot")
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    return visitor.post("/activate/forgot", data={"csrf_token": token, "email": email})
+
+
+def test_forgot_password_emails_a_link_that_sets_a_new_one(app, world, login):
+    assert "Forgot your password?" in app.test_client().get("/login/").text
+    email = world.users["customer_a_master_admin"].email
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        response = _ask_for_reset(app, email.upper())
+    assert response.status_code == 302
+    assert len(inbox.messages) == 1 and "new password" in inbox.messages[0]["Subject"]
+    link = link_in(inbox.messages[0])
+    visitor = app.test_client()
+    page = visitor.get(link)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    new = "a brand new long passphrase"
+    assert visitor.post(link, data={"csrf_token": token, "password": new, "confirm": new}).status_code == 302
+    login(email, new)  # signs in with the new password
+    assert app.test_client().get(link).status_code == 410  # once only
+
+
+@pytest.mark.parametrize("who", ["nobody@nowhere.example", "disabled"])
+def test_forgot_password_says_the_same_and_sends_nothing_when_there_is_no_login(app, world, who):
+    if who == "disabled":
+        with unscoped() as session:
+            user = session.get(PortalUser, world.users["reseller_a_user"].id)
+            user.active = False
+            session.commit()
+            who = user.email
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        response = _ask_for_reset(app, who)
+    assert response.status_code == 302 and inbox.messages == []
+
+
+def test_forgot_password_bad_input_is_told_beside_the_field(app):
+    response = _ask_for_reset(app, "not an address")
+    assert response.status_code == 400 and 'data-error-for="email">Enter a valid email address.' in response.text
