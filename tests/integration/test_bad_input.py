@@ -227,3 +227,25 @@ def test_the_json_endpoints_answer_errors_in_json_whatever_is_accepted(world, re
     )
     assert response.status_code == 404 and response.is_json and response.get_json()["status"] == 404
     assert reseller_b_admin_client.get("/reports/jobs/not-a-job").is_json
+
+
+def test_customer_portal_forms_show_errors_beside_their_fields_and_keep_the_input(
+    world, customer_a_master_admin_client
+):
+    client, customer = customer_a_master_admin_client, world.accounts["customer_a"].id
+    before = database_fingerprint()
+    token = csrf_token(client)
+    order = client.post(
+        f"/portal/{customer}/services/microsoft-csp/orders",
+        data={"csrf_token": token, "product_id": str(world.rows["products"]["exchange"]), "quantity": "0"},
+    )
+    assert order.status_code == 400
+    assert 'data-error-for="quantity">Licences: Order between 1 and 10,000 licences.' in order.text
+    person = client.post(
+        f"/portal/{customer}/services/microsoft-csp/users",
+        data={"csrf_token": token, "first_name": "Hemi", "last_name": "", "username": "hemi"},
+    )
+    assert person.status_code == 400
+    assert 'data-error-for="last_name">Last name: Last name is required.' in person.text
+    assert 'value="Hemi"' in person.text and 'value="hemi"' in person.text
+    assert database_fingerprint() == before

@@ -109,6 +109,42 @@ def _apply_once(change, success: str, customer_id: int, back=None):
     return back or _csp_page(customer_id), True
 
 
+def _services_page(view, customer_id: int, *, order_form=None, user_form=None, status: int = 200):
+    """Services ▸ Microsoft CSP — also re-drawn by a refused order or new user, with the errors beside the fields
+    and what was typed still in them."""
+    customer = g.customer
+    subs = db.session.scalars(
+        select(Subscription)
+        .join(Subscription.product)
+        .where(Subscription.account_id == customer_id)
+        .order_by(Product.name, Subscription.id)
+    ).all()
+    people = db.session.scalars(
+        select(M365User).where(M365User.account_id == customer_id).order_by(func.lower(M365User.display_name))
+    ).all()
+    held = {}
+    for person_id, name in db.session.execute(
+        select(LicenceAssignment.m365_user_id, Product.name)
+        .join(LicenceAssignment.subscription)
+        .join(Subscription.product)
+        .where(LicenceAssignment.account_id == customer_id)
+    ):
+        held.setdefault(person_id, []).append(name)
+    page = view.render_template(
+        "portal/customer/microsoft_csp.html",
+        customer=customer,
+        section="microsoft_csp",
+        tenant=customer.tenant,
+        subscriptions=subs,
+        people=people,
+        held=held,
+        order_form=order_form or _order_form(),
+        user_form=user_form or NewM365UserForm(formdata=None),
+        deadline=licensing.decrease_deadline,
+    )
+    return page, status
+
+
 class CustomerServicesView(CustomerPortalView):
     class_permission_name = P.CUSTOMER_SERVICES
     section = "microsoft_csp"
@@ -118,34 +154,7 @@ class CustomerServicesView(CustomerPortalView):
     @customer_page
     @has_access
     def microsoft_csp(self, customer_id):
-        customer = g.customer
-        subs = db.session.scalars(
-            select(Subscription)
-            .join(Subscription.product)
-            .where(Subscription.account_id == customer_id)
-            .order_by(Product.name, Subscription.id)
-        ).all()
-        people = db.session.scalars(
-            select(M365User).where(M365User.account_id == customer_id).order_by(func.lower(M365User.display_name))
-        ).all()
-        held = {}
-        for person_id, name in db.session.execute(
-            select(LicenceAssignment.m365_user_id, Product.name)
-            .join(LicenceAssignment.subscription)
-            .join(Subscription.product)
-            .where(LicenceAssignment.account_id == customer_id)
-        ):
-            held.setdefault(person_id, []).append(name)
-        return self.render(
-            "microsoft_csp.html",
-            tenant=customer.tenant,
-            subscriptions=subs,
-            people=people,
-            held=held,
-            order_form=_order_form(),
-            user_form=NewM365UserForm(),
-            deadline=licensing.decrease_deadline,
-        )
+        return _services_page(self, customer_id)
 
     @expose("/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>")
     @customer_page
@@ -186,10 +195,7 @@ class CustomerOrdersView(CustomerPortalView):
     def order(self, customer_id):
         form = _order_form()
         if not form.validate_on_submit():
-            for errors in form.errors.values():
-                for error in errors:
-                    flash(str(error), "danger")
-            return _csp_page(customer_id)
+            return _services_page(self, customer_id, order_form=form, status=400)
         product = get_or_404(Product, form.product_id.data)
         try:
             key = submissions.claim(form.submission_key.data, customer_id, "order")
@@ -300,10 +306,7 @@ class CustomerM365UsersView(CustomerPortalView):
         if not form.password.data:
             form.password.data = secrets.token_urlsafe(12) + "Aa1!"
         if not form.validate_on_submit():
-            for name, errors in form.errors.items():
-                for error in errors:
-                    flash(f"{getattr(form, name).label.text}: {error}", "danger")
-            return _csp_page(customer_id)
+            return _services_page(self, customer_id, user_form=form, status=400)
         return _apply(
             lambda: licensing.add_m365_user(
                 g.customer, form.first_name.data, form.last_name.data, form.username.data, form.password.data
