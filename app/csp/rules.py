@@ -92,6 +92,8 @@ _PLACEHOLDER_NAMES = {
 def company_name_problem(name: str) -> str | None:
     """Microsoft's company-name rules, each refusal naming the rule."""
     name = (name or "").strip()
+    if not name:
+        return "Company name is required."
     if len(name) <= 1:
         return "A company name must be more than a single character."
     if not re.search(r"[^\W_]", name):
@@ -108,6 +110,8 @@ def company_name_problem(name: str) -> str | None:
 def person_name_problem(name: str, label: str, whose: str = "contact") -> str | None:
     """Microsoft's rules for a contact's (or the agreement signatory's) first or last name (``label``: which)."""
     name = (name or "").strip()
+    if not name:
+        return f"The {whose}'s {label} is required."
     if len(name) <= 1:
         return f"The {whose}'s {label} must be more than a single character."
     if len(name) > 40:

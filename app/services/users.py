@@ -134,7 +134,9 @@ def create_user(
         cp3_enabled=cp3_enabled and portal == CUSTOMER_PORTAL,
         mobile=(mobile or "").strip() or None,
     )
-    if user is False:
+    if user is False:  # FAB swallowed a database refusal: most likely the same address, added a moment ago
+        if email_owner_id(email) is not None:
+            raise UserError(login_email_problem(email) or f"{email} is already used by another login.", "email")
         raise UserError(f"Could not create {email}.")
     sync_role(user)
     record_event("user.created", account_id=account.id, target=user, summary=f"Created {portal} user {user.email}")
@@ -202,6 +204,8 @@ def update_user(user: PortalUser, changes: UserChanges) -> None:
 def set_enabled(user: PortalUser, enabled: bool) -> None:
     if user.deleted_at is not None:
         raise UserError(f"{user.email} has been deleted.")
+    if bool(user.active) == enabled:
+        raise UserError(f"{user.email} is already {'enabled' if enabled else 'disabled'}.")  # a repeated click
     if not enabled:
         _keep_a_master_admin(user, "disabled")
     user.active = enabled

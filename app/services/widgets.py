@@ -58,6 +58,10 @@ def layout(user: PortalUser) -> list[DashboardWidget]:
 def add_widget(user: PortalUser, key: str) -> DashboardWidget:
     if key not in CATALOGUE:
         raise WidgetError(f"There is no widget {key!r}.")
+    if db.session.scalar(
+        select(DashboardWidget.id).where(DashboardWidget.user_id == user.id, DashboardWidget.widget == key)
+    ):
+        raise WidgetError(f"{CATALOGUE[key].title} is already on your dashboard.")
     position = (
         db.session.scalar(select(func.max(DashboardWidget.position)).where(DashboardWidget.user_id == user.id)) or 0
     ) + 1

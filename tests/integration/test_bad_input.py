@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models.accounts import Account
+from app.models.dashboards import DashboardWidget
+from app.models.events import Event
 from app.models.subscriptions import Subscription
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_impersonation import _launch
@@ -249,3 +251,24 @@ def test_customer_portal_forms_show_errors_beside_their_fields_and_keep_the_inpu
     assert 'data-error-for="last_name">Last name: Last name is required.' in person.text
     assert 'value="Hemi"' in person.text and 'value="hemi"' in person.text
     assert database_fingerprint() == before
+
+
+def test_repeated_clicks_change_nothing_twice(world, ops_admin_client, customer_a_master_admin_client):
+    client, customer = customer_a_master_admin_client, world.accounts["customer_a"].id
+    token = csrf_token(client)
+    for _ in range(2):
+        client.post(f"/portal/{customer}/widgets", data={"csrf_token": token, "widget": "spend"})
+    assert "Monthly spend is already on your dashboard." in client.get(f"/portal/{customer}/").text
+    with unscoped() as session:
+        assert session.scalar(select(func.count(DashboardWidget.id)).where(DashboardWidget.widget == "spend")) == 1
+        disabled_before = session.scalar(select(func.count(Event.id)).where(Event.action == "user.disabled"))
+    target = world.users["reseller_a_user"].id
+    ops_token = csrf_token(ops_admin_client)
+    for _ in range(2):
+        ops_admin_client.post(
+            f"/accounts/{world.accounts['reseller_a'].id}/users/partner/{target}/disable",
+            data={"csrf_token": ops_token},
+        )
+    with unscoped() as session:
+        after = session.scalar(select(func.count(Event.id)).where(Event.action == "user.disabled"))
+        assert after == disabled_before + 1

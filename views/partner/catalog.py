@@ -90,10 +90,13 @@ class ProductView(ScopedModelView):
         single=False,
     )
     def retire(self, items):
-        for product in items:
-            if product.retired_on is None:
-                product.retired_on = utcnow()
-                self._event("retired", product, f"Retired {product.name} ({product.sku})")
+        retired = [product for product in {p.id: p for p in items}.values() if product.retired_on is None]
+        for product in retired:
+            product.retired_on = utcnow()
+            self._event("retired", product, f"Retired {product.name} ({product.sku})")
         db.session.commit()
-        flash(f"Retired {len(items)} product(s).", "success")
+        if retired:
+            flash(f"Retired {', '.join(p.name for p in retired)}. Existing subscriptions keep them.", "success")
+        else:
+            flash("Those products were already retired.", "info")
         return redirect(self.get_redirect())
