@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, PlaceholderUser
@@ -13,6 +14,24 @@ _PARENT_KIND = {RESELLER: OPERATOR, CUSTOMER: RESELLER}
 
 def operator_account() -> Account | None:
     return db.session.query(Account).filter(Account.kind == OPERATOR).order_by(Account.id).first()
+
+
+def sibling_name_problem(parent: Account | None, name: str, except_id: int | None = None) -> str | None:
+    """Two customers of one reseller (or two resellers) with one name cannot be told apart in lists, searches and
+    reports. Only siblings are compared: another reseller's customer list is none of this one's business."""
+    if parent is None or not (name or "").strip():
+        return None
+    clash = db.session.scalar(
+        select(Account.id).where(
+            Account.parent_id == parent.id,
+            func.lower(Account.name) == name.strip().lower(),
+            Account.id != (except_id or 0),
+        )
+    )
+    if clash is None:
+        return None
+    what = "a customer" if parent.kind == RESELLER else "a reseller"
+    return f"{parent.name} already has {what} named {name.strip()}: add something that tells them apart."
 
 
 def create_account(kind: str, name: str, parent: Account | None = None, **details) -> Account:

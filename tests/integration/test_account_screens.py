@@ -256,3 +256,27 @@ def test_event_log_tab_newest_first_and_paginated(world, reseller_a_admin_client
     second = reseller_a_admin_client.get(f"/accounts/{customer.id}/events?page=2").text
     assert f"Showing 26 to {total} of {total} entries" in second
     assert "Bluebird" not in first
+
+
+def test_one_resellers_customers_have_different_names_others_may_share_them(world, reseller_a_admin_client, login):
+    reseller = world.accounts["reseller_a"].id
+    before = database_fingerprint()
+    same = reseller_a_admin_client.post(
+        f"/accounts/{reseller}/sub-accounts/new",
+        data={"csrf_token": csrf_token(reseller_a_admin_client), "name": "aardvark farms", "country": "NZ"},
+    )
+    assert same.status_code == 400
+    assert 'data-error-for="name">Alpha Partners Ltd already has a customer named aardvark farms' in same.text
+    renamed = reseller_a_admin_client.post(
+        f"/accounts/{world.accounts['customer_a2'].id}/details",
+        data={"csrf_token": csrf_token(reseller_a_admin_client), "name": "Aardvark Farms", "country": "NZ"},
+    )
+    assert renamed.status_code == 400 and "already has a customer named Aardvark Farms" in renamed.text
+    assert database_fingerprint() == before
+    # Another reseller may have a customer of that name, and is told nothing about reseller A's.
+    other = login(world.users["reseller_b_admin"].email)
+    response = other.post(
+        f"/accounts/{world.accounts['reseller_b'].id}/sub-accounts/new",
+        data={"csrf_token": csrf_token(other), "name": "Aardvark Farms", "country": "NZ"},
+    )
+    assert response.status_code == 302

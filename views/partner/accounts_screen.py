@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.subscriptions import Subscription
 from app.services import submissions
-from app.services.accounts import create_sub_account, update_details
+from app.services.accounts import create_sub_account, sibling_name_problem, update_details
 from app.services.users import login_email_problem
 from security import permissions as P
 from views.base import PortalView, get_or_404, signed_in_first
@@ -71,7 +71,13 @@ class AccountScreenView(PortalView):
     def save_details(self, account_id):
         account = account_in_scope(account_id)
         form = self._details_form(account)
-        if not form.validate_on_submit():
+        valid = form.validate_on_submit()
+        if valid and "name" in request.form:
+            clash = sibling_name_problem(account.parent, form.name.data, except_id=account.id)
+            if clash:
+                form.name.errors = [*form.name.errors, clash]
+                valid = False
+        if not valid:
             return self._render("details.html", account, "details", form=form), 400
         # Only the fields the request carried: a field left out keeps its value (a form always sends them all).
         sent = {name: value for name, value in form.company_values().items() if name in request.form}
@@ -155,6 +161,9 @@ class AccountScreenView(PortalView):
             abort(404)
         form = self._sub_account_form(reseller)
         valid = form.validate_on_submit()
+        if valid and (clash := sibling_name_problem(reseller, form.name.data)):
+            form.name.errors = [*form.name.errors, clash]
+            valid = False
         address = (form.master_admin_email.data or "").strip().lower()
         if valid and address and address != current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
             problem = login_email_problem(address, company=form.name.data)  # heard now, not at Activate (CP3)

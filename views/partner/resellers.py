@@ -9,8 +9,9 @@ from flask_appbuilder.security.decorators import has_access
 from app.extensions import db
 from app.models.accounts import RESELLER, Account
 from app.services import users as user_service
-from app.services.accounts import create_account, operator_account, set_account_status
+from app.services.accounts import create_account, operator_account, set_account_status, sibling_name_problem
 from app.services.activation import send_activation
+from app.services.users import UserError
 from security import permissions as P
 from views.base import PortalView, get_or_404, signed_in_first
 from views.partner.account_users import save_form
@@ -37,6 +38,9 @@ class ResellerAdminView(PortalView):
         form = ResellerForm()
 
         def add_reseller():
+            clash = sibling_name_problem(operator_account(), form.name.data)
+            if clash:
+                raise UserError(clash, "name")
             values = form.company_values()
             reseller = create_account(RESELLER, values.pop("name"), operator_account(), **values)
             user = user_service.create_user(
