@@ -183,21 +183,30 @@ class SandboxProvider(CspProvider):
         self, tenant_id: str, offer_id: str, quantity: int, billing_cycle: str, *, correlation_id: str
     ) -> ProviderSubscription:
         self._call("create_order", correlation_id)
-        with self._session() as session, session.begin():
-            self._customer(session, tenant_id, correlation_id)
-            number = len(
-                session.scalars(select(SandboxSubscription.id).where(SandboxSubscription.tenant_id == tenant_id)).all()
-            )
-            sub = SandboxSubscription(
-                subscription_id=sandbox_id("subscription", f"{tenant_id}:{offer_id}:{number}"),
-                tenant_id=tenant_id,
-                offer_id=offer_id,
-                quantity=quantity,
-                billing_cycle=billing_cycle,
-                purchased_on=dt.date.today(),
-            )
-            session.add(sub)
-        return self._as_provider(sub)
+        for _attempt in range(5):  # two orders of one tenant at once: the later one takes the next number
+            try:
+                with self._session() as session, session.begin():
+                    self._customer(session, tenant_id, correlation_id)
+                    number = len(
+                        session.scalars(
+                            select(SandboxSubscription.id).where(SandboxSubscription.tenant_id == tenant_id)
+                        ).all()
+                    )
+                    sub = SandboxSubscription(
+                        subscription_id=sandbox_id("subscription", f"{tenant_id}:{offer_id}:{number}"),
+                        tenant_id=tenant_id,
+                        offer_id=offer_id,
+                        quantity=quantity,
+                        billing_cycle=billing_cycle,
+                        purchased_on=dt.date.today(),
+                    )
+                    session.add(sub)
+                return self._as_provider(sub)
+            except IntegrityError:
+                continue
+        raise ProviderError(
+            "The sandbox could not number the new subscription: try again.", correlation_id=correlation_id
+        )
 
     def change_quantity(
         self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str

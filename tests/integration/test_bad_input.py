@@ -272,3 +272,31 @@ def test_repeated_clicks_change_nothing_twice(world, ops_admin_client, customer_
     with unscoped() as session:
         after = session.scalar(select(func.count(Event.id)).where(Event.action == "user.disabled"))
         assert after == disabled_before + 1
+
+
+def test_two_different_orders_at_once_both_go_through(app, world, login):
+    customer = world.accounts["customer_a"].id
+    clients = [login(world.users["customer_a_master_admin"].email) for _ in range(2)]
+    forms = [
+        {
+            "csrf_token": csrf_token(c),
+            "product_id": str(world.rows["products"]["exchange"]),
+            "quantity": "2",
+            "submission_key": uuid.uuid4().hex,
+        }
+        for c in clients
+    ]
+    ordered = _orders(world)
+    barrier, statuses = threading.Barrier(2), []
+
+    def send(client, form):
+        barrier.wait()
+        statuses.append(client.post(f"/portal/{customer}/services/microsoft-csp/orders", data=form).status_code)
+
+    threads = [threading.Thread(target=send, args=pair) for pair in zip(clients, forms, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [302, 302]
+    assert _orders(world) == ordered + 2

@@ -97,3 +97,11 @@
     if (!list.contains(event.target) && event.target !== input) { hide(); }
   });
 })();
+
+/* The ⓘ beside a product: its SKU and billing cycle on hover and on keyboard focus (Bootstrap's tooltip, FAB's copy). */
+(function () {
+  "use strict";
+  if (window.jQuery && window.jQuery.fn.tooltip) {
+    window.jQuery(function ($) { $('[data-toggle="tooltip"]').tooltip({container: "body"}); });
+  }
+})();
