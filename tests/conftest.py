@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from contextlib import contextmanager
 
 import flask_migrate
@@ -203,3 +204,19 @@ def count_statements(app):
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", before)
+
+
+def at_once(*calls):
+    """Run the callables in threads released together (a double click, a race); their results, in call order."""
+    barrier, results = threading.Barrier(len(calls)), [None] * len(calls)
+
+    def run(i, call):
+        barrier.wait()
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results

@@ -3,8 +3,8 @@ forms, a form sent twice — answers a clear 4xx or is handled once, never a 500
 
 from __future__ import annotations
 
+import functools
 import re
-import threading
 import uuid
 
 import pytest
@@ -14,7 +14,7 @@ from app.models.accounts import Account
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.subscriptions import Subscription
-from tests.conftest import csrf_token, unscoped
+from tests.conftest import at_once, csrf_token, unscoped
 from tests.integration.test_impersonation import _launch
 from tests.integration.test_scoping import database_fingerprint
 
@@ -176,17 +176,15 @@ def test_concurrent_copies_of_one_sub_account_form_add_one_customer(app, world, 
         {"csrf_token": csrf_token(c), "name": "Double Submit Co", "country": "NZ", "submission_key": key}
         for c in clients
     ]
-    barrier, statuses = threading.Barrier(len(clients)), []
-
-    def send(client, form):
-        barrier.wait()
-        statuses.append(client.post(f"/accounts/{reseller}/sub-accounts/new", data=form).status_code)
-
-    threads = [threading.Thread(target=send, args=pair) for pair in zip(clients, forms, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    statuses = [
+        r.status_code
+        for r in at_once(
+            *(
+                functools.partial(c.post, f"/accounts/{reseller}/sub-accounts/new", data=f)
+                for c, f in zip(clients, forms, strict=True)
+            )
+        )
+    ]
     assert statuses == [302, 302, 302]
     with unscoped() as session:
         assert session.scalar(select(func.count(Account.id)).where(Account.name == "Double Submit Co")) == 1
@@ -287,16 +285,10 @@ def test_two_different_orders_at_once_both_go_through(app, world, login):
         for c in clients
     ]
     ordered = _orders(world)
-    barrier, statuses = threading.Barrier(2), []
-
-    def send(client, form):
-        barrier.wait()
-        statuses.append(client.post(f"/portal/{customer}/services/microsoft-csp/orders", data=form).status_code)
-
-    threads = [threading.Thread(target=send, args=pair) for pair in zip(clients, forms, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    path = f"/portal/{customer}/services/microsoft-csp/orders"
+    statuses = [
+        r.status_code
+        for r in at_once(*(functools.partial(c.post, path, data=f) for c, f in zip(clients, forms, strict=True)))
+    ]
     assert statuses == [302, 302]
     assert _orders(world) == ordered + 2

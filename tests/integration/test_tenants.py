@@ -4,6 +4,7 @@ the race for one name, linking an existing tenant, and the cross-tenant case."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import threading
 
@@ -16,7 +17,7 @@ from app.models.accounts import CUSTOMER, Account, MicrosoftTenant
 from app.models.csp import SandboxCustomer, SandboxDomain
 from app.models.events import Event
 from app.services.accounts import create_account
-from tests.conftest import csrf_token, login_to, make_app, unscoped
+from tests.conftest import at_once, csrf_token, login_to, make_app, unscoped
 from tests.integration.test_scoping import database_fingerprint
 
 
@@ -338,17 +339,10 @@ def test_retry_clicked_three_times_at_once_asks_microsoft_once(app, world, resel
     sandbox.fail_rate = 0.0
     clients = [login(world.users["reseller_a_admin"].email) for _ in range(3)]
     tokens = [csrf_token(c) for c in clients]
-    barrier, statuses = threading.Barrier(3), []
-
-    def retry(client, token):
-        barrier.wait()
-        statuses.append(client.post(f"/accounts/{customer}/microsoft-tenant/retry", data={"csrf_token": token}))
-
-    threads = [threading.Thread(target=retry, args=pair) for pair in zip(clients, tokens, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    path = f"/accounts/{customer}/microsoft-tenant/retry"
+    statuses = at_once(
+        *(functools.partial(c.post, path, data={"csrf_token": t}) for c, t in zip(clients, tokens, strict=True))
+    )
     assert len(statuses) == 3 and all(r.status_code < 500 for r in statuses)
     with unscoped() as session:
         actions = list(session.scalars(select(Event.action).where(Event.account_id == customer)))

@@ -3,8 +3,8 @@ Edit, Disable/Enable, Delete, Password, and the rules: unique emails, the passwo
 
 from __future__ import annotations
 
+import functools
 import re
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +15,7 @@ from app.models.accounts import PlaceholderUser
 from app.models.events import Event
 from security.models import PortalUser
 from tests import factories
-from tests.conftest import csrf_token, unscoped
+from tests.conftest import at_once, csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
 from tests.mail import body_of, free_port, link_in, mail_through_smtp, smtp_server
 
@@ -218,17 +218,10 @@ def test_one_link_sent_three_times_at_once_sets_one_password(app, world, reselle
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
         password = f"a long enough passphrase number {i}"
         forms.append({"csrf_token": token, "password": password, "confirm": password})
-    barrier, answers = threading.Barrier(3), []
-
-    def use(visitor, form):
-        barrier.wait()
-        answers.append(visitor.post(link, data=form).status_code)
-
-    threads = [threading.Thread(target=use, args=pair) for pair in zip(visitors, forms, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    answers = [
+        r.status_code
+        for r in at_once(*(functools.partial(v.post, link, data=f) for v, f in zip(visitors, forms, strict=True)))
+    ]
     assert sorted(answers) == [302, 410, 410]
     with unscoped() as session:
         activated = select(func.count(Event.id)).where(Event.action == "user.activated")
