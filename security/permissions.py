@@ -16,6 +16,7 @@ MENU_ACCESS = "menu_access"
 
 # Partner-portal pages
 HOME = "Home"
+PROFILE = "Profile"  # one's own sign-in: change my password
 ACCOUNTS = "Accounts"
 RESELLERS = "Resellers"
 PORTAL_USERS = "Portal Users"
@@ -79,6 +80,7 @@ def _grant(resource: str, *actions: str) -> set[tuple[str, str]]:
 
 _PARTNER_USER = (
     _grant(HOME, READ)
+    | _grant(PROFILE, READ, WRITE)
     | _grant(ACCOUNTS, READ, WRITE)
     | _grant(PORTAL_USERS, READ, WRITE, DELETE)
     | _grant(TENANTS, READ)
@@ -100,7 +102,9 @@ _PARTNER_CSP_ADMIN = (
     | _grant(ORDERS, WRITE)
     | _grant(PRICES, READ)
 )
-_CUSTOMER_USER = _grant(HOME, READ) | _grant(DASHBOARD, READ, WRITE) | _grant(CUSTOMER_SERVICES, READ)
+_CUSTOMER_USER = (
+    _grant(HOME, READ) | _grant(PROFILE, READ, WRITE) | _grant(DASHBOARD, READ, WRITE) | _grant(CUSTOMER_SERVICES, READ)
+)
 _CUSTOMER_ADMIN = (
     _CUSTOMER_USER
     | _grant(CUSTOMER_USERS, READ, WRITE, DELETE)
@@ -112,6 +116,7 @@ _CUSTOMER_MASTER_ADMIN = _CUSTOMER_ADMIN | _grant(ORDERS, WRITE) | _grant(TENANT
 
 RESOURCE_ACTIONS = {
     HOME: (READ,),
+    PROFILE: (READ, WRITE),
     ACCOUNTS: (READ, WRITE, DELETE),
     RESELLERS: (READ, WRITE),
     PORTAL_USERS: (READ, WRITE, DELETE),

@@ -27,6 +27,7 @@ def register(appbuilder) -> None:
     from views.partner.search import AccountSearchView
     from views.partner.services import M365UserView, SubscriptionView, TenantView
     from views.partner.tenants import DomainCheckView, TenantSetupView
+    from views.profile import ProfileView
 
     appbuilder.add_view(
         AccountView,
@@ -53,6 +54,7 @@ def register(appbuilder) -> None:
         AccountEventsView,
         AccountSearchView,
         ActivationView,
+        ProfileView,
         TenantSetupView,
         DomainCheckView,
         LaunchView,

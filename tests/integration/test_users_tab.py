@@ -16,6 +16,7 @@ from app.models.events import Event
 from security.models import PortalUser
 from tests import factories
 from tests.conftest import at_once, csrf_token, unscoped
+from tests.integration.test_impersonation import _launch
 from tests.integration.test_scoping import database_fingerprint
 from tests.mail import body_of, free_port, link_in, mail_through_smtp, smtp_server
 
@@ -564,3 +565,42 @@ def test_forgot_password_says_the_same_and_sends_nothing_when_there_is_no_login(
 def test_forgot_password_bad_input_is_told_beside_the_field(app):
     response = _ask_for_reset(app, "not an address")
     assert response.status_code == 400 and 'data-error-for="email">Enter a valid email address.' in response.text
+
+
+# -- change my password --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["reseller_a_user", "customer_a_master_admin", "ops_admin"])
+def test_change_my_password_knowing_the_current_one(app, world, login, who):
+    email = world.users[who].email
+    client = login(email)
+    token = csrf_token(client, "/profile/password")
+    new = "another long passphrase here"
+    wrong = client.post(
+        "/profile/password", data={"csrf_token": token, "current": "not it at all", "password": new, "confirm": new}
+    )
+    assert wrong.status_code == 400 and 'data-error-for="current">That is not your current password.' in wrong.text
+    weak = client.post(
+        "/profile/password",
+        data={"csrf_token": token, "current": factories.PASSWORD, "password": "short", "confirm": "short"},
+    )
+    assert weak.status_code == 400 and 'data-error-for="password">' in weak.text
+    done = client.post(
+        "/profile/password", data={"csrf_token": token, "current": factories.PASSWORD, "password": new, "confirm": new}
+    )
+    assert done.status_code == 302
+    login(email, new)
+    with unscoped() as session:
+        assert session.scalar(select(func.count(Event.id)).where(Event.action == "user.password_set")) == 1
+
+
+def test_nobody_launched_changes_the_customers_password(world, reseller_a_admin_client):
+    _launch(reseller_a_admin_client, world)
+    assert reseller_a_admin_client.get("/profile/password").status_code == 403
+    before = database_fingerprint()
+    token = csrf_token(reseller_a_admin_client, f"/portal/{world.accounts['customer_a'].id}/")
+    response = reseller_a_admin_client.post(
+        "/profile/password",
+        data={"csrf_token": token, "current": factories.PASSWORD, "password": "x" * 20, "confirm": "x" * 20},
+    )
+    assert response.status_code == 403 and database_fingerprint() == before

@@ -159,13 +159,29 @@ class NewPartnerUserForm(PartnerUserForm):
     confirm = PasswordField("Repeat password", validators=[EqualTo("password", message="The passwords differ.")])
 
 
-class PasswordForm(_Form):
-    password = PasswordField(
+def _new_password() -> PasswordField:
+    return PasswordField(
         "New password",
         validators=[DataRequired(message="Password is required."), PasswordRules(email_field=None)],
         description="At least 12 characters; not a common password.",
     )
-    confirm = PasswordField("Repeat password", validators=[EqualTo("password", message="The passwords differ.")])
+
+
+def _repeat_password() -> PasswordField:
+    return PasswordField("Repeat password", validators=[EqualTo("password", message="The passwords differ.")])
+
+
+class PasswordForm(_Form):
+    password = _new_password()
+    confirm = _repeat_password()
+
+
+class ChangePasswordForm(_Form):
+    """My own password: the current one first (the view checks it), then the new one twice."""
+
+    current = PasswordField("Current password", validators=[DataRequired(message="Enter your current password.")])
+    password = _new_password()
+    confirm = _repeat_password()
 
 
 class _Rule:
