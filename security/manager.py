@@ -14,9 +14,10 @@ from flask_appbuilder.security.views import AuthDBView
 from flask_appbuilder.utils.base import get_safe_redirect
 from flask_appbuilder.views import expose
 from flask_login import login_user, logout_user
-from werkzeug.security import generate_password_hash
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.extensions import limiter
+from app.extensions import db, limiter
 from app.models.accounts import OPERATOR, Account
 from app.models.base import utcnow
 from security import scoping
@@ -53,6 +54,20 @@ def _authentication(method):
     return wrapper
 
 
+def _refusal(username: str, password: str) -> str | None:
+    """Why a correct password was refused — a disabled sign-in or account — so its owner knows whom to ask. Said only
+    to someone who knows the password: to anyone else the answer stays "Invalid login"."""
+    with scoping.bypass("sign-in refusal"):
+        user = db.session.scalar(select(PortalUser).where(PortalUser.username == (username or "").strip().lower()))
+        if user is None or user.is_active or user.deleted_at is not None:
+            return None
+        if not check_password_hash(user.password or "", password or ""):
+            return None
+        if user.account is not None and not user.account.is_active:
+            return f"{user.account.name} is disabled, so its sign-ins are too. Ask your administrator."
+        return "This sign-in is disabled. Ask your administrator to enable it."
+
+
 class PortalAuthDBView(AuthDBView):
     """FAB's login form (with a "Forgot your password?" link), plus a fresh session id at sign-in and a session that
     ends for good at logout."""
@@ -68,7 +83,8 @@ class PortalAuthDBView(AuthDBView):
             next_url = get_safe_redirect(request.args.get("next") or self.appbuilder.get_url_for_index)
             user = self.appbuilder.sm.auth_user_db(form.username.data, form.password.data)
             if not user:
-                flash(as_unicode(self.invalid_login_message), "warning")
+                why = _refusal(form.username.data, form.password.data)
+                flash(why or as_unicode(self.invalid_login_message), "warning")
                 return redirect(self.appbuilder.get_url_for_login_with(next_url))
             session.clear()
             with scoping.bypass("authentication"):

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.models.accounts import Account
 from app.models.catalog import Product
 from app.models.subscriptions import Subscription
+from tests import factories
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
 from tests.mail import body_of, empty_outbox, link_in, outbox_messages
@@ -68,7 +69,14 @@ def test_partners_cannot_add_resellers(world, reseller_a_admin_client):
     assert _new_reseller(reseller_a_admin_client).status_code == 403
 
 
-def test_disabling_a_reseller_stops_its_users_and_deletes_nothing(world, ops_admin_client, login):
+def _sign_in_page_after(client, email: str, password: str) -> str:
+    page = client.get("/login/")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+    data = {"csrf_token": token, "username": email, "password": password}
+    return client.post("/login/", data=data, follow_redirects=True).text
+
+
+def test_disabling_a_reseller_stops_its_users_and_deletes_nothing(app, world, ops_admin_client, login):
     partner = login(world.users["reseller_a_admin"].email)
     before_rows = database_fingerprint()
     reseller = world.accounts["reseller_a"]
@@ -79,6 +87,10 @@ def test_disabling_a_reseller_stops_its_users_and_deletes_nothing(world, ops_adm
     assert partner.get("/").status_code == 302  # its signed-in partner users are out
     with pytest.raises(AssertionError):
         login(world.users["reseller_a_user"].email)
+    told = _sign_in_page_after(app.test_client(), world.users["reseller_a_user"].email, factories.PASSWORD)
+    assert "Alpha Partners Ltd is disabled, so its sign-ins are too." in told
+    guessed = _sign_in_page_after(app.test_client(), world.users["reseller_a_user"].email, "a wrong guess")
+    assert "is disabled" not in guessed and "Invalid login" in guessed  # no hint without the password
     customer = login(world.users["customer_a_master_admin"].email)
     assert customer.get("/", follow_redirects=True).status_code == 200  # its customers carry on
     with unscoped() as session:
