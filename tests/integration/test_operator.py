@@ -91,6 +91,7 @@ def test_disabling_a_reseller_stops_its_users_and_deletes_nothing(app, world, op
     assert "Alpha Partners Ltd is disabled, so its sign-ins are too." in told
     guessed = _sign_in_page_after(app.test_client(), world.users["reseller_a_user"].email, "a wrong guess")
     assert "is disabled" not in guessed and "Invalid login" in guessed  # no hint without the password
+    assert "account disabled" in ops_admin_client.get(f"/accounts/{reseller.id}/users").text
     customer = login(world.users["customer_a_master_admin"].email)
     assert customer.get("/", follow_redirects=True).status_code == 200  # its customers carry on
     with unscoped() as session:
