@@ -164,4 +164,7 @@ def back_url_for(target_id) -> str:
 
 
 def init_app(app: Flask) -> None:
+    from security.manager import end_sessions_older_than_password
+
+    app.before_request(end_sessions_older_than_password)
     app.before_request(_load_impersonation)

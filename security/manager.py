@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import secrets
@@ -68,6 +69,30 @@ def _refusal(username: str, password: str) -> str | None:
         return "This sign-in is disabled. Ask your administrator to enable it."
 
 
+SIGNED_IN_KEY = "signed_in_at"
+
+
+def mark_signed_in() -> None:
+    """This session's credentials are as of now (sign-in, or its own password change)."""
+    session[SIGNED_IN_KEY] = utcnow().isoformat()
+
+
+def end_sessions_older_than_password():
+    """Before every request: a session signed in before its user's password was last set (a reset from the emailed
+    link, a change elsewhere, an admin's Password) ends — whoever held the old password is out."""
+    from flask_login import current_user
+
+    if not current_user.is_authenticated or session.get("impersonator_id") or not session.get(SIGNED_IN_KEY):
+        return None
+    changed = current_user.password_set_at
+    if changed is not None and changed > dt.datetime.fromisoformat(session[SIGNED_IN_KEY]):
+        logout_user()
+        session.clear()
+        flash("Your password was changed: sign in with the new one.", "info")
+        return redirect(current_app.appbuilder.get_url_for_login)
+    return None
+
+
 class PortalAuthDBView(AuthDBView):
     """FAB's login form (with a "Forgot your password?" link), plus a fresh session id at sign-in and a session that
     ends for good at logout."""
@@ -90,6 +115,7 @@ class PortalAuthDBView(AuthDBView):
             with scoping.bypass("authentication"):
                 login_user(user, remember=False)
             renew_session_id()  # after login_user: Flask-Session renews only a non-empty session
+            mark_signed_in()
             return redirect(next_url)
         return self.render_template(self.login_template, title=self.title, form=form, appbuilder=self.appbuilder)
 

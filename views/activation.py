@@ -3,7 +3,9 @@ itself is the credential. Expired or used links say so and offer a new one."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template
+import threading
+
+from flask import abort, current_app, flash, redirect, render_template, request
 from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.utils.limit import Limit
@@ -48,6 +50,18 @@ def _forgot_page(form, status: int = 200):
     return page, status
 
 
+def _send_reset(app, host_url: str, user_id: int | None) -> None:
+    if user_id is None:
+        return
+    # The link in the mail points at the host the request came to, as it would from the request itself.
+    with app.test_request_context("/", base_url=host_url), scoping.bypass("password reset"):
+        user = db.session.get(PortalUser, user_id)
+        if user is not None and user.is_active and (user.portal != "customer" or user.cp3_enabled):
+            send_activation(user, reset=True)
+        db.session.commit()
+        db.session.remove()
+
+
 class ActivationView(BaseView):
     route_base = "/activate"
     default_view = "activate"
@@ -77,11 +91,17 @@ class ActivationView(BaseView):
         if not form.validate_on_submit():
             return _forgot_page(form, 400)
         with scoping.bypass("password reset"):
-            user = db.session.scalars(select(PortalUser).where(PortalUser.email == form.email.data.strip().lower()))
-            user = user.first()
-            if user is not None and user.is_active and (user.portal != "customer" or user.cp3_enabled):
-                send_activation(user, reset=True)
-            db.session.commit()
+            user_id = db.session.scalar(
+                select(PortalUser.id).where(PortalUser.email == form.email.data.strip().lower())
+            )
+        # The work (a new link, the mail) happens after the answer, in a thread started whether or not the address
+        # has a login: the answer's timing says no more than its words.
+        threading.Thread(
+            target=_send_reset,
+            args=(current_app._get_current_object(), request.host_url, user_id),
+            name="password-reset",
+            daemon=True,
+        ).start()
         # The same words whether or not the address has a login: the page must not tell who uses the portal.
         flash(
             f"If {form.email.data.strip().lower()} has a login, an email with a link to set a new password is on its "

@@ -26,11 +26,11 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload
 
-from app.extensions import db
+from app.extensions import appbuilder, db
 from app.formatting import format_date, format_datetime, format_money
 from app.models.accounts import OPERATOR, Account
 from app.services.events import record_event
-from security.permissions import MODEL_VIEW_METHODS, WRITE
+from security.permissions import MODEL_VIEW_METHODS, ORDERS, WRITE
 
 
 class EagerInterface(SQLAInterface):
@@ -75,6 +75,19 @@ _SAVE_FAILED = "Nothing was saved: it clashes with data already in the portal (f
 
 class SaveError(Exception):
     """A save the database refused, in words for the user."""
+
+
+MASTER_ADMIN_NEEDS_ORDERS = (
+    "Only someone who may order (a Partner CSP Admin, or the customer's Master Admin) can make a Master Admin: "
+    "a Master Admin can order."
+)
+
+
+def may_grant_master_admin() -> bool:
+    """A Master Admin can order, so only those who may order make one — checked on the request's permissions,
+    which while launched are the customer user's *and* the partner user's (a Partner User cannot mint an orderer
+    by inviting an address of its own)."""
+    return appbuilder.sm.has_access(f"{PERMISSION_PREFIX}{WRITE}", ORDERS)
 
 
 def signed_in_first(view):

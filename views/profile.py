@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash
 from app.services import users as user_service
 from app.services.users import UserError
 from security import permissions as P
+from security.manager import mark_signed_in
 from views.base import signed_in_first
 from views.partner.account_users import save_form
 from views.partner.forms import ChangePasswordForm
@@ -56,5 +57,6 @@ class ProfileView(BaseView):
         saved, _ = save_form(form, change)
         if not saved:
             return self._page(form, 400)
-        flash("Your password is changed.", "success")
+        mark_signed_in()  # this session goes on; the user's others end at their next request
+        flash("Your password is changed. Your other sign-ins have ended.", "success")
         return redirect(url_for("HomeView.index"))

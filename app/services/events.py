@@ -52,3 +52,26 @@ def record_event(
     )
     db.session.add(event)
     return event
+
+
+def customer_portal_events(account_id: int):
+    """The events a customer portal shows. A customer's: all of its account's. A reseller's own portal (the reseller
+    as a Microsoft customer): only what happened in that portal — done by its customer portal users (directly or
+    launched) or to them — never the reseller's partner-side work on its customers, which is logged on the same
+    account."""
+    from sqlalchemy import String, and_, cast, or_, select
+
+    from app.models.accounts import CUSTOMER, Account
+    from security.models import CUSTOMER_PORTAL, PortalUser
+
+    mine = Event.account_id == account_id
+    if db.session.scalar(select(Account.kind).where(Account.id == account_id)) == CUSTOMER:
+        return mine
+    own = select(PortalUser.id).where(PortalUser.account_id == account_id, PortalUser.portal == CUSTOMER_PORTAL)
+    own_text = select(cast(PortalUser.id, String)).where(
+        PortalUser.account_id == account_id, PortalUser.portal == CUSTOMER_PORTAL
+    )
+    return and_(
+        mine,
+        or_(Event.actor_id.in_(own), and_(Event.target_type == "PortalUser", Event.target_id.in_(own_text))),
+    )

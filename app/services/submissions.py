@@ -10,17 +10,19 @@ import re
 import uuid
 
 from flask import g
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models.jobs import FormSubmission
+from security import scoping
 
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 
 
 class AlreadySubmitted(Exception):
-    """This form was sent before; the first request is doing (or has done) the work."""
+    """This form was sent before; the first request is doing (or has done) the work. With a message: the key was
+    someone else's, and that message is what to say."""
 
 
 def new_key() -> str:
@@ -30,16 +32,25 @@ def new_key() -> str:
 def claim(key: str | None, account_id: int, kind: str) -> str | None:
     """Claim ``key`` for a change on ``account_id`` (committed). No key (a client that sends none): nothing to
     claim. A malformed key is treated as absent: it cannot collide with a real one."""
-    if not key or not _KEY.match(key):
+    key = (key or "").strip().lower()
+    if not _KEY.match(key):
         return None
-    db.session.add(
-        FormSubmission(key=key, account_id=account_id, kind=kind, user_id=getattr(g, "user", None) and g.user.id)
-    )
+    user_id = getattr(g, "user", None) and g.user.id
+    db.session.add(FormSubmission(key=key, account_id=account_id, kind=kind, user_id=user_id))
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise AlreadySubmitted from None
+        with scoping.bypass("form key owner"):  # columns only: no other tenant's row enters the session
+            first = db.session.execute(
+                select(FormSubmission.account_id, FormSubmission.kind, FormSubmission.user_id).where(
+                    FormSubmission.key == key
+                )
+            ).first()
+        if first is not None and tuple(first) == (account_id, kind, user_id):
+            raise AlreadySubmitted("") from None
+        # Issued with another form, user or account (copied, or guessed): this is not a resend of that one.
+        raise AlreadySubmitted("This form is out of date: open it again.") from None
     return key
 
 

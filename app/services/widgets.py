@@ -13,9 +13,9 @@ from app.models.catalog import Product
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.subscriptions import M365User, Subscription, UsagePoint
-from app.services.events import record_event
+from app.services.events import customer_portal_events, record_event
 from app.services.landing import cents_total
-from security.models import PortalUser
+from security.models import CUSTOMER_PORTAL, PortalUser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +151,11 @@ def users_summary(customer_id: int) -> dict:
     )
     sign_ins = db.session.execute(
         select(PortalUser.first_name, PortalUser.last_name, PortalUser.last_login)
-        .where(PortalUser.account_id == customer_id, PortalUser.last_login.is_not(None))
+        .where(
+            PortalUser.account_id == customer_id,
+            PortalUser.portal == CUSTOMER_PORTAL,
+            PortalUser.last_login.is_not(None),
+        )
         .order_by(PortalUser.last_login.desc())
         .limit(5)
     ).all()
@@ -216,7 +220,7 @@ def recent_activity(customer_id: int, limit: int = 8) -> list[Event]:
     return list(
         db.session.scalars(
             select(Event)
-            .where(Event.account_id == customer_id)
+            .where(customer_portal_events(customer_id))
             .order_by(Event.occurred_at.desc(), Event.id.desc())
             .limit(limit)
         )

@@ -292,3 +292,16 @@ def test_two_different_orders_at_once_both_go_through(app, world, login):
     ]
     assert statuses == [302, 302]
     assert _orders(world) == ordered + 2
+
+
+def test_a_form_key_from_someone_elses_form_is_not_a_resend(world, login):
+    simon, pat = login(world.users["reseller_a_admin"].email), login(world.users["reseller_b_admin"].email)
+    key = uuid.uuid4().hex
+    mine = {"csrf_token": csrf_token(simon), "name": "Keyed Co", "country": "NZ", "submission_key": key}
+    assert simon.post(f"/accounts/{world.accounts['reseller_a'].id}/sub-accounts/new", data=mine).status_code == 302
+    theirs = {"csrf_token": csrf_token(pat), "name": "Other Keyed Co", "country": "NZ", "submission_key": key.upper()}
+    response = pat.post(f"/accounts/{world.accounts['reseller_b'].id}/sub-accounts/new", data=theirs)
+    assert response.status_code == 302
+    assert "This form is out of date: open it again." in pat.get(response.location).text
+    with unscoped() as session:
+        assert session.scalar(select(func.count(Account.id)).where(Account.name == "Other Keyed Co")) == 0

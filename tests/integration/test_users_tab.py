@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -346,7 +347,9 @@ def test_a_deleted_users_address_can_be_added_again(world, reseller_a_admin_clie
         session.commit()
         gone_id = gone.id
     token = csrf_token(reseller_a_admin_client)
-    reseller_a_admin_client.post(f"{_users_url(world)}/customer/{gone_id}/delete", data={"csrf_token": token})
+    deleted = reseller_a_admin_client.post(f"{_users_url(world)}/customer/{gone_id}/delete", data={"csrf_token": token})
+    said = reseller_a_admin_client.get(deleted.location).text
+    assert "leaver@aardvark.example" in said and "#deleted-" not in said
     response = _add_customer_user(reseller_a_admin_client, world, email="leaver@aardvark.example")
     assert response.status_code == 302
     again = _user("leaver@aardvark.example")
@@ -529,7 +532,11 @@ def _ask_for_reset(app, email):
     visitor = app.test_client()
     page = visitor.get("/activate/forgot")
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
-    return visitor.post("/activate/forgot", data={"csrf_token": token, "email": email})
+    response = visitor.post("/activate/forgot", data={"csrf_token": token, "email": email})
+    for thread in threading.enumerate():  # the mail goes out after the answer
+        if thread.name == "password-reset":
+            thread.join(timeout=30)
+    return response
 
 
 def test_forgot_password_emails_a_link_that_sets_a_new_one(app, world, login):
@@ -604,3 +611,85 @@ def test_nobody_launched_changes_the_customers_password(world, reseller_a_admin_
         data={"csrf_token": token, "current": factories.PASSWORD, "password": "x" * 20, "confirm": "x" * 20},
     )
     assert response.status_code == 403 and database_fingerprint() == before
+
+
+def test_a_resellers_own_portal_invites_customer_logins_only_and_shows_none_of_the_partner_side(
+    app, world, reseller_a_admin_client, login
+):
+    _reseller_own_portal_user(app, world, reseller_a_admin_client)
+    own = login("ivy@alpha.example")
+    reseller = world.accounts["reseller_a"].id
+    with smtp_server() as (inbox, port), mail_through_smtp(app, port):
+        response = own.post(
+            f"/portal/{reseller}/users/new",
+            data={"csrf_token": csrf_token(own), "first_name": "Mal", "last_name": "Lory", "email": "mal@evil.example"},
+        )
+    assert response.status_code == 302
+    made = _user("mal@evil.example")
+    assert (made.portal, made.account_id) == ("customer", reseller)  # never a partner portal login
+    assert "Welcome to the Mycloudstore Partner Portal" not in [m["Subject"] for m in inbox.messages]
+    people = own.get(f"/portal/{reseller}/users").text
+    assert "mal@evil.example" in people and world.users["reseller_a_admin"].email not in people
+    events = own.get(f"/portal/{reseller}/events").text
+    assert "mal@evil.example" in events  # what happened in this portal
+    assert "Aardvark" not in events and "Anchor" not in events  # not the reseller's work on its customers
+
+
+@pytest.mark.parametrize("who", ["reseller_a_user", "launched_partner_user"])
+def test_only_those_who_may_order_make_a_master_admin(app, world, login, who):
+    """A Master Admin can order: a Partner User (directly, or launched as a Master Admin) cannot mint one."""
+    client = login(world.users["reseller_a_user"].email)
+    customer = world.accounts["customer_a"].id
+    before = database_fingerprint()
+    if who == "reseller_a_user":
+        response = client.post(
+            f"{_users_url(world)}/customer/new",
+            data={
+                "csrf_token": csrf_token(client),
+                "first_name": "Jo",
+                "last_name": "Self",
+                "email": "jo.self@elsewhere.example",
+                "master_admin": "y",
+            },
+        )
+        assert response.status_code == 403 and "Only someone who may order" in response.text
+        activated = client.post(
+            f"{_users_url(world)}/placeholder/{world.rows['a']['placeholder']}/activate",
+            data={"csrf_token": csrf_token(client)},
+        )
+        assert "Ask a Partner CSP Admin" in client.get(activated.location).text
+    else:
+        _launch(client, world)
+        response = client.post(
+            f"/portal/{customer}/users/new",
+            data={
+                "csrf_token": csrf_token(client, f"/portal/{customer}/"),
+                "first_name": "Jo",
+                "last_name": "Self",
+                "email": "jo.self@elsewhere.example",
+                "master_admin": "y",
+            },
+        )
+        assert response.status_code == 403 and "Only someone who may order" in response.text
+    assert database_fingerprint() == before or who == "launched_partner_user"  # launching records its events
+    assert _count_users("jo.self@elsewhere.example") == 0
+
+
+def _count_users(email: str) -> int:
+    with unscoped() as session:
+        return session.scalar(select(func.count(PortalUser.id)).where(PortalUser.email == email))
+
+
+def test_a_new_password_ends_the_users_other_sessions(app, world, login):
+    email = world.users["reseller_a_user"].email
+    laptop, phone = login(email), login(email)
+    token = csrf_token(laptop, "/profile/password")
+    new = "a fresh long passphrase here"
+    changed = laptop.post(
+        "/profile/password", data={"csrf_token": token, "current": factories.PASSWORD, "password": new, "confirm": new}
+    )
+    assert changed.status_code == 302
+    assert laptop.get("/").status_code == 200  # the session that changed it goes on
+    ended = phone.get("/")
+    assert ended.status_code == 302 and "/login" in ended.location
+    assert phone.get("/").status_code == 302  # for good

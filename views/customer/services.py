@@ -199,8 +199,8 @@ class CustomerOrdersView(CustomerPortalView):
         product = get_or_404(Product, form.product_id.data)
         try:
             key = submissions.claim(form.submission_key.data, customer_id, "order")
-        except submissions.AlreadySubmitted:
-            flash("This order was already sent (the form was submitted twice): it was placed once.", "info")
+        except submissions.AlreadySubmitted as exc:
+            flash(str(exc) or "This order was already sent (the form was submitted twice): it was placed once.", "info")
             return _csp_page(customer_id)
         response, done = _apply_once(
             lambda: licensing.order(g.customer, product, form.quantity.data),

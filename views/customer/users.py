@@ -12,10 +12,11 @@ from app.extensions import db
 from app.models.events import Event
 from app.services import users as user_service
 from app.services.activation import send_activation
+from app.services.events import customer_portal_events
 from app.services.users import UserChanges
 from security import permissions as P
 from security.models import CUSTOMER_PORTAL, PortalUser
-from views.base import get_or_404
+from views.base import MASTER_ADMIN_NEEDS_ORDERS, get_or_404, may_grant_master_admin
 from views.customer.base import CustomerPortalView, customer_page
 from views.partner.account_users import apply_user_change, save_form
 from views.partner.forms import CustomerUserForm
@@ -25,12 +26,14 @@ EVENTS_PER_PAGE = 25
 
 def _may_manage(actor: PortalUser, user: PortalUser | None, *, admin: bool, master_admin: bool) -> str | None:
     """Why ``actor`` may not make ``user`` (None: a new one) have these flags; None when allowed."""
-    if actor.is_master_admin:
+    if not actor.is_master_admin:
+        if not actor.is_admin:
+            return "Only admins manage users."
+        if admin or master_admin or (user is not None and (user.is_admin or user.is_master_admin)):
+            return "Only a Master Admin manages admins."
         return None
-    if not actor.is_admin:
-        return "Only admins manage users."
-    if admin or master_admin or (user is not None and (user.is_admin or user.is_master_admin)):
-        return "Only a Master Admin manages admins."
+    if master_admin and not (user is not None and user.is_master_admin) and not may_grant_master_admin():
+        return MASTER_ADMIN_NEEDS_ORDERS  # a launched Partner User: a Master Admin could order
     return None
 
 
@@ -63,7 +66,11 @@ class CustomerUsersView(CustomerPortalView):
     def users(self, customer_id):
         people = db.session.scalars(
             select(PortalUser)
-            .where(PortalUser.account_id == customer_id, PortalUser.deleted_at.is_(None))
+            .where(
+                PortalUser.account_id == customer_id,
+                PortalUser.portal == CUSTOMER_PORTAL,  # a reseller's own portal lists its customer logins, not staff
+                PortalUser.deleted_at.is_(None),
+            )
             .order_by(func.lower(PortalUser.first_name), PortalUser.id)
         ).all()
         return self.render("users.html", people=people)
@@ -103,6 +110,7 @@ class CustomerUsersView(CustomerPortalView):
                 admin=form.admin.data,
                 master_admin=form.master_admin.data,
                 cp3_enabled=True,
+                portal=CUSTOMER_PORTAL,  # the customer portal makes customer portal logins, on any account
             ),
         )
         if not saved:
@@ -193,10 +201,11 @@ class CustomerEventsView(CustomerPortalView):
     @has_access
     def events(self, customer_id):
         page = max(request.args.get("page", 1, type=int) or 1, 1)
-        total = db.session.scalar(select(func.count(Event.id)).where(Event.account_id == customer_id))
+        shown = customer_portal_events(customer_id)
+        total = db.session.scalar(select(func.count(Event.id)).where(shown))
         events = db.session.scalars(
             select(Event)
-            .where(Event.account_id == customer_id)
+            .where(shown)
             .order_by(Event.occurred_at.desc(), Event.id.desc())
             .offset((page - 1) * EVENTS_PER_PAGE)
             .limit(EVENTS_PER_PAGE)

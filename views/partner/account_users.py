@@ -14,7 +14,7 @@ from app.services.activation import send_activation
 from app.services.users import UserChanges, UserError
 from security import permissions as P
 from security.models import CUSTOMER_PORTAL, PARTNER_PORTAL, PortalUser
-from views.base import PortalView, get_or_404, signed_in_first
+from views.base import MASTER_ADMIN_NEEDS_ORDERS, PortalView, get_or_404, may_grant_master_admin, signed_in_first
 from views.partner.accounts_screen import account_in_scope
 from views.partner.forms import CustomerUserForm, NewPartnerUserForm, PartnerUserForm, PasswordForm, PlaceholderForm
 
@@ -44,6 +44,7 @@ def apply_user_change(user: PortalUser, change, done: str, back: str, refused: s
     if refused:
         flash(refused, "danger")
     else:
+        address = user.email  # before the change: a deleted login's stored address carries a mark
         try:
             change(user)
             db.session.commit()
@@ -51,7 +52,7 @@ def apply_user_change(user: PortalUser, change, done: str, back: str, refused: s
             db.session.rollback()
             flash(str(exc), "danger")
         else:
-            flash(done.format(email=user.email), "success")
+            flash(done.format(email=address), "success")
     return redirect(back)
 
 
@@ -148,6 +149,9 @@ class AccountUsersView(PortalView):
     def add_customer_user(self, account_id):
         account = self._customer(account_id)
         form = CustomerUserForm()
+        if form.master_admin.data and not may_grant_master_admin():
+            form.master_admin.errors = [MASTER_ADMIN_NEEDS_ORDERS]
+            return self._page("user_form.html", account, form=form, title="Add customer portal user"), 403
         saved, user = save_form(
             form,
             lambda: user_service.create_user(
@@ -185,6 +189,9 @@ class AccountUsersView(PortalView):
         account = self._customer(account_id)
         user = _user_of(account, user_id, CUSTOMER_PORTAL)
         form = CustomerUserForm()
+        if form.master_admin.data and not user.is_master_admin and not may_grant_master_admin():
+            form.master_admin.errors = [MASTER_ADMIN_NEEDS_ORDERS]
+            return self._page("user_form.html", account, form=form, title="Edit customer portal user", user=user), 403
         saved, _ = save_form(
             form,
             lambda: user_service.update_user(
@@ -276,6 +283,9 @@ class AccountUsersView(PortalView):
         """Activate (CP3) on the master admin placeholder: it becomes a real login, once it has a real address."""
         account = self._customer(account_id, placeholders=True)
         placeholder = self._placeholder(account, placeholder_id)
+        if placeholder.is_master_admin and not may_grant_master_admin():
+            flash(MASTER_ADMIN_NEEDS_ORDERS + " Ask a Partner CSP Admin to activate it.", "warning")
+            return self._back(account)
         if placeholder.email == current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
             flash("Change this user's email to a real address first.", "warning")
             return redirect(

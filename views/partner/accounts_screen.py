@@ -160,23 +160,25 @@ class AccountScreenView(PortalView):
         if reseller.kind != RESELLER:
             abort(404)
         form = self._sub_account_form(reseller)
-        valid = form.validate_on_submit()
-        if valid and (clash := sibling_name_problem(reseller, form.name.data)):
+        if not form.validate_on_submit():
+            return self._render("sub_account_new.html", reseller, "sub_accounts", form=form), 400
+        # Claim the form's key before the checks that read what a twin request may be writing: the twin hears
+        # "already sent", not "that name is taken".
+        try:
+            key = submissions.claim(form.submission_key.data, reseller.id, "sub-account")
+        except submissions.AlreadySubmitted as exc:
+            flash(str(exc) or "This form was already sent (submitted twice): the sub-account was added once.", "info")
+            return redirect(url_for(".sub_accounts", account_id=reseller.id))
+        if clash := sibling_name_problem(reseller, form.name.data):
             form.name.errors = [*form.name.errors, clash]
-            valid = False
         address = (form.master_admin_email.data or "").strip().lower()
-        if valid and address and address != current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
+        if address and address != current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
             problem = login_email_problem(address, company=form.name.data)  # heard now, not at Activate (CP3)
             if problem:
                 form.master_admin_email.errors = [*form.master_admin_email.errors, problem]
-                valid = False
-        if not valid:
+        if form.name.errors or form.master_admin_email.errors:
+            submissions.release(key)
             return self._render("sub_account_new.html", reseller, "sub_accounts", form=form), 400
-        try:
-            key = submissions.claim(form.submission_key.data, reseller.id, "sub-account")
-        except submissions.AlreadySubmitted:
-            flash("This form was already sent (submitted twice): the sub-account was added once.", "info")
-            return redirect(url_for(".sub_accounts", account_id=reseller.id))
         try:
             customer = create_sub_account(
                 reseller, form.company_values(), form.master_admin_name.data, form.master_admin_email.data
