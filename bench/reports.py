@@ -45,6 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.check_domain import reset_postgres  # one copy of the schema reset
+
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/portal_bench"
 KINDS = ("users", "subscriptions")
 MEASURES = ("portal", "fetch", "floor", "pandas")
@@ -112,22 +114,6 @@ def make_app(database_url: str, instance: str):
         "CSP_PROVIDER": "sandbox",
     }
     return create_app(config={}, environ=environ)
-
-
-def reset_postgres(url: str) -> None:
-    """As tests/conftest.py does: an empty ``public`` schema; refused while anyone else is connected to it."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        others = conn.scalar(
-            text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        )
-        if others:
-            raise SystemExit(f"{others} other session(s) use {url}: not resetting it (use a database of its own)")
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 def sqlite_path(url: str) -> Path:
