@@ -102,6 +102,11 @@ def signed_in_first(view):
     return wrapper
 
 
+def page_arg() -> int:
+    """The ``page`` of a portal's own paged table, 1 and up (app/web.py has already refused anything but digits)."""
+    return max(request.args.get("page", 1, type=int) or 1, 1)
+
+
 def bounded_page_size(requested: int | None, default: int) -> int:
     limit = current_app.config["LIST_PAGE_SIZE_MAX"]
     if not requested or requested < 1:

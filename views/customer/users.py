@@ -3,7 +3,7 @@ admins; admins manage users) and reads its own audit trail."""
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, request, url_for
+from flask import abort, flash, g, redirect, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import func, select
@@ -16,7 +16,7 @@ from app.services.events import customer_portal_events
 from app.services.users import UserChanges
 from security import permissions as P
 from security.models import CUSTOMER_PORTAL, PortalUser
-from views.base import MASTER_ADMIN_NEEDS_ORDERS, get_or_404, may_grant_master_admin
+from views.base import MASTER_ADMIN_NEEDS_ORDERS, get_or_404, may_grant_master_admin, page_arg
 from views.customer.base import CustomerPortalView, customer_page
 from views.partner.account_users import apply_user_change, save_form
 from views.partner.forms import CustomerUserForm
@@ -200,7 +200,7 @@ class CustomerEventsView(CustomerPortalView):
     @customer_page
     @has_access
     def events(self, customer_id):
-        page = max(request.args.get("page", 1, type=int) or 1, 1)
+        page = page_arg()
         shown = customer_portal_events(customer_id)
         total = db.session.scalar(select(func.count(Event.id)).where(shown))
         events = db.session.scalars(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import request
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import func, select
@@ -10,7 +9,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models.events import Event
 from security import permissions as P
-from views.base import PortalView, signed_in_first
+from views.base import PortalView, page_arg, signed_in_first
 from views.partner.accounts_screen import account_in_scope
 
 EVENTS_PER_PAGE = 25
@@ -26,7 +25,7 @@ class AccountEventsView(PortalView):
     @has_access
     def events(self, account_id):
         account = account_in_scope(account_id)
-        page = max(request.args.get("page", 1, type=int) or 1, 1)
+        page = page_arg()
         total = db.session.scalar(select(func.count(Event.id)).where(Event.account_id == account.id))
         events = db.session.scalars(
             select(Event)

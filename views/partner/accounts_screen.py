@@ -14,7 +14,7 @@ from app.services import submissions
 from app.services.accounts import create_sub_account, sibling_name_problem, update_details
 from app.services.users import login_email_problem
 from security import permissions as P
-from views.base import PortalView, get_or_404, signed_in_first
+from views.base import PortalView, get_or_404, page_arg, signed_in_first
 from views.partner.forms import AccountDetailsForm, SubAccountForm
 
 SUB_ACCOUNTS_PER_PAGE = 25
@@ -93,12 +93,12 @@ class AccountScreenView(PortalView):
         reseller = account_in_scope(account_id)
         if reseller.kind != RESELLER:
             abort(404)
-        page = request.args.get("page", 1, type=int) or 1
+        page = page_arg()
         query = select(Account).where(Account.parent_id == reseller.id, Account.kind == CUSTOMER)
         total = db.session.scalar(select(func.count()).select_from(query.subquery()))
         customers = db.session.scalars(
             query.order_by(func.lower(Account.name), Account.id)
-            .offset((max(page, 1) - 1) * SUB_ACCOUNTS_PER_PAGE)
+            .offset((page - 1) * SUB_ACCOUNTS_PER_PAGE)
             .limit(SUB_ACCOUNTS_PER_PAGE)
         ).all()
         ids = [c.id for c in customers]

@@ -8,7 +8,7 @@ from decimal import Decimal
 from io import BytesIO
 from pathlib import Path
 
-from flask import abort, after_this_request, flash, g, jsonify, redirect, request, send_file, url_for
+from flask import abort, after_this_request, flash, g, jsonify, redirect, send_file, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, has_access_api
 from sqlalchemy import func, select
@@ -23,10 +23,11 @@ from app.services import exports, jobs, widgets
 from app.services.events import record_event
 from app.services.landing import cents_total
 from security import permissions as P
-from views.base import PortalView, signed_in_first
+from views.base import PortalView, page_arg, signed_in_first
 from views.partner.accounts_screen import account_in_scope
 
 CUSTOMERS_PER_PAGE = 25
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def sees_costs() -> bool:
@@ -62,7 +63,7 @@ class ReportsView(PortalView):
     @has_access
     def csp_report(self, account_id):
         account = account_in_scope(account_id)
-        page = max(request.args.get("page", 1, type=int) or 1, 1)
+        page = page_arg()
         customers = db.session.scalars(
             select(Account)
             .where(_customers(account), Account.kind == CUSTOMER)
@@ -173,7 +174,7 @@ class ReportsView(PortalView):
             data,
             as_attachment=True,
             download_name=exports.file_name(kind, account, now),
-            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            mimetype=XLSX,
         )
 
     @expose("/<int:account_id>/products/usage-chart")
@@ -218,7 +219,7 @@ class ReportsView(PortalView):
             buffer,
             as_attachment=True,
             download_name=name,
-            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            mimetype=XLSX,
         )
 
 
@@ -264,7 +265,7 @@ class ReportJobsView(PortalView):
             job.file_path,
             as_attachment=True,
             download_name=job.file_name,
-            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            mimetype=XLSX,
         )
 
     @expose("/<job_id>/retry", methods=["POST"])
