@@ -28,7 +28,8 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     app.config.update(values)
     _log_to_stderr(values.get("PORTAL_ENV"))
 
-    from app import formatting, web
+    from app import formatting, request_id, web
+    from app.services import audit
     from security import impersonation, scoping
     from security.sessions import init_sessions
 
@@ -38,9 +39,11 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     csrf.init_app(app)
     mail.init_app(app)
     init_sessions(app, lambda: db.engine)
+    request_id.init_app(app)
     formatting.init_app(app)
     web.init_app(app)
     impersonation.init_app(app)
+    audit.connect()
 
     with app.app_context():
         # One AppBuilder serves one app at a time; start it clean so a second app (tests) gets its own views.
@@ -64,6 +67,10 @@ def _log_to_stderr(mode: str | None) -> None:
 
     if mode == "testing" or logging.getLogger().handlers:
         return
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.request_id import RequestIdFilter
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
     for name in ("app", "security", "views"):
         logging.getLogger(name).setLevel(logging.INFO)

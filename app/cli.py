@@ -61,7 +61,7 @@ def seed_demo_command(password: str | None, scale: int, if_empty: bool) -> None:
             return
         report = seed_demo(password)
         if scale:
-            from security.manager import hash_password
+            from security.passwords import hash_password
 
             # Generated logins share the demo users' password (or, without one, a random one nobody knows).
             seed_scale(scale, echo=click.echo, password_hash=hash_password(password) if password else None)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from babel.numbers import format_currency
 from flask import Flask, current_app
 
+from app import clock
 
-def local_time(value: dt.datetime) -> dt.datetime:
-    """A stored (naive UTC) time in the portal's zone."""
-    zone = ZoneInfo(current_app.config["PORTAL_TIMEZONE"])
-    return value.replace(tzinfo=dt.UTC).astimezone(zone)
+local_time = clock.local  # a stored (naive UTC) time in the portal's zone
 
 
 def format_datetime(value: dt.datetime | None, empty: str = "N/A") -> str:

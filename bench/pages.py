@@ -31,7 +31,7 @@ def build(app, scale: int) -> float:
     from app.services.demo import seed_demo
     from app.services.scale import seed_scale
     from security import scoping
-    from security.manager import hash_password
+    from security.passwords import hash_password
     from security.roles import sync_roles
 
     started = time.perf_counter()

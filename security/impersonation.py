@@ -15,10 +15,11 @@ from flask_login import login_user
 
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER
 from app.models.base import utcnow
-from security import scoping
+from security import scoping, signals
 from security.models import CUSTOMER_PORTAL, OPERATOR_PORTAL, PARTNER_PORTAL, PortalUser
+from security.sessions import IMPERSONATOR_KEY, end_sessions_older_than_password, renew_session_id
 
-ACTOR_KEY = "impersonator_id"
+ACTOR_KEY = IMPERSONATOR_KEY
 TARGET_KEY = "impersonated_id"
 STARTED_KEY = "impersonation_started"
 
@@ -70,28 +71,25 @@ def _logs_of(actor: PortalUser, target: PortalUser) -> set[int]:
 
 def start(actor: PortalUser, target: PortalUser) -> None:
     """Become ``target`` (the decision was made by the caller); record it on both sides."""
-    from app.services.events import record_event
-
     actor = getattr(actor, "_get_current_object", lambda: actor)()  # not the current_user proxy: it will change
     actor_id = actor.id
     from app.extensions import db
 
-    summary = f"{actor.email} launched the customer portal of {target.account.name} as {target.email}"
-    for account_id in _logs_of(actor, target):
-        record_event("impersonation.started", account_id=account_id, actor=actor, target=target, summary=summary)
+    signals.impersonation_started.send(
+        current_app._get_current_object(), actor=actor, target=target, logs=_logs_of(actor, target)
+    )
     db.session.commit()  # under the partner's own scope: from here on, the request is the customer's
     with scoping.bypass("impersonation start"):
         login_user(target, remember=False)
     session[ACTOR_KEY] = actor_id
     session[TARGET_KEY] = target.id
     session[STARTED_KEY] = utcnow().isoformat()
-    _renew_session_id()
+    renew_session_id()
 
 
 def stop(reason: str = "returned to the partner portal") -> PortalUser | None:
     """Become the real user again; record it on both sides. Returns the real user (None if gone)."""
     from app.extensions import db
-    from app.services.events import record_event
 
     actor_id, target_id = session.pop(ACTOR_KEY, None), session.pop(TARGET_KEY, None)
     session.pop(STARTED_KEY, None)
@@ -99,20 +97,18 @@ def stop(reason: str = "returned to the partner portal") -> PortalUser | None:
         actor = db.session.get(PortalUser, actor_id) if actor_id else None
         target = db.session.get(PortalUser, target_id) if target_id else None
         if actor is not None and target is not None:
-            summary = f"{actor.email} left the customer portal of {target.account.name} ({reason})"
-            for account_id in _logs_of(actor, target):
-                record_event("impersonation.ended", account_id=account_id, actor=actor, target=target, summary=summary)
+            signals.impersonation_ended.send(
+                current_app._get_current_object(),
+                actor=actor,
+                target=target,
+                logs=_logs_of(actor, target),
+                reason=reason,
+            )
             db.session.commit()
         if actor is not None and actor.is_active:
             login_user(actor, remember=False)
-    _renew_session_id()
-    return actor
-
-
-def _renew_session_id() -> None:
-    from security.manager import renew_session_id
-
     renew_session_id()
+    return actor
 
 
 def expires_at() -> dt.datetime | None:
@@ -164,7 +160,5 @@ def back_url_for(target_id) -> str:
 
 
 def init_app(app: Flask) -> None:
-    from security.manager import end_sessions_older_than_password
-
     app.before_request(end_sessions_older_than_password)
     app.before_request(_load_impersonation)

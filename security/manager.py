@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
 import secrets
@@ -16,32 +15,17 @@ from flask_appbuilder.utils.base import get_safe_redirect
 from flask_appbuilder.views import expose
 from flask_login import login_user, logout_user
 from sqlalchemy import select
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db, limiter
 from app.models.accounts import OPERATOR, Account
 from app.models.base import utcnow
-from security import scoping
+from security import scoping, signals
 from security.models import OPERATOR_PORTAL, PortalUser
+from security.passwords import hash_password, password_matches
 from security.permissions import CAPABILITIES
+from security.sessions import mark_signed_in, renew_session_id
 
 log = logging.getLogger(__name__)
-
-
-def renew_session_id() -> None:
-    """Give the browser a new session id, keeping the data (sign-in, impersonation start and stop)."""
-    interface = current_app.session_interface
-    if hasattr(interface, "regenerate"):
-        interface.regenerate(session)
-
-
-def hash_password(password: str) -> str:
-    """FAB's default password hash (scrypt), with FAB's settings."""
-    return generate_password_hash(
-        password,
-        method=current_app.config.get("FAB_PASSWORD_HASH_METHOD", "scrypt"),
-        salt_length=current_app.config.get("FAB_PASSWORD_HASH_SALT_LENGTH", 16),
-    )
 
 
 def _authentication(method):
@@ -62,35 +46,11 @@ def _refusal(username: str, password: str) -> str | None:
         user = db.session.scalar(select(PortalUser).where(PortalUser.username == (username or "").strip().lower()))
         if user is None or user.is_active or user.deleted_at is not None:
             return None
-        if not check_password_hash(user.password or "", password or ""):
+        if not password_matches(user.password, password):
             return None
         if user.account is not None and not user.account.is_active:
             return f"{user.account.name} is disabled, so its sign-ins are too. Ask your administrator."
         return "This sign-in is disabled. Ask your administrator to enable it."
-
-
-SIGNED_IN_KEY = "signed_in_at"
-
-
-def mark_signed_in() -> None:
-    """This session's credentials are as of now (sign-in, or its own password change)."""
-    session[SIGNED_IN_KEY] = utcnow().isoformat()
-
-
-def end_sessions_older_than_password():
-    """Before every request: a session signed in before its user's password was last set (a reset from the emailed
-    link, a change elsewhere, an admin's Password) ends — whoever held the old password is out."""
-    from flask_login import current_user
-
-    if not current_user.is_authenticated or session.get("impersonator_id") or not session.get(SIGNED_IN_KEY):
-        return None
-    changed = current_user.password_set_at
-    if changed is not None and changed > dt.datetime.fromisoformat(session[SIGNED_IN_KEY]):
-        logout_user()
-        session.clear()
-        flash("Your password was changed: sign in with the new one.", "info")
-        return redirect(current_app.appbuilder.get_url_for_login)
-    return None
 
 
 class PortalAuthDBView(AuthDBView):
@@ -201,8 +161,6 @@ class PortalSecurityManager(SecurityManager):
         """FAB's add_user. Without an account (``flask fab create-admin``) the user is operator staff, added
         under a named bypass; with one (our services) the caller's scope checks the write."""
         if account is None:
-            from app.services.events import record_event
-
             with scoping.bypass("create operator staff"):
                 user = self.add_user(
                     username,
@@ -219,12 +177,7 @@ class PortalSecurityManager(SecurityManager):
                     **flags,
                 )
                 if user is not False:
-                    record_event(
-                        "user.created",
-                        account_id=user.account_id,
-                        target=user,
-                        summary=f"Created operator staff {user.email}",
-                    )
+                    signals.operator_staff_created.send(current_app._get_current_object(), user=user)
                     if commit:
                         self.session.commit()
                 return user
@@ -292,26 +245,19 @@ class PortalSecurityManager(SecurityManager):
     @_authentication
     def update_user_auth_stat(self, user, success=True):
         """FAB's login statistics, with the time in UTC and an event for every sign-in."""
-        from app.services.events import record_event
-
         user.login_count = (user.login_count or 0) + (1 if success else 0)
         user.fail_login_count = 0 if success else (user.fail_login_count or 0) + 1
         if success:
             user.last_login = utcnow()
-        record_event(
-            "auth.login" if success else "auth.login_failed",
-            account_id=user.account_id,
-            actor=user,
-            target=user,
-            summary=f"{user.email} signed in" if success else f"Failed sign-in for {user.email}",
-        )
+        if success:
+            signals.signed_in.send(current_app._get_current_object(), user=user)
+        else:
+            signals.sign_in_failed.send(
+                current_app._get_current_object(), user=user, username=user.username, reason="wrong password"
+            )
         self.session.commit()
 
     @_authentication
     def on_user_logout(self, user) -> None:
-        from app.services.events import record_event
-
-        record_event(
-            "auth.logout", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed out"
-        )
+        signals.signed_out.send(current_app._get_current_object(), user=user)
         self.session.commit()

@@ -1,10 +1,14 @@
-"""The password policy: at least 12 characters and not a common password; no composition rules (NIST 800-63B)."""
+"""Passwords: the policy (at least 12 characters, not a common password, no composition rules: NIST 800-63B) and
+the hash (FAB's default, scrypt), in one place for sign-in, resets and seeding."""
 
 from __future__ import annotations
 
 import functools
 import re
 from pathlib import Path
+
+from flask import current_app
+from werkzeug.security import check_password_hash, generate_password_hash
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128
@@ -33,3 +37,16 @@ def password_problem(password: str, *, email: str = "") -> str | None:
     if email and email.split("@")[0].lower() in lowered and len(email.split("@")[0]) >= 4:
         return "Do not use your email address in your password."
     return None
+
+
+def hash_password(password: str) -> str:
+    """FAB's default password hash (scrypt), with FAB's settings."""
+    return generate_password_hash(
+        password,
+        method=current_app.config.get("FAB_PASSWORD_HASH_METHOD", "scrypt"),
+        salt_length=current_app.config.get("FAB_PASSWORD_HASH_SALT_LENGTH", 16),
+    )
+
+
+def password_matches(stored_hash: str | None, password: str | None) -> bool:
+    return check_password_hash(stored_hash or "", password or "")

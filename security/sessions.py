@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import msgspec
-from flask import Flask
+from flask import Flask, current_app, flash, redirect, session
 from flask_babel.speaklater import LazyString
 from flask_session.base import ServerSideSessionInterface
 from flask_session.defaults import Defaults
@@ -56,6 +56,38 @@ class DatabaseSessionInterface(ServerSideSessionInterface):
     def _delete_expired_sessions(self) -> None:
         with self._store() as store, store.begin():
             store.execute(delete(ServerSession).where(ServerSession.expiry <= utcnow()))
+
+
+SIGNED_IN_KEY = "signed_in_at"
+IMPERSONATOR_KEY = "impersonator_id"  # security/impersonation.py keeps the real user under this key
+
+
+def renew_session_id() -> None:
+    """Give the browser a new session id, keeping the data (sign-in, impersonation start and stop)."""
+    interface = current_app.session_interface
+    if hasattr(interface, "regenerate"):
+        interface.regenerate(session)
+
+
+def mark_signed_in() -> None:
+    """This session's credentials are as of now (sign-in, or its own password change)."""
+    session[SIGNED_IN_KEY] = utcnow().isoformat()
+
+
+def end_sessions_older_than_password():
+    """Before every request: a session signed in before its user's password was last set (a reset from the emailed
+    link, a change elsewhere, an admin's Password) ends — whoever held the old password is out."""
+    from flask_login import current_user, logout_user
+
+    if not current_user.is_authenticated or session.get(IMPERSONATOR_KEY) or not session.get(SIGNED_IN_KEY):
+        return None
+    changed = current_user.password_set_at
+    if changed is not None and changed > dt.datetime.fromisoformat(session[SIGNED_IN_KEY]):
+        logout_user()
+        session.clear()
+        flash("Your password was changed: sign in with the new one.", "info")
+        return redirect(current_app.appbuilder.get_url_for_login)
+    return None
 
 
 def _encode_lazy_text(value):

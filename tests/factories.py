@@ -7,6 +7,7 @@ import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from app import clock
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.catalog import Product
@@ -14,7 +15,7 @@ from app.models.subscriptions import LicenceAssignment, M365User, Subscription, 
 from app.services.accounts import add_default_master_admin, create_account
 from app.services.demo import mirror_in_sandbox
 from app.services.users import create_user
-from security.manager import hash_password
+from security.passwords import hash_password
 
 PASSWORD = "correct horse battery staple"
 
@@ -68,7 +69,7 @@ def m365_user(customer: Account, upn: str, name: str = "Person") -> M365User:
 
 
 def subscription(customer: Account, item: Product, quantity: int, holders=(), renew_in_days: int = 90) -> Subscription:
-    today = dt.date.today()
+    today = clock.today()
     sub = Subscription(
         account=customer,
         product=item,

@@ -27,8 +27,8 @@ from app.services.activation import (
     send_activation,
 )
 from security import scoping
-from security.manager import hash_password
 from security.models import PortalUser
+from security.passwords import hash_password
 from views.partner.forms import PasswordForm
 
 

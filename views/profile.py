@@ -12,7 +12,7 @@ from werkzeug.security import check_password_hash
 from app.services import users as user_service
 from app.services.users import UserError
 from security import permissions as P
-from security.manager import mark_signed_in
+from security.sessions import mark_signed_in
 from views.base import signed_in_first
 from views.partner.account_users import save_form
 from views.partner.forms import ChangePasswordForm

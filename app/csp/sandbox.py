@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import clock
 from app.csp.base import (
     AgreementAcceptance,
     CompanyProfile,
@@ -118,7 +119,7 @@ class SandboxProvider(CspProvider):
                         tenant_id=tenant_id,
                         domain_prefix=domain_prefix,
                         company_name=company_name,
-                        agreement_accepted_on=dt.date.today(),
+                        agreement_accepted_on=clock.today(),
                     )
                 )
         return tenant_id
@@ -198,7 +199,7 @@ class SandboxProvider(CspProvider):
                         offer_id=offer_id,
                         quantity=quantity,
                         billing_cycle=billing_cycle,
-                        purchased_on=dt.date.today(),
+                        purchased_on=clock.today(),
                     )
                     session.add(sub)
                 return self._as_provider(sub)

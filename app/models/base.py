@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import ForeignKey, Integer, Numeric
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
+from app.clock import utcnow  # noqa: F401 - the models' default time, from the one clock
+
 # NZD amounts: exact cents, never float (DESIGN.md rule 8).
 Money = Numeric(12, 2, asdecimal=True)
-
-
-def utcnow() -> dt.datetime:
-    """Naive UTC, the only time the database stores."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class TenantOwned:

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from app import clock
 from app.extensions import db
 from app.formatting import format_money
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant, PlaceholderUser
@@ -17,8 +18,8 @@ from app.models.subscriptions import LicenceAssignment, M365User, Subscription, 
 from app.services.accounts import add_default_master_admin, create_account
 from app.services.events import record_event
 from app.services.users import create_user
-from security.manager import hash_password
 from security.models import PortalUser
+from security.passwords import hash_password
 
 # name, product id:sku, billing cycle, unit cost, unit price (NZD per licence per month, excl. GST)
 CATALOGUE = [
@@ -277,7 +278,7 @@ def mirror_in_sandbox(customer: Account) -> None:
 
 def seed_demo(password: str | None = None, today: dt.date | None = None) -> SeedReport:
     """Create whatever of the demo data is missing; never duplicates. Run under a scope bypass."""
-    today = today or dt.date.today()
+    today = today or clock.today()
     report = SeedReport(password=password)
     new_password = password or secrets.token_urlsafe(12)
     hashed = hash_password(new_password)

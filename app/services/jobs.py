@@ -14,7 +14,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -97,11 +97,12 @@ def _run_in_thread(app: Flask, job_id: str) -> None:
         run(job_id)
 
 
-_worker_app: Flask | None = None
-
-
 def run_in_worker(job_id: str) -> None:
-    """The RQ worker's entry point: an app from the worker's environment, then the job."""
+    """What RQ runs: inside the app of ``worker.py`` (beside run.py), or — under a plain ``rq worker`` — an app built
+    once from the worker's environment."""
+    if has_app_context():
+        run(job_id)
+        return
     global _worker_app
     if _worker_app is None:
         from app import create_app
@@ -109,6 +110,9 @@ def run_in_worker(job_id: str) -> None:
         _worker_app = create_app()
     with _worker_app.app_context():
         run(job_id)
+
+
+_worker_app: Flask | None = None
 
 
 def _state(job_id: str, **values) -> None:

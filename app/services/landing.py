@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import contains_eager
 
+from app import clock
 from app.extensions import db
 from app.models.accounts import CUSTOMER, Account, MicrosoftTenant
 from app.models.catalog import Product
@@ -73,7 +74,7 @@ class Renewals:
 def subscriptions_nearing_renewal(days: int = 30, today: dt.date | None = None) -> Renewals:
     """Active subscriptions renewing in the next ``days`` days, soonest first (the first 50, and how many)."""
     days = days if days in RENEWAL_WINDOWS else RENEWAL_WINDOWS[0]
-    today = today or dt.date.today()
+    today = today or clock.today()
     window = (
         Subscription.status == "active",
         Subscription.renew_on >= today,

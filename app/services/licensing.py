@@ -11,6 +11,7 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from app import clock
 from app.csp import get_provider
 from app.csp.base import ProviderError, new_correlation_id
 from app.extensions import db
@@ -75,7 +76,7 @@ def order(customer: Account, product: Product, quantity: int) -> Subscription:
             tenant_id, product.sku, quantity, product.billing_cycle, correlation_id=cid
         ),
     )
-    today = dt.date.today()
+    today = clock.today()
     sub = Subscription(
         account_id=customer.id,
         product_id=product.id,
@@ -102,7 +103,7 @@ def order(customer: Account, product: Product, quantity: int) -> Subscription:
 
 
 def change_quantity(sub: Subscription, quantity: int, today: dt.date | None = None) -> None:
-    today = today or dt.date.today()
+    today = today or clock.today()
     if quantity == sub.quantity:
         return
     if quantity < 1 or quantity > 10000:

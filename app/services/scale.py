@@ -15,14 +15,15 @@ from collections.abc import Callable, Iterable
 from flask_appbuilder.security.sqla.models import Role, assoc_user_role
 from sqlalchemy import func, insert, select, text
 
+from app import clock
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.catalog import Product
 from app.models.events import Event
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from app.services.demo import FIRST_NAMES, LAST_NAMES
-from security.manager import hash_password
 from security.models import PortalUser
+from security.passwords import hash_password
 from security.permissions import CUSTOMER_MASTER_ADMIN, PARTNER_CSP_ADMIN
 
 CUSTOMERS_PER_RESELLER = 200
@@ -78,8 +79,8 @@ def seed_scale(
     rng = random.Random(seed + existing)
     ids = _Ids(Account, PortalUser, MicrosoftTenant, M365User, Subscription, LicenceAssignment, UsagePoint)
     role_link_id = (db.session.scalar(select(func.max(assoc_user_role.c.id))) or 0) + 1
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    today = now.date()
+    now = clock.utcnow()
+    today = clock.today()
 
     resellers_needed = -(-n // CUSTOMERS_PER_RESELLER)
     reseller_ids = list(

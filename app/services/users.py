@@ -13,9 +13,8 @@ from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, Placehold
 from app.models.base import utcnow
 from app.services.events import record_event
 from security import scoping
-from security.manager import hash_password
 from security.models import CUSTOMER_PORTAL, DELETED_MARK, OPERATOR_PORTAL, PARTNER_PORTAL, PortalUser
-from security.passwords import password_problem
+from security.passwords import hash_password, password_problem
 from security.permissions import role_for
 
 _PORTAL_OF = {OPERATOR: OPERATOR_PORTAL, RESELLER: PARTNER_PORTAL, CUSTOMER: CUSTOMER_PORTAL}

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
+from app import clock
 from app.extensions import db
 from app.models.catalog import Product
 from app.models.dashboards import DashboardWidget
@@ -119,7 +120,7 @@ def licences(customer_id: int) -> list[dict]:
 
 
 def renewals(customer_id: int, days: int = 30, today: dt.date | None = None) -> list[Subscription]:
-    today = today or dt.date.today()
+    today = today or clock.today()
     return list(
         db.session.scalars(
             select(Subscription)
@@ -168,13 +169,18 @@ def users_summary(customer_id: int) -> dict:
 
 def month_ends(months: int = 12, today: dt.date | None = None) -> list[dt.date]:
     """The last day of each of the last ``months`` months, this month (so far) last."""
-    today = today or dt.date.today()
+    today = today or clock.today()
     ends, year, month = [], today.year, today.month
     for _ in range(months):
         first_of_next = dt.date(year + (month == 12), month % 12 + 1, 1)
         ends.append(min(first_of_next - dt.timedelta(days=1), today))
         year, month = (year, month - 1) if month > 1 else (year - 1, 12)
     return list(reversed(ends))
+
+
+def _end_of_day_utc(day: dt.date) -> dt.datetime:
+    """The stored (UTC) moment the portal's ``day`` ends: a month end is a New Zealand one."""
+    return clock.start_of_day_utc(day + dt.timedelta(days=1))
 
 
 def usage_series(customer_ids, months: int = 12, today: dt.date | None = None) -> dict:
@@ -193,7 +199,7 @@ def usage_series(customer_ids, months: int = 12, today: dt.date | None = None) -
         )
         .join(UsagePoint.subscription)
         .join(Subscription.product)
-        .where(UsagePoint.recorded_at < dt.datetime.combine(ends[-1], dt.time.max))
+        .where(UsagePoint.recorded_at < _end_of_day_utc(ends[-1]))
         .order_by(UsagePoint.recorded_at, UsagePoint.id)
     )
     if customer_ids is not None:
@@ -204,8 +210,8 @@ def usage_series(customer_ids, months: int = 12, today: dt.date | None = None) -
     points = iter(db.session.execute(query).all())
     pending = next(points, None)
     for index, end in enumerate(ends):
-        limit = dt.datetime.combine(end, dt.time.max)
-        while pending is not None and pending.recorded_at <= limit:
+        limit = _end_of_day_utc(end)
+        while pending is not None and pending.recorded_at < limit:
             current[pending.subscription_id] = (pending.name, pending.quantity, pending.assigned, pending.unit_price)
             pending = next(points, None)
         for name, quantity, assigned, price in current.values():

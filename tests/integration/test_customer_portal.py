@@ -10,6 +10,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from app import clock
 from app.models.accounts import Account, PlaceholderUser
 from app.models.catalog import Product
 from app.models.csp import SandboxSubscription, SandboxUser
@@ -172,7 +173,7 @@ def test_order_a_subscription_through_the_provider(world, customer_a_master_admi
     assert response.status_code == 302
     with unscoped() as session:
         sub = session.scalars(select(Subscription).where(Subscription.quantity == 5)).one()
-        assert sub.provider_subscription_id and sub.term_started_on == dt.date.today()
+        assert sub.provider_subscription_id and sub.term_started_on == clock.today()
         at_microsoft = session.scalars(
             select(SandboxSubscription).where(SandboxSubscription.subscription_id == sub.provider_subscription_id)
         ).one()
@@ -235,7 +236,7 @@ def test_a_new_subscription_can_go_down_within_seven_days(world, customer_a_mast
     with unscoped() as session:
         assert session.get(Subscription, sub_id).quantity == 2
     page = client.get(f"{base}/services/microsoft-csp/subscriptions/{sub_id}").text
-    deadline = (dt.date.today() + dt.timedelta(days=7)).strftime("%d/%m/%Y")
+    deadline = (clock.today() + dt.timedelta(days=7)).strftime("%d/%m/%Y")
     assert f"until {deadline}" in page
 
 

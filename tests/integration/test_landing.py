@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from app import clock
 from app.models.accounts import Account
 from app.models.catalog import Product
 from app.models.subscriptions import M365User, Subscription
@@ -97,7 +98,7 @@ def test_renewal_window_switch(world, reseller_a_admin_client, days, renews_in):
         session.commit()
     page = reseller_a_admin_client.get(f"/?renewals={days}").text
     panel = page.split('data-test="renewals"')[1].split("</table>")[0]
-    today = dt.date.today()
+    today = clock.today()
     shown = re.findall(r"<td>(\d\d/\d\d/\d{4})</td>", panel)
     assert shown == [(today + dt.timedelta(days=d)).strftime("%d/%m/%Y") for d in renews_in]
     assert f'aria-current="true">{days} days' in page

@@ -20,6 +20,7 @@ import pytest
 import redis
 from sqlalchemy import event, func, select
 
+from app import clock
 from app.extensions import db
 from app.models.accounts import Account
 from app.models.jobs import BackgroundJob
@@ -75,7 +76,7 @@ def test_customer_report_page(world, reseller_a_admin_client):
         "Cost",
         "Margin",
     ]
-    renew = (dt.date.today() + dt.timedelta(days=10)).strftime("%d/%m/%Y")
+    renew = (clock.today() + dt.timedelta(days=10)).strftime("%d/%m/%Y")
     assert re.search(
         rf"Microsoft 365 Business Basic .*title=\"SKU TEST-BASIC · monthly\".*?<td>3/4</td>\s*"
         rf"<td>{renew}</td>\s*<td>\$9\.00</td>",
@@ -125,7 +126,7 @@ def test_reseller_report_groups_by_customer_with_exact_totals(world, reseller_a_
 def test_export_subscription_has_real_types_and_the_database_values(world, reseller_a_admin_client):
     customer = world.accounts["customer_a"].id
     response = _export(reseller_a_admin_client, customer, "subscriptions")
-    today = dt.date.today()
+    today = clock.today()
     assert response.headers["Content-Disposition"].endswith(f"aardvark-farms-subscriptions-{today:%Y-%m-%d}.xlsx")
     book = _workbook(response)
     assert book.sheetnames == ["Subscriptions"]
@@ -211,7 +212,7 @@ def test_formula_injection_stays_text(world, reseller_a_admin_client):
 def test_export_users_has_both_sheets(world, login, reseller_a_admin_client):
     login(world.users["customer_a_master_admin"].email)  # a last login to show
     response = _export(reseller_a_admin_client, world.accounts["reseller_a"].id, "users")
-    assert response.headers["Content-Disposition"].endswith(f"alpha-partners-ltd-users-{dt.date.today():%Y-%m-%d}.xlsx")
+    assert response.headers["Content-Disposition"].endswith(f"alpha-partners-ltd-users-{clock.today():%Y-%m-%d}.xlsx")
     book = _workbook(response)
     assert book.sheetnames == ["Microsoft 365 users", "Portal users"]
     m365 = book["Microsoft 365 users"]
@@ -395,7 +396,7 @@ def test_a_failed_job_says_so_and_can_be_retried(app, world, reseller_a_admin_cl
 
 def test_rq_worker_runs_the_job_and_another_app_serves_it(app, world, tmp_path, database_url, monkeypatch):
     """A job started through one app instance (with REDIS_URL: RQ on the machine's Redis), run by a real `rq worker`
-    process, then polled and downloaded through another app instance (the session's)."""
+    process (``worker.py``, beside run.py), then polled and downloaded through another app instance (the session's)."""
     redis_url = "redis://127.0.0.1:6379/14"
     redis.Redis.from_url(redis_url).flushdb()
     export_dir = tmp_path / "exports"
@@ -417,7 +418,7 @@ def test_rq_worker_runs_the_job_and_another_app_serves_it(app, world, tmp_path, 
         "PYTHONPATH": str(ROOT),
     }
     worker = subprocess.run(
-        [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", redis_url, "portal-exports"],
+        [sys.executable, "worker.py", "--burst"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -447,7 +448,7 @@ def test_usage_chart_page_and_its_data(world, reseller_a_admin_client):
                 quantity=2,
                 assigned=1,
                 unit_price=sub.unit_price,
-                recorded_at=dt.datetime.now() - dt.timedelta(days=100),
+                recorded_at=clock.utcnow() - dt.timedelta(days=100),
             )
         )
         session.commit()

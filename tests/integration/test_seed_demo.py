@@ -8,6 +8,7 @@ from decimal import Decimal
 from flask_appbuilder import Model
 from sqlalchemy import func, select
 
+from app import clock
 from app.models.accounts import Account, MicrosoftTenant, PlaceholderUser
 from app.models.csp import SandboxDomain
 from app.models.subscriptions import M365User, Subscription, UsagePoint
@@ -69,13 +70,13 @@ def test_seed_demo_creates_the_named_data(app, login):
         premium, exchange = subs["Office 365 Business Premium"], subs["Exchange Online (Plan 1)"]
         assert (premium.assigned, premium.quantity, premium.unit_price) == (1, 1, Decimal("17.30"))
         assert (exchange.assigned, exchange.quantity, exchange.unit_price) == (19, 19, Decimal("5.50"))
-        assert dt.date.today() <= premium.renew_on <= dt.date.today() + dt.timedelta(days=30)
+        assert clock.today() <= premium.renew_on <= clock.today() + dt.timedelta(days=30)
 
         contoso = accounts["Contoso NZ"]
         admin = session.scalars(select(PortalUser).where(PortalUser.email == "admin@contosonz.example")).one()
         assert admin.is_master_admin and admin.cp3_enabled and admin.account_id == contoso.id
         oldest = session.scalar(select(func.min(UsagePoint.recorded_at)).where(UsagePoint.account_id == contoso.id))
-        assert oldest <= dt.datetime.now() - dt.timedelta(days=330)
+        assert oldest <= clock.utcnow() - dt.timedelta(days=330)
         taken = set(session.scalars(select(SandboxDomain.prefix)))
         assert {"enet123", "contosonz", "rivalcorp", "contoso", "microsoft"} <= taken
     assert login("simon@demoreseller.co.nz", PASSWORD).get("/").status_code == 200

@@ -11,6 +11,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from app import clock
 from app.csp import get_provider
 from app.extensions import limiter
 from app.models.accounts import CUSTOMER, Account, MicrosoftTenant
@@ -120,7 +121,7 @@ def _form(client, account_id, **fields):
         "signer_first_name": "Ana",
         "signer_last_name": "Anchor",
         "signer_email": "ana@anchormarine.example",
-        "accepted_on": dt.date.today().isoformat(),
+        "accepted_on": clock.today().isoformat(),
         "agreement": "y",
         **fields,
     }
@@ -145,9 +146,9 @@ def test_create_a_tenant(world, taken_at_microsoft, reseller_a_admin_client):
         tenant = session.scalars(select(MicrosoftTenant).where(MicrosoftTenant.account_id == customer)).one()
         assert (tenant.domain_prefix, tenant.status, tenant.link_type) == ("anchormarine", "active", "created")
         assert tenant.tenant_guid and tenant.agreement_signer_name == "Ana Anchor"
-        assert tenant.agreement_date == dt.date.today()
+        assert tenant.agreement_date == clock.today()
         at_microsoft = session.scalars(select(SandboxCustomer).where(SandboxCustomer.domain_prefix == "anchormarine"))
-        assert at_microsoft.one().agreement_accepted_on == dt.date.today()
+        assert at_microsoft.one().agreement_accepted_on == clock.today()
         actions = set(session.scalars(select(Event.action).where(Event.account_id == customer)))
         assert {"tenant.requested", "tenant.created"} <= actions
     page = reseller_a_admin_client.get(f"/accounts/{customer}/products/microsoft-tenant").text
@@ -168,7 +169,7 @@ def test_create_a_tenant(world, taken_at_microsoft, reseller_a_admin_client):
         ("agreement", "", "must accept the Microsoft Customer Agreement"),
         ("agreement", "0", "must accept the Microsoft Customer Agreement"),
         ("agreement", "off", "must accept the Microsoft Customer Agreement"),
-        ("accepted_on", (dt.date.today() + dt.timedelta(days=3)).isoformat(), "cannot be accepted in the future"),
+        ("accepted_on", (clock.today() + dt.timedelta(days=3)).isoformat(), "cannot be accepted in the future"),
         ("accepted_on", "0001-01-01", "dates from 2019"),
         ("signer_first_name", "a", "signatory&#39;s first name must be more than a single character"),
         ("signer_last_name", "Test", "placeholder"),

@@ -6,7 +6,6 @@ licence assignment (Licences), Microsoft 365 users (Microsoft 365 Admin), a new 
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 
 from flask import abort, flash, g, redirect, request, url_for
@@ -17,6 +16,7 @@ from sqlalchemy import func, select
 from wtforms import HiddenField, IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp
 
+from app import clock
 from app.extensions import db
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription
@@ -179,7 +179,7 @@ class CustomerServicesView(CustomerPortalView):
             holders=holders,
             others=[p for p in others if p.id not in holder_ids],
             deadline=licensing.decrease_deadline(sub),
-            today=dt.date.today(),
+            today=clock.today(),
         )
 
 

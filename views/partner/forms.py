@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, Regexp, StopValidation, ValidationError
 
+from app import clock
 from app.csp.rules import (
     company_name_problem,
     contact_email_problem,
@@ -253,7 +254,7 @@ class NewTenantForm(_Form):
             raise ValidationError(problem.replace("contact email", "signatory's email"))
 
     def validate_accepted_on(self, field):
-        if field.data and field.data > dt.date.today():
+        if field.data and field.data > clock.today():
             raise ValidationError("The agreement cannot be accepted in the future.")
         if field.data and field.data < AGREEMENT_FIRST_DAY:
             raise ValidationError("The Microsoft Customer Agreement dates from 2019: check the date.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from flask import abort, flash, g, jsonify, redirect, request, url_for
@@ -10,6 +9,7 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, has_access_api, limit
 from flask_login import current_user
 
+from app import clock
 from app.csp.base import AgreementAcceptance, CompanyProfile, new_correlation_id
 from app.csp.rules import DOMAIN_RULES
 from app.extensions import db
@@ -122,7 +122,7 @@ def _prefilled(customer: Account, request_data: TenantRequest | None = None) -> 
             "region": customer.region,
             "postcode": customer.postcode,
             "country": customer.country,
-            "accepted_on": dt.date.today(),
+            "accepted_on": clock.today(),
         }
     form = NewTenantForm(formdata=None, data=data)
     form.idempotency_key.data = uuid.uuid4().hex

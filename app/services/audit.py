@@ -1,0 +1,59 @@
+"""The audit trail's side of security/signals.py: each signal becomes an Event in the sender's transaction (the
+sender commits). Connected once, in create_app()."""
+
+from __future__ import annotations
+
+from app.services.events import record_event
+from security import signals
+
+
+def _signed_in(_app, *, user) -> None:
+    record_event("auth.login", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed in")
+
+
+def _sign_in_failed(_app, *, user, username: str, reason: str) -> None:
+    record_event(
+        "auth.login_failed",
+        account_id=user.account_id,
+        actor=user,
+        target=user,
+        summary=f"Failed sign-in for {user.email} ({reason})",
+    )
+
+
+def _signed_out(_app, *, user) -> None:
+    record_event("auth.logout", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed out")
+
+
+def _impersonation_started(_app, *, actor, target, logs) -> None:
+    summary = f"{actor.email} launched the customer portal of {target.account.name} as {target.email}"
+    for account_id in sorted(logs):
+        record_event("impersonation.started", account_id=account_id, actor=actor, target=target, summary=summary)
+
+
+def _impersonation_ended(_app, *, actor, target, logs, reason: str) -> None:
+    summary = f"{actor.email} left the customer portal of {target.account.name} ({reason})"
+    for account_id in sorted(logs):
+        record_event("impersonation.ended", account_id=account_id, actor=actor, target=target, summary=summary)
+
+
+def _operator_staff_created(_app, *, user) -> None:
+    record_event(
+        "user.created", account_id=user.account_id, target=user, summary=f"Created operator staff {user.email}"
+    )
+
+
+_RECEIVERS = (
+    (signals.signed_in, _signed_in),
+    (signals.sign_in_failed, _sign_in_failed),
+    (signals.signed_out, _signed_out),
+    (signals.impersonation_started, _impersonation_started),
+    (signals.impersonation_ended, _impersonation_ended),
+    (signals.operator_staff_created, _operator_staff_created),
+)
+
+
+def connect() -> None:
+    """Subscribe the recorders (idempotent: blinker keeps one connection per receiver)."""
+    for signal, receiver in _RECEIVERS:
+        signal.connect(receiver)

@@ -1,0 +1,26 @@
+"""What ``security/`` announces, for the audit trail to record (app/services/audit.py subscribes).
+
+``security/`` never imports ``app/services/``: it sends these blinker signals and the event service records them in
+the same transaction, before the sender commits. Each is sent with the app as sender and keyword arguments only.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: user — a successful sign-in (password, and the second factor where one is needed).
+signed_in = _signals.signal("portal.signed-in")
+#: user (None for an unknown address), username, reason — a refused sign-in.
+sign_in_failed = _signals.signal("portal.sign-in-failed")
+#: username, user (or None), retry_after — a sign-in attempt refused by the throttle, before any password check.
+sign_in_limited = _signals.signal("portal.sign-in-limited")
+#: user
+signed_out = _signals.signal("portal.signed-out")
+#: actor, target, logs (account ids whose event logs show it)
+impersonation_started = _signals.signal("portal.impersonation-started")
+#: actor, target, logs, reason
+impersonation_ended = _signals.signal("portal.impersonation-ended")
+#: user — operator staff made by ``flask fab create-admin``
+operator_staff_created = _signals.signal("portal.operator-staff-created")

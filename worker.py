@@ -1,0 +1,28 @@
+"""``python worker.py [--burst]``: an RQ worker for the portal's background jobs (exports), beside ``run.py``.
+
+The app is built once from the environment (REDIS_URL is required), and every job runs inside its context.
+"""
+
+import sys
+
+from redis import Redis
+from rq import Worker
+
+from app import create_app
+from app.services.jobs import QUEUE
+
+app = create_app()
+
+
+def main(argv: list[str]) -> int:
+    if not app.config["REDIS_URL"]:
+        print("The worker needs REDIS_URL (without it, jobs run in the web process).", file=sys.stderr)
+        return 2
+    with app.app_context():
+        worker = Worker([QUEUE], connection=Redis.from_url(app.config["REDIS_URL"]))
+        worker.work(burst="--burst" in argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
