@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
@@ -108,6 +109,39 @@ def _database_url(env: Mapping[str, str], instance: Path, mode: str) -> str:
     return url
 
 
+def _web_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
+    """Where the portal is reached: the base URL of every emailed link (never the request's Host header), the host
+    names it answers to, and how many proxies in front of it may be believed about the client and the scheme."""
+    base = env.get("PORTAL_BASE_URL", "").strip()
+    if not base:
+        if mode == "production":
+            raise ConfigError("PORTAL_BASE_URL is required in production (e.g. https://partner.mycloudstore.co.nz)")
+        base = f"http://127.0.0.1:{_int(env, 'PORT', 5000, minimum=1)}"
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"PORTAL_BASE_URL must be an http(s):// address such as https://portal.example, not {base!r}")
+    if mode == "production" and parts.scheme != "https":
+        raise ConfigError("PORTAL_BASE_URL must be an https:// address in production")
+    base = base.rstrip("/")
+    raw_hosts = (
+        env.get("TRUSTED_HOSTS") or env.get("PORTAL_HOSTS") or ("" if mode == "production" else "127.0.0.1,localhost")
+    )
+    hosts = [h.strip().lower() for h in raw_hosts.split(",") if h.strip()]
+    if parts.hostname not in hosts:
+        hosts.insert(0, parts.hostname)
+    secure = parts.scheme == "https"
+    return {
+        "PORTAL_BASE_URL": base,
+        # Flask refuses any other Host header (400) before a view runs; FAB redirects only to these after sign-in.
+        "TRUSTED_HOSTS": hosts,
+        "FAB_SAFE_REDIRECT_HOSTS": hosts,
+        "PROXY_COUNT": _int(env, "PROXY_COUNT", 0),
+        "SESSION_COOKIE_SECURE": _bool(env, "SESSION_COOKIE_SECURE", secure),
+        "HSTS": secure,
+        "PREFERRED_URL_SCHEME": parts.scheme,
+    }
+
+
 def _locale_settings(env: Mapping[str, str]) -> dict[str, str]:
     locale = env.get("PORTAL_LOCALE", "en_NZ")
     zone = env.get("PORTAL_TIMEZONE", "Pacific/Auckland")
@@ -198,8 +232,6 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         raise ConfigError("REDIS_URL is required in production (rate limits and jobs shared by every worker)")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL must be a redis:// URL, not {redis_url!r}")
-    hosts = [h.strip() for h in env.get("PORTAL_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
-
     settings: dict[str, Any] = {
         "PORTAL_ENV": mode,
         "INSTANCE_PATH": str(instance),
@@ -225,7 +257,6 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "FAB_ADD_OPENAPI_VIEWS": False,
         "FAB_ADD_MENU_API": False,
         "FAB_ADD_SECURITY_API": False,
-        "FAB_SAFE_REDIRECT_HOSTS": hosts,
         "FAB_API_MAX_PAGE_SIZE": 100,
         "LANGUAGES": {"en": {"flag": "nz", "name": "English"}},
         "BABEL_DEFAULT_LOCALE": "en",
@@ -240,7 +271,6 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "SESSION_COOKIE_NAME": "portal_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": _bool(env, "SESSION_COOKIE_SECURE", mode == "production"),
         # Rate limits: settings must be in place before appbuilder.init_app (FAB pitfall 4).
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", mode != "testing"),
         "RATELIMIT_STORAGE_URI": redis_url or "memory://",
@@ -262,6 +292,7 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "LIST_PAGE_SIZE_MAX": _int(env, "LIST_PAGE_SIZE_MAX", 100, minimum=1),
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD", ""),
     }
+    settings.update(_web_settings(env, mode))
     settings.update(_locale_settings(env))
     settings.update(_mail_settings(env, instance, mode))
     settings.update(_csp_settings(env, mode))

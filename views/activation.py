@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from flask import abort, current_app, flash, redirect, render_template, request
+from flask import abort, current_app, flash, redirect, render_template
 from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.utils.limit import Limit
@@ -50,11 +50,11 @@ def _forgot_page(form, status: int = 200):
     return page, status
 
 
-def _send_reset(app, host_url: str, user_id: int | None) -> None:
+def _send_reset(app, user_id: int | None) -> None:
     if user_id is None:
         return
-    # The link in the mail points at the host the request came to, as it would from the request itself.
-    with app.test_request_context("/", base_url=host_url), scoping.bypass("password reset"):
+    # The link is built on PORTAL_BASE_URL (app/links.py), never on the Host header the request came with.
+    with app.app_context(), scoping.bypass("password reset"):
         user = db.session.get(PortalUser, user_id)
         if user is not None and user.is_active and (user.portal != "customer" or user.cp3_enabled):
             send_activation(user, reset=True)
@@ -98,7 +98,7 @@ class ActivationView(BaseView):
         # has a login: the answer's timing says no more than its words.
         threading.Thread(
             target=_send_reset,
-            args=(current_app._get_current_object(), request.host_url, user_id),
+            args=(current_app._get_current_object(), user_id),
             name="password-reset",
             daemon=True,
         ).start()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import secrets
 
-from flask import current_app, url_for
+from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import update
 
 from app.extensions import db
+from app.links import external_url
 from app.models.base import utcnow
 from app.services.events import record_event
 from app.services.mail import MailError, send_mail
@@ -31,7 +32,7 @@ def activation_url(user: PortalUser) -> str:
     """A new link for ``user``; any earlier link stops working."""
     user.activation_nonce = secrets.token_urlsafe(16)
     token = _serializer().dumps({"u": user.id, "n": user.activation_nonce})
-    return url_for("ActivationView.activate", token=token, _external=True)
+    return external_url("ActivationView.activate", token=token)
 
 
 @dataclasses.dataclass

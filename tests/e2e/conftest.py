@@ -118,17 +118,42 @@ def browser(_playwright):
     browser.close()
 
 
+# Every page reports what its Content-Security-Policy refused; the browser enforces it (Playwright's bypass_csp is off).
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
 @pytest.fixture
-def page(browser, live_server, _live_server):
-    """A page in a browser context of its own, with relative URLs resolved against the live server."""
+def csp_violations():
+    """What the pages of this test's browser context refused under the portal's CSP (the test fails on any)."""
+    return []
+
+
+@pytest.fixture
+def page(browser, live_server, _live_server, csp_violations):
+    """A page in a browser context of its own, with relative URLs resolved against the live server. The test fails if
+    any page broke the portal's Content-Security-Policy (a refused script is a feature that silently does not work)."""
     context = browser.new_context(base_url=live_server)
     context.set_default_timeout(TIMEOUT_MS)
     context.set_default_navigation_timeout(TIMEOUT_MS)
+    context.add_init_script(_REPORT_CSP_VIOLATIONS)
+    context.on(
+        "console",
+        lambda message: (
+            csp_violations.append(message.text)
+            if "Content Security Policy" in message.text or message.text.startswith("CSP violation")
+            else None
+        ),
+    )
     try:
         yield context.new_page()
     finally:
         context.close()
         assert _live_server.in_flight.wait_idle(TIMEOUT_MS / 1000), "the live server still has requests in flight"
+    assert csp_violations == [], f"the Content-Security-Policy refused: {csp_violations}"
 
 
 def _path(url: str) -> str:

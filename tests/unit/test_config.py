@@ -51,6 +51,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgresql://portal@db/portal",
     "REDIS_URL": "redis://cache:6379/0",
     "MAIL_SERVER": "smtp.example.com",
+    "PORTAL_BASE_URL": "https://partner.mycloudstore.co.nz",
 }
 
 
@@ -70,6 +71,9 @@ PRODUCTION = {
         ({"PORTAL_CURRENCY": "XYZ"}, "PORTAL_CURRENCY 'XYZ' is not an ISO 4217 currency code"),
         ({"MAIL_PORT": "twenty-five"}, "MAIL_PORT must be a whole number"),
         ({"PORTAL_ENV": "staging"}, "PORTAL_ENV must be one of"),
+        ({"PORTAL_BASE_URL": ""}, "PORTAL_BASE_URL is required in production"),
+        ({"PORTAL_BASE_URL": "http://partner.example"}, "PORTAL_BASE_URL must be an https:// address in production"),
+        ({"PORTAL_BASE_URL": "partner.example"}, "PORTAL_BASE_URL must be an http"),
     ],
 )
 def test_wrong_settings_name_the_setting(tmp_path, change, message):
@@ -81,6 +85,14 @@ def test_wrong_settings_name_the_setting(tmp_path, change, message):
 def test_a_complete_production_configuration_loads(tmp_path):
     values = config.load({**PRODUCTION, "PORTAL_INSTANCE_PATH": str(tmp_path)})
     assert values["SESSION_COOKIE_SECURE"] is True and values["MAIL_BACKEND"] == "smtp"
+    assert values["TRUSTED_HOSTS"] == ["partner.mycloudstore.co.nz"] and values["HSTS"] is True
+
+
+def test_development_links_and_hosts_default_to_the_local_server(tmp_path):
+    values = config.load({"PORTAL_INSTANCE_PATH": str(tmp_path), "PORT": "8080"})
+    assert values["PORTAL_BASE_URL"] == "http://127.0.0.1:8080"
+    assert values["TRUSTED_HOSTS"] == ["127.0.0.1", "localhost"] and values["SESSION_COOKIE_SECURE"] is False
+    assert values["PROXY_COUNT"] == 0 and values["HSTS"] is False
 
 
 def test_start_up_with_a_bad_setting_prints_one_line_and_no_traceback(tmp_path):
