@@ -121,7 +121,8 @@ def browser(_playwright):
 # Every page reports what its Content-Security-Policy refused; the browser enforces it (Playwright's bypass_csp is off).
 _REPORT_CSP_VIOLATIONS = """
 document.addEventListener("securitypolicyviolation", (e) => {
-  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
+  const where = `${e.sourceFile}:${e.lineNumber}`;
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${where}`);
 });
 """
 
