@@ -248,6 +248,10 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "AUTH_USER_REGISTRATION": False,
         "AUTH_RATE_LIMITED": True,
         "AUTH_RATE_LIMIT": env.get("AUTH_RATE_LIMIT", "10 per 20 second"),
+        # Per address typed (security/throttle.py): free attempts, then a delay that doubles up to the maximum.
+        "SIGN_IN_FREE_ATTEMPTS": _int(env, "SIGN_IN_FREE_ATTEMPTS", 5, minimum=1),
+        "SIGN_IN_DELAY_SECONDS": _int(env, "SIGN_IN_DELAY_SECONDS", 30, minimum=1),
+        "SIGN_IN_MAX_DELAY_SECONDS": _int(env, "SIGN_IN_MAX_DELAY_SECONDS", 900, minimum=1),
         "FAB_SECURITY_MANAGER_CLASS": "security.manager.PortalSecurityManager",
         "FAB_INDEX_VIEW": "views.partner.home.HomeView",
         "FAB_BASE_TEMPLATE": "portal/base.html",
@@ -265,7 +269,9 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "WTF_CSRF_TIME_LIMIT": None,
         # Server-side sessions: logging out ends them for good.
         "SESSION_STORE": "redis" if redis_url else "database",
+        # Idle lifetime (renewed by every request) and absolute lifetime (from sign-in, whatever the activity).
         "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME_MINUTES", 480, minimum=5) * 60,
+        "SESSION_ABSOLUTE_HOURS": _int(env, "SESSION_ABSOLUTE_HOURS", 12, minimum=1),
         # Expired database sessions are deleted on about one request in N; 0 leaves it to `flask session_cleanup`.
         "SESSION_CLEANUP_N_REQUESTS": _int(env, "SESSION_CLEANUP_N_REQUESTS", 0 if mode == "testing" else 200),
         "SESSION_COOKIE_NAME": "portal_session",

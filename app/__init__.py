@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
 
     from app import formatting, request_id, web
     from app.services import audit
-    from security import headers, impersonation, scoping
+    from security import headers, impersonation, scoping, throttle
     from security.sessions import init_sessions
 
     db.init_app(app)
@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     csrf.init_app(app)
     mail.init_app(app)
     init_sessions(app, lambda: db.engine)
+    throttle.init_app(app, lambda: db.engine)
     headers.init_app(app)
     request_id.init_app(app)
     formatting.init_app(app)

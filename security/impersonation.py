@@ -17,7 +17,7 @@ from app.models.accounts import CUSTOMER, OPERATOR, RESELLER
 from app.models.base import utcnow
 from security import scoping, signals
 from security.models import CUSTOMER_PORTAL, OPERATOR_PORTAL, PARTNER_PORTAL, PortalUser
-from security.sessions import IMPERSONATOR_KEY, end_sessions_older_than_password, renew_session_id
+from security.sessions import IMPERSONATOR_KEY, end_ended_sessions, end_session, renew_session_id, why_session_ended
 
 ACTOR_KEY = IMPERSONATOR_KEY
 TARGET_KEY = "impersonated_id"
@@ -132,7 +132,11 @@ def _load_impersonation():
     ending = expires_at()
     if actor is None or not actor.is_active or session.get(TARGET_KEY) is None:
         stop("the partner user can no longer sign in")
-        return redirect(current_app.appbuilder.get_url_for_login)
+        return end_session("Your session has ended: sign in again.")
+    why = why_session_ended(actor)  # the real user's password changed, their sessions revoked, or too old
+    if why:
+        stop("the partner user's session ended")
+        return end_session(why)
     if ending is not None and utcnow() >= ending:
         target_id = session.get(TARGET_KEY)
         stop(f"expired after {current_app.config['IMPERSONATION_MINUTES']} minutes")
@@ -160,5 +164,5 @@ def back_url_for(target_id) -> str:
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(end_sessions_older_than_password)
+    app.before_request(end_ended_sessions)
     app.before_request(_load_impersonation)

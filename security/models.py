@@ -37,6 +37,9 @@ class PortalUser(TenantOwned, User):
     cp3_enabled: Mapped[bool] = mapped_column(nullable=False, default=False)
     password_set_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Sessions signed in before this moment end at their next request (disabled, deleted, MFA reset…): re-enabling
+    # the login does not bring old cookies back.
+    sessions_revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     # The open "set your password" link: its single-use nonce, when it was sent, and why sending failed.
     activation_nonce: Mapped[str | None] = mapped_column(String(32))
     activation_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

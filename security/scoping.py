@@ -33,6 +33,7 @@ GLOBAL_TABLES = frozenset(
         "sandbox_subscription",
         "sandbox_user",
         "server_session",
+        "sign_in_throttle",
         "ab_permission",
         "ab_view_menu",
         "ab_permission_view",

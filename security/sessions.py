@@ -74,20 +74,43 @@ def mark_signed_in() -> None:
     session[SIGNED_IN_KEY] = utcnow().isoformat()
 
 
-def end_sessions_older_than_password():
-    """Before every request: a session signed in before its user's password was last set (a reset from the emailed
-    link, a change elsewhere, an admin's Password) ends — whoever held the old password is out."""
-    from flask_login import current_user, logout_user
-
-    if not current_user.is_authenticated or session.get(IMPERSONATOR_KEY) or not session.get(SIGNED_IN_KEY):
-        return None
-    changed = current_user.password_set_at
-    if changed is not None and changed > dt.datetime.fromisoformat(session[SIGNED_IN_KEY]):
-        logout_user()
-        session.clear()
-        flash("Your password was changed: sign in with the new one.", "info")
-        return redirect(current_app.appbuilder.get_url_for_login)
+def why_session_ended(user) -> str | None:
+    """Why this session may no longer act for ``user`` (the signed-in user, or the real user behind a Launch): its
+    absolute lifetime is over, or it was signed in before the user's password was set or their sessions were revoked
+    (disabled, deleted, their account disabled) — so re-enabling a login revives none of its old cookies."""
+    started = session.get(SIGNED_IN_KEY)
+    if not started:
+        return "Your session has ended: sign in again."
+    started = dt.datetime.fromisoformat(started)
+    if utcnow() - started > dt.timedelta(hours=current_app.config["SESSION_ABSOLUTE_HOURS"]):
+        return "Your session has reached its time limit: sign in again."
+    if user.password_set_at is not None and user.password_set_at > started:
+        return "Your password was changed: sign in with the new one."
+    revoked = [user.sessions_revoked_at, user.account.sessions_revoked_at if user.account is not None else None]
+    if any(moment is not None and moment > started for moment in revoked):
+        return "Your session has ended: sign in again."
     return None
+
+
+def end_session(message: str):
+    """Sign out for good (the emptied session is deleted from the store) and go to the sign-in page."""
+    from flask_login import logout_user
+
+    logout_user()
+    session.clear()
+    flash(message, "info")
+    return redirect(current_app.appbuilder.get_url_for_login)
+
+
+def end_ended_sessions():
+    """Before every request: a session that may no longer act for its user ends (a Launch's real user is checked in
+    security/impersonation.py, which knows who that is)."""
+    from flask_login import current_user
+
+    if not current_user.is_authenticated or session.get(IMPERSONATOR_KEY):
+        return None
+    why = why_session_ended(current_user)
+    return end_session(why) if why else None
 
 
 def _encode_lazy_text(value):

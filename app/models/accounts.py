@@ -49,6 +49,8 @@ class Account(Model):
     country: Mapped[str] = mapped_column(String(2), nullable=False, default="NZ", server_default="NZ")
     it_support_email: Mapped[str | None] = mapped_column(String(320))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    # Its users' sessions signed in before this moment end (the account was disabled): re-enabling it revives none.
+    sessions_revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     parent: Mapped[Account | None] = relationship(remote_side=[id], back_populates="children")
     children: Mapped[list["Account"]] = relationship(back_populates="parent", lazy="raise_on_sql")

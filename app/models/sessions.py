@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask_appbuilder import Model
-from sqlalchemy import DateTime, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -19,3 +19,16 @@ class ServerSession(Model):
     session_id: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
     expiry: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class SignInThrottle(Model):
+    """The per-address sign-in throttle's state (security/throttle.py) when there is no Redis: times are whole seconds
+    since the epoch, so the one atomic UPDATE of an attempt is plain integer arithmetic on both databases."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the address typed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    delay: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    locked_until: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    last_attempt: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app
 from sqlalchemy import func, select
 
+from app.clock import utcnow
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, PlaceholderUser
 from app.services.events import record_event
@@ -117,5 +118,7 @@ def create_sub_account(
 def set_account_status(account: Account, active: bool) -> None:
     """Disable (or re-enable) a reseller or customer: its users can no longer sign in; nothing is deleted."""
     account.status = "active" if active else "disabled"
+    if not active:
+        account.sessions_revoked_at = utcnow()  # its users' sessions end for good: enabling it revives none
     verb = "enabled" if active else "disabled"
     record_event(f"{account.kind}.{verb}", account_id=account.id, target=account, summary=f"{account.name} {verb}")

@@ -3,6 +3,10 @@ sender commits). Connected once, in create_app()."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.accounts import OPERATOR, Account
 from app.services.events import record_event
 from security import signals
 
@@ -11,14 +15,27 @@ def _signed_in(_app, *, user) -> None:
     record_event("auth.login", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed in")
 
 
+def _operator_account_id() -> int | None:
+    return db.session.scalar(select(Account.id).where(Account.kind == OPERATOR).order_by(Account.id).limit(1))
+
+
+def _attempt(action: str, user, username: str, summary: str) -> None:
+    """A sign-in attempt: on the login's account, or the operator's when the address has no login."""
+    if user is not None:
+        record_event(action, account_id=user.account_id, actor=user, target=user, summary=summary)
+        return
+    account_id = _operator_account_id()
+    if account_id is not None:  # an empty portal (before seeding) has nobody to show it to
+        record_event(action, account_id=account_id, actor_label=username or "(empty)", summary=summary)
+
+
 def _sign_in_failed(_app, *, user, username: str, reason: str) -> None:
-    record_event(
-        "auth.login_failed",
-        account_id=user.account_id,
-        actor=user,
-        target=user,
-        summary=f"Failed sign-in for {user.email} ({reason})",
-    )
+    _attempt("auth.login_failed", user, username, f"Failed sign-in for {username or '(empty)'} ({reason})")
+
+
+def _sign_in_limited(_app, *, user, username: str, retry_after: int) -> None:
+    summary = f"Sign-in refused for {username or '(empty)'}: too many attempts (next in {retry_after} s)"
+    _attempt("auth.login_limited", user, username, summary)
 
 
 def _signed_out(_app, *, user) -> None:
@@ -46,6 +63,7 @@ def _operator_staff_created(_app, *, user) -> None:
 _RECEIVERS = (
     (signals.signed_in, _signed_in),
     (signals.sign_in_failed, _sign_in_failed),
+    (signals.sign_in_limited, _sign_in_limited),
     (signals.signed_out, _signed_out),
     (signals.impersonation_started, _impersonation_started),
     (signals.impersonation_ended, _impersonation_ended),

@@ -31,14 +31,16 @@ def record_event(
     target_id: Any | None = None,
     actor: Any = None,
     on_behalf_of: Any = None,
+    actor_label: str | None = None,
 ) -> Event:
-    """Add an Event to the current session. ``actor`` defaults to the signed-in user (or the bypass reason)."""
+    """Add an Event to the current session. ``actor`` defaults to the signed-in user (or the bypass reason);
+    ``actor_label`` names who acted when no login is known (an address typed at sign-in)."""
     if actor is None and on_behalf_of is None:
         actor, on_behalf_of = _current_actor()
     if target is not None:
         target_type = target_type or type(target).__name__
         target_id = target_id if target_id is not None else getattr(target, "id", None)
-    label = actor.email if actor is not None else (scoping.current_scope().reason or "system")
+    label = actor.email if actor is not None else (actor_label or scoping.current_scope().reason or "system")
     event = Event(
         account_id=account_id,
         action=action,
@@ -47,7 +49,7 @@ def record_event(
         target_id=str(target_id) if target_id is not None else None,
         actor_id=getattr(actor, "id", None),
         on_behalf_of_id=getattr(on_behalf_of, "id", None),
-        actor_label=label,
+        actor_label=label[:320],
         client_address=request.remote_addr if has_request_context() else None,
     )
     db.session.add(event)

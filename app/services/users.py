@@ -207,6 +207,7 @@ def set_enabled(user: PortalUser, enabled: bool) -> None:
         raise UserError(f"{user.email} is already {'enabled' if enabled else 'disabled'}.")  # a repeated click
     if not enabled:
         _keep_a_master_admin(user, "disabled")
+        user.sessions_revoked_at = utcnow()  # its sessions end for good: enabling it again revives none
     user.active = enabled
     verb = "enabled" if enabled else "disabled"
     record_event(f"user.{verb}", account_id=user.account_id, target=user, summary=f"{user.email} {verb}")
@@ -217,7 +218,7 @@ def soft_delete(user: PortalUser) -> None:
     _keep_a_master_admin(user, "deleted")
     address = user.email
     user.active = False
-    user.deleted_at = utcnow()
+    user.deleted_at = user.sessions_revoked_at = utcnow()
     user.activation_nonce = None
     # The row and its history stay; the address is freed, so the person can be added again (here or elsewhere).
     user.email = user.username = f"{address}{DELETED_MARK}{user.id}"

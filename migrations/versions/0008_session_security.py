@@ -17,8 +17,24 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    op.create_table(
+        'sign_in_throttle',
+        sa.Column('key', sa.String(length=64), nullable=False),
+        sa.Column('attempts', sa.Integer(), nullable=False),
+        sa.Column('delay', sa.Integer(), nullable=False),
+        sa.Column('locked_until', sa.BigInteger(), nullable=False),
+        sa.Column('last_attempt', sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint('key'),
+    )
+    with op.batch_alter_table('ab_user') as batch_op:
+        batch_op.add_column(sa.Column('sessions_revoked_at', sa.DateTime(), nullable=True))
+    with op.batch_alter_table('account') as batch_op:
+        batch_op.add_column(sa.Column('sessions_revoked_at', sa.DateTime(), nullable=True))
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('account') as batch_op:
+        batch_op.drop_column('sessions_revoked_at')
+    with op.batch_alter_table('ab_user') as batch_op:
+        batch_op.drop_column('sessions_revoked_at')
+    op.drop_table('sign_in_throttle')

@@ -1,0 +1,155 @@
+"""The per-address sign-in throttle: growing delays after a few wrong passwords, the same for every address typed
+(an unknown one included, so the answer says nothing about who has a login), shared by every process — in Redis when
+``REDIS_URL`` is set, else in the database.
+
+Each attempt is charged *before* its password is checked, in one atomic step, so twenty attempts sent at once are
+twenty attempts: the first ``SIGN_IN_FREE_ATTEMPTS`` - 1 go through freely; from the next one on each attempt shuts the
+door for ``SIGN_IN_DELAY_SECONDS``, doubling up to ``SIGN_IN_MAX_DELAY_SECONDS``. A successful sign-in clears the
+address; a quiet day (no attempt) forgets it. Per client address, Flask-Limiter's ``AUTH_RATE_LIMIT`` still applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import math
+
+from flask import current_app
+from sqlalchemy import case, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.clock import utcnow
+from app.models.sessions import SignInThrottle
+
+FORGET_AFTER_SECONDS = 24 * 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    free_attempts: int
+    delay: int
+    max_delay: int
+
+    @classmethod
+    def from_config(cls) -> Rules:
+        config = current_app.config
+        return cls(
+            config["SIGN_IN_FREE_ATTEMPTS"], config["SIGN_IN_DELAY_SECONDS"], config["SIGN_IN_MAX_DELAY_SECONDS"]
+        )
+
+
+def _key(address: str) -> str:
+    """The throttle's key for a typed address: a digest, so the store holds no list of addresses people typed."""
+    return hashlib.sha256((address or "").strip().lower().encode()).hexdigest()
+
+
+def _now() -> int:
+    """Whole seconds since the epoch, from the portal's clock (naive UTC)."""
+    return math.floor(utcnow().replace(tzinfo=dt.UTC).timestamp())
+
+
+class DatabaseThrottle:
+    """The throttle in the ``sign_in_throttle`` table, one conditional UPDATE per attempt (its own transaction)."""
+
+    def __init__(self, engine_getter) -> None:
+        self._engine = engine_getter
+
+    def attempt(self, address: str, rules: Rules) -> int:
+        """Charge one attempt; 0 when it may go ahead, else the seconds to wait (and nothing is charged)."""
+        key, now = _key(address), _now()
+        table = SignInThrottle.__table__
+        delay = case(
+            (table.c.attempts + 1 < rules.free_attempts, 0),
+            (table.c.delay == 0, rules.delay),
+            (table.c.delay * 2 > rules.max_delay, rules.max_delay),
+            else_=table.c.delay * 2,
+        )
+        with Session(self._engine()) as store:
+            for _ in range(3):  # an insert race with another process: the loser updates the winner's row
+                with store.begin():
+                    charged = store.execute(
+                        update(table)
+                        .where(table.c.key == key, table.c.locked_until <= now)
+                        .values(
+                            attempts=case(
+                                (table.c.last_attempt < now - FORGET_AFTER_SECONDS, 1), else_=table.c.attempts + 1
+                            ),
+                            delay=case((table.c.last_attempt < now - FORGET_AFTER_SECONDS, 0), else_=delay),
+                            locked_until=now
+                            + case((table.c.last_attempt < now - FORGET_AFTER_SECONDS, 0), else_=delay),
+                            last_attempt=now,
+                        )
+                    ).rowcount
+                    if charged:
+                        return 0
+                    locked = store.execute(select(table.c.locked_until).where(table.c.key == key)).scalar()
+                    if locked is not None:
+                        return max(int(locked) - now, 1)
+                try:
+                    with store.begin():
+                        first = rules.delay if rules.free_attempts <= 1 else 0
+                        store.execute(
+                            insert(table).values(
+                                key=key, attempts=1, delay=first, locked_until=now + first, last_attempt=now
+                            )
+                        )
+                    return 0
+                except IntegrityError:
+                    continue
+        return rules.delay
+
+    def clear(self, address: str) -> None:
+        with Session(self._engine()) as store, store.begin():
+            store.execute(delete(SignInThrottle.__table__).where(SignInThrottle.__table__.c.key == _key(address)))
+
+
+# attempts, delay and locked_until in one Redis hash; the same rules as the UPDATE above, atomic in Lua.
+_REDIS_ATTEMPT = """
+local now = tonumber(ARGV[1])
+local free, base, cap, forget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local locked = tonumber(redis.call('HGET', KEYS[1], 'locked_until') or '0')
+if locked > now then return locked - now end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
+local delay = tonumber(redis.call('HGET', KEYS[1], 'delay') or '0')
+if attempts < free then delay = 0 elseif delay == 0 then delay = base elseif delay * 2 > cap then delay = cap
+else delay = delay * 2 end
+redis.call('HSET', KEYS[1], 'attempts', attempts, 'delay', delay, 'locked_until', now + delay)
+redis.call('EXPIRE', KEYS[1], forget + delay)
+return 0
+"""
+
+
+class RedisThrottle:
+    """The throttle in Redis (one hash per address, forgotten a day after its last attempt)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self._attempt = client.register_script(_REDIS_ATTEMPT)
+
+    def attempt(self, address: str, rules: Rules) -> int:
+        args = [_now(), rules.free_attempts, rules.delay, rules.max_delay, FORGET_AFTER_SECONDS]
+        return int(self._attempt(keys=[f"portal:sign-in:{_key(address)}"], args=args))
+
+    def clear(self, address: str) -> None:
+        self._client.delete(f"portal:sign-in:{_key(address)}")
+
+
+def init_app(app, engine_getter) -> None:
+    if app.config.get("REDIS_URL"):
+        from redis import Redis
+
+        app.extensions["sign_in_throttle"] = RedisThrottle(Redis.from_url(app.config["REDIS_URL"]))
+    else:
+        app.extensions["sign_in_throttle"] = DatabaseThrottle(engine_getter)
+
+
+def attempt(address: str) -> int:
+    """Charge one sign-in attempt for ``address``: 0 to go ahead, else the seconds until the next is allowed."""
+    return current_app.extensions["sign_in_throttle"].attempt(address, Rules.from_config())
+
+
+def clear(address: str) -> None:
+    """A successful sign-in: the address starts afresh."""
+    current_app.extensions["sign_in_throttle"].clear(address)
