@@ -38,9 +38,9 @@ ORDERS = "Orders"  # new subscriptions, quantities, auto-renew
 LICENCES = "Licences"  # assign and unassign licences
 M365_ADMIN = "Microsoft 365 Admin"  # add and disable Microsoft 365 users
 TENANT_SETUP = "Tenant Setup"  # create or link a Microsoft tenant
-PRICES = "Prices"  # see cost and margin
+COSTS = "Costs and margins"  # see unit cost and margin (everyone who sees a subscription sees its price)
 # While impersonating, a capability counts only if the real (partner) user's role holds it too.
-CAPABILITIES = frozenset({ORDERS, LICENCES, M365_ADMIN, TENANT_SETUP, PRICES})
+CAPABILITIES = frozenset({ORDERS, LICENCES, M365_ADMIN, TENANT_SETUP, COSTS})
 
 # The menu: item name -> the resource whose read permission shows it. views/__init__.py uses these names.
 MENU_ACCOUNTS = "Accounts"
@@ -100,7 +100,7 @@ _PARTNER_CSP_ADMIN = (
     | _grant(PARTNER_USERS, READ, WRITE)
     | _grant(TENANT_SETUP, WRITE)
     | _grant(ORDERS, WRITE)
-    | _grant(PRICES, READ)
+    | _grant(COSTS, READ)
 )
 _CUSTOMER_USER = (
     _grant(HOME, READ) | _grant(PROFILE, READ, WRITE) | _grant(DASHBOARD, READ, WRITE) | _grant(CUSTOMER_SERVICES, READ)
@@ -136,7 +136,7 @@ RESOURCE_ACTIONS = {
     LICENCES: (WRITE,),
     M365_ADMIN: (WRITE,),
     TENANT_SETUP: (WRITE,),
-    PRICES: (READ,),
+    COSTS: (READ,),
 }
 # Operator staff: everything on every account.
 _OPERATOR_ADMIN = {(action, resource) for resource, actions in RESOURCE_ACTIONS.items() for action in actions}

@@ -26,6 +26,20 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 KEEP_TABLES = {"ab_permission", "ab_view_menu", "ab_permission_view", "ab_role", "ab_permission_view_role"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_clock():
+    """``TEST_CLOCK_START=2026-12-01T11:30:00Z`` runs the whole suite with the clock started then (and ticking): the
+    way to check that nothing depends on the machine's date being New Zealand's (11:30 UTC is tomorrow there)."""
+    start = os.environ.get("TEST_CLOCK_START")
+    if not start:
+        yield
+        return
+    import time_machine
+
+    with time_machine.travel(start, tick=True):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _push_request_context():
     """Replaces pytest-flask's: a request context held open for the whole test would make every client request

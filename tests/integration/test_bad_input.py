@@ -101,6 +101,27 @@ def test_a_price_that_is_not_an_amount_is_told_beside_the_field(ops_admin_client
     assert database_fingerprint() == before
 
 
+@pytest.mark.parametrize(
+    ("field", "amount", "message"),
+    [
+        ("unit_cost", "1e309", "Use an amount from 0 to 99,999."),
+        ("unit_price", "9" * 40, "Use an amount from 0 to 99,999."),
+        ("unit_price", "-0.01", "Use an amount from 0 to 99,999."),
+        ("unit_cost", "1e-30", "Use dollars and cents: at most 2 decimal places."),
+        ("unit_price", "0." + "0" * 40 + "1", "Use dollars and cents: at most 2 decimal places."),
+    ],
+)
+def test_an_out_of_range_price_is_told_beside_the_field(ops_admin_client, field, amount, message):
+    """The outside review's finding: 1e309 or forty nines answered 500."""
+    before = database_fingerprint()
+    data = {"name": "Odd", "sku": "ODD-3", "billing_cycle": "monthly", "unit_cost": "1.00", "unit_price": "2.00"}
+    response = ops_admin_client.post(
+        "/productview/add", data={**data, field: amount, "csrf_token": csrf_token(ops_admin_client)}
+    )
+    assert response.status_code == 200 and message in response.text
+    assert database_fingerprint() == before
+
+
 def test_a_partial_details_post_keeps_what_it_does_not_carry(world, reseller_a_admin_client):
     customer = world.accounts["customer_a"].id
     with unscoped() as session:

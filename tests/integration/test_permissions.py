@@ -113,3 +113,19 @@ def test_customer_users_never_reach_partner_portal_pages(customer_a_master_admin
 
 def test_partner_user_cannot_change_the_catalogue(world, reseller_a_user_client):
     assert reseller_a_user_client.get("/productview/add").status_code == 403
+
+
+def test_partner_users_see_what_customers_pay_never_cost_or_margin_and_do_not_order():
+    """DESIGN.md's roles and the README's walkthrough (Jane): prices yes, cost and margin no, orders no."""
+    partner_user = P.ROLES[P.PARTNER_USER]
+    assert (P.READ, P.SUBSCRIPTIONS) in partner_user and (P.READ, P.REPORTS) in partner_user
+    assert (P.READ, P.COSTS) not in partner_user and (P.WRITE, P.ORDERS) not in partner_user
+    assert (P.READ, P.COSTS) in P.ROLES[P.PARTNER_CSP_ADMIN] and (P.WRITE, P.ORDERS) in P.ROLES[P.PARTNER_CSP_ADMIN]
+    assert not any(resource == P.COSTS for _, resource in P.ROLES[P.CUSTOMER_MASTER_ADMIN])
+
+
+def test_partner_users_read_sale_prices_on_the_pages(world, reseller_a_user_client):
+    customer = world.accounts["customer_a"].id
+    report = reseller_a_user_client.get(f"/accounts/{customer}/products/csp-report").text
+    assert "<th>Price</th>" in report and "$9.00" in report  # what the customer pays
+    assert "<th>Cost</th>" not in report and "<th>Margin</th>" not in report and "$7.65" not in report

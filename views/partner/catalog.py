@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from flask import flash, redirect
 from flask_appbuilder.actions import action
 from flask_appbuilder.fieldwidgets import Select2Widget
 from wtforms import SelectChoice, SelectField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp, StopValidation, ValidationError
+from wtforms.validators import DataRequired, Length, Regexp
 
 from app.extensions import db
 from app.models.base import utcnow
 from app.models.catalog import BILLING_CYCLES, Product
 from security import permissions as P
 from views.base import EagerInterface, ScopedModelView
+from views.money import money_validators
 from views.partner.reports import sees_costs
-
-
-def an_amount(form, field):
-    """``NaN``, ``sNaN`` and ``Infinity`` parse as decimals: refuse them before the range check trips on them."""
-    if field.data is not None and not field.data.is_finite():
-        raise StopValidation("Enter an amount such as 5.50.")
-
-
-def whole_cents(form, field):
-    """Prices are NZD to the cent: 5.50 yes, 5.555 no (the database would round it silently)."""
-    if field.data is not None and field.data != field.data.quantize(Decimal("0.01")):
-        raise ValidationError("Use dollars and cents: at most 2 decimal places.")
 
 
 class ProductView(ScopedModelView):
@@ -53,18 +40,8 @@ class ProductView(ScopedModelView):
             Length(max=64),
             Regexp(r"^[A-Za-z0-9:._-]+$", message="Use letters, digits and : . _ - only."),
         ],
-        "unit_cost": [
-            InputRequired(message="Unit cost is required."),
-            an_amount,
-            NumberRange(min=0, max=99999, message="Use an amount from 0 to 99,999."),
-            whole_cents,
-        ],
-        "unit_price": [
-            InputRequired(message="Unit price is required."),
-            an_amount,
-            NumberRange(min=0, max=99999, message="Use an amount from 0 to 99,999."),
-            whole_cents,
-        ],
+        "unit_cost": money_validators("Unit cost"),
+        "unit_price": money_validators("Unit price"),
     }
     add_form_extra_fields = {
         "billing_cycle": SelectField(

@@ -32,7 +32,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 def sees_costs() -> bool:
     """Partner CSP Admins (and operator staff) see cost and margin."""
-    return appbuilder.sm.has_access(f"can_{P.READ}", P.PRICES)
+    return appbuilder.sm.has_access(f"can_{P.READ}", P.COSTS)
 
 
 def _customers(account: Account):
