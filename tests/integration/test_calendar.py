@@ -16,7 +16,7 @@ from app.models.subscriptions import Subscription, UsagePoint
 from app.services import landing, licensing, widgets
 from tests.conftest import csrf_token, unscoped
 
-# 30 November 2026 is summer (NZDT, UTC+13): 10:30 UTC is 23:30 on the 30th in Auckland, 11:30 UTC is 00:30 on 1 December.
+# 30 November 2026 is summer (NZDT, UTC+13): 10:30 UTC is 23:30 on the 30th in Auckland, 11:30 UTC 00:30 on 1 December.
 BEFORE_NZ_MIDNIGHT = dt.datetime(2026, 11, 30, 10, 30, tzinfo=dt.UTC)
 AFTER_NZ_MIDNIGHT = dt.datetime(2026, 11, 30, 11, 30, tzinfo=dt.UTC)
 # Winter (NZST, UTC+12): 11:30 UTC is 23:30 in Auckland, the same date; 12:30 UTC is the next day.
