@@ -34,6 +34,7 @@ from typing import Any
 import msal
 import requests
 
+from app import clock
 from app.csp.base import (
     AgreementAcceptance,
     CompanyProfile,
@@ -96,7 +97,7 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    return max(0.0, (when - clock.utcnow().replace(tzinfo=dt.UTC)).total_seconds())
 
 
 def _error_text(response: requests.Response) -> tuple[str, str]:
