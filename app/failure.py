@@ -23,7 +23,7 @@ import re
 import sqlite3
 from itertools import chain
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request, session
 from flask.globals import request_ctx
 from markupsafe import escape
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
@@ -117,7 +117,7 @@ def _forget_database_work() -> None:
 
 
 def _request_line() -> str:
-    return f"{request.method} {request.full_path.rstrip('?')}"
+    return f"{request.method} {request.path}"
 
 
 def log_outage(what: str, exc: BaseException, stage: str = "") -> None:
@@ -175,6 +175,41 @@ def _answer(code: int, title: str, message: str):
         )
     response = current_app.response_class(page, status=code, mimetype="text/html")
     return response
+
+
+SAVE_REFUSED = "The database cannot be reached at the moment: nothing was saved. Try again in a minute."
+
+
+@contextlib.contextmanager
+def refused_during_outage(error_class: type[Exception]):
+    """For code whose caller catches every exception and carries on (FAB's add, edit and delete forms flash the
+    message and redirect): an outage is logged once and rolled back, and becomes ``error_class(SAVE_REFUSED)`` —
+    never the driver's SQL text in a flash, nor a traceback in the log. Whatever the caller then answers, the request
+    is answered with the 503 page (``PortalFlask.process_response``): nothing was saved."""
+    try:
+        yield
+    except Exception as exc:
+        what = outage_of(exc)
+        if what is None:
+            raise
+        log_outage(what, exc, "saving a form")
+        _forget_database_work()
+        g._portal_refused = exc
+        raise error_class(SAVE_REFUSED) from exc
+
+
+def _answer_refusal(response):
+    """A save refused by an outage inside code that carried on: the 503 page instead of what it answered, and its
+    flash (said by the 503 page now) dropped from the session."""
+    exc = g.pop("_portal_refused", None)
+    if exc is None or response.status_code >= 500:
+        return response
+    with contextlib.suppress(Exception):
+        flashes = session.get("_flashes") or []
+        kept = [item for item in flashes if item[1] != SAVE_REFUSED]
+        if len(kept) != len(flashes):
+            session["_flashes"] = kept
+    return unavailable(exc)
 
 
 # -- error handlers ------------------------------------------------------------------------------------------------
@@ -235,6 +270,7 @@ class PortalFlask(Flask):
     def process_response(self, response):
         # Flask 3.1's process_response, with each step guarded (see _after_step).
         ctx = request_ctx._get_current_object()
+        response = _answer_refusal(response)
         for func in ctx._after_request_functions:
             response = self._after_step(func, response)
         for name in chain(request.blueprints, (None,)):
@@ -273,6 +309,9 @@ class PortalFlask(Flask):
                         _request_line(),
                     )
                 return response
+            if g.get("_portal_after_failed"):  # again, on the error page's way out: its traceback is logged already
+                return response
+            g._portal_after_failed = True
             if request.method in _SAFE_METHODS:
                 raise
             from app import request_id

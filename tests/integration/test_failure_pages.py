@@ -122,8 +122,10 @@ def test_a_response_stands_when_a_step_after_the_view_fails(fresh_app, world, ca
     assert "the 201 response stands" in line.getMessage()
     with unscoped() as session:
         assert session.get(PortalUser, created[0]).mobile == "021 000 0001"
-    # A GET changes nothing, so a bug after it is the 500 page as usual.
+    # A GET changes nothing, so a bug after it is the 500 page as usual (one traceback).
+    caplog.clear()
     assert client.get("/test-only/page").status_code == 500
+    assert len(_tracebacks(caplog)) == 1
 
 
 def test_a_session_store_that_fails_after_the_view_does_not_fail_the_answer(fresh_app, world, monkeypatch, caplog):
