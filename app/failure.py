@@ -136,8 +136,8 @@ def unavailable(exc: BaseException, what: str | None = None, stage: str = ""):
     log_outage(what, exc, stage)
     _forget_database_work()
     message = (
-        f"{_NAMES[what]} cannot be reached at the moment, so the portal cannot answer. Nothing was changed by this "
-        "request unless a page said it was saved. Please try again in a minute."
+        f"{_NAMES[what]} cannot be reached at the moment, so the portal could not answer this request. "
+        "Please try again in a minute."
     )
     response = _answer(503, "The portal is unavailable for a moment", message)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
