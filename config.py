@@ -19,6 +19,7 @@ from babel.numbers import get_currency_name
 BASE_DIR = Path(__file__).resolve().parent
 MODES = ("development", "testing", "production")
 CSP_PROVIDERS = ("sandbox", "partner_center")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -142,6 +143,36 @@ def _web_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
     }
 
 
+def _engine_options(env: Mapping[str, str], url: str) -> dict[str, Any]:
+    """The pool checks a connection before lending it (a restarted or cut server's connections are replaced, not
+    handed out dead). On PostgreSQL a server that does not answer costs a new connection ``DATABASE_CONNECT_TIMEOUT``
+    seconds, not the operating system's minutes; ``DATABASE_STATEMENT_TIMEOUT`` (seconds, 0: none) ends a statement
+    that runs longer."""
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        connect_args: dict[str, Any] = {"connect_timeout": _int(env, "DATABASE_CONNECT_TIMEOUT", 5, minimum=1)}
+        statement_timeout = _seconds_or_off(env, "DATABASE_STATEMENT_TIMEOUT")
+        if statement_timeout:
+            connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        options["connect_args"] = connect_args
+    return options
+
+
+def _seconds_or_off(env: Mapping[str, str], name: str) -> float:
+    """A number of seconds, where empty or 0 means "no limit"."""
+    raw = (env.get(name) or "").strip()
+    if raw in ("", "0"):
+        return 0.0
+    return _float_seconds(env, name, 0.0)
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    value = env.get("LOG_FORMAT", "text").strip().lower() or "text"
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
+    return value
+
+
 def _locale_settings(env: Mapping[str, str]) -> dict[str, str]:
     locale = env.get("PORTAL_LOCALE", "en_NZ")
     zone = env.get("PORTAL_TIMEZONE", "Pacific/Auckland")
@@ -232,14 +263,20 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         raise ConfigError("REDIS_URL is required in production (rate limits and jobs shared by every worker)")
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL must be a redis:// URL, not {redis_url!r}")
+    database_url = _database_url(env, instance, mode)
+
     settings: dict[str, Any] = {
         "PORTAL_ENV": mode,
         "INSTANCE_PATH": str(instance),
         "SECRET_KEY": _secret_key(env, instance, mode),
-        "SQLALCHEMY_DATABASE_URI": _database_url(env, instance, mode),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, database_url),
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         "REDIS_URL": redis_url,
+        # Sessions, rate limits and job enqueues give up on a silent Redis after this long (seconds), once.
+        "REDIS_SOCKET_TIMEOUT": _float_seconds(env, "REDIS_SOCKET_TIMEOUT", 1.0),
+        # One log line per record: "text" (human, with the request id) or "json" (for a log collector).
+        "LOG_FORMAT": _log_format(env),
         # Flask-AppBuilder
         "APP_NAME": "Mycloudstore Partner Portal",
         "AUTH_TYPE": 1,  # AUTH_DB

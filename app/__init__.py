@@ -11,6 +11,7 @@ from flask import Flask
 
 import config as settings
 from app.extensions import appbuilder, csrf, db, mail, migrate
+from app.failure import PortalFlask
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -24,11 +25,11 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
         print(f"Partner Portal cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
-    app = Flask(__name__, instance_path=values["INSTANCE_PATH"])
+    app = PortalFlask(__name__, instance_path=values["INSTANCE_PATH"])
     app.config.update(values)
-    _log_to_stderr(values.get("PORTAL_ENV"))
+    _log_to_stderr(values.get("PORTAL_ENV"), values.get("LOG_FORMAT"))
 
-    from app import formatting, request_id, web
+    from app import failure, formatting, logs, request_id, web
     from app.services import audit
     from security import headers, impersonation, scoping, throttle
     from security.sessions import init_sessions
@@ -39,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     csrf.init_app(app)
     mail.init_app(app)
     init_sessions(app, lambda: db.engine)
+    failure.configure(app)  # before FAB starts the rate limiter: its Redis gets the short timeouts
     throttle.init_app(app, lambda: db.engine)
     headers.init_app(app)
     request_id.init_app(app)
@@ -59,20 +61,15 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     from app import cli
 
     cli.init_app(app)
+    logs.init_app(app)  # after the hooks that load the signed-in user: log lines name them
+    failure.init_app(app)  # last: its session check runs before every other request hook
     return app
 
 
-def _log_to_stderr(mode: str | None) -> None:
-    """The portal's own one-line notices (mail written to the outbox, provider failures with their correlation id)
-    reach the console at INFO; a host that configured logging itself keeps its setup."""
-    import logging
+def _log_to_stderr(mode: str | None, log_format: str | None = None) -> None:
+    """The portal's own one-line notices (mail written to the outbox, provider failures with their correlation id,
+    outages) reach the console at INFO, as text or JSON (``LOG_FORMAT``); a host that configured logging itself keeps
+    its setup."""
+    from app import logs
 
-    if mode == "testing" or logging.getLogger().handlers:
-        return
-    from app.request_id import RequestIdFilter
-
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdFilter())
-    for name in ("app", "security", "views"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    logs.configure(mode, log_format)

@@ -110,7 +110,11 @@ def _json_errors_for_api(exc: HTTPException):
             appbuilder=appbuilder,
             base_template=appbuilder.base_template,
         )
-    except Exception:  # an error page must never fail: Flask's own, then
+    except Exception as failed:  # an error page must never fail: the outage page, or Flask's own
+        from app import failure
+
+        if failure.outage_of(failed):  # the menu needs the database: it is the outage the user should hear of
+            return failure.unavailable(failed, stage=f"drawing the {exc.code} page")
         current_app.logger.exception("The error page could not be drawn")
         return exc
     response.set_data(page)

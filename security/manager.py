@@ -246,6 +246,10 @@ class PortalSecurityManager(SecurityManager):
             self.session.rollback()
             raise
         except Exception as exc:  # FAB's contract: False on failure, with the reason logged
+            from app.failure import outage_of
+
+            if outage_of(exc):  # not a refusal of this user: the database is unreachable (the request answers 503)
+                raise
             log.error("Could not add user %s: %s", username, exc)
             self.session.rollback()
             return False

@@ -13,6 +13,7 @@ from flask import Flask, current_app, flash, redirect, session
 from flask_babel.speaklater import LazyString
 from flask_session.base import ServerSideSessionInterface
 from flask_session.defaults import Defaults
+from flask_session.redis import RedisSessionInterface
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,24 @@ from app.models.base import utcnow
 from app.models.sessions import ServerSession
 
 
-class DatabaseSessionInterface(ServerSideSessionInterface):
+class _OutageTolerant:
+    """A store that cannot be read (PostgreSQL or Redis unreachable) does not raise out of Flask's request set-up,
+    where it would be a traceback and a bare 500: the request gets a null session and is answered 503 before any view
+    (``app/failure.py``). Saving is guarded by ``app.failure.PortalFlask``: the response stands."""
+
+    def open_session(self, app: Flask, request):
+        from app import failure
+
+        try:
+            return super().open_session(app, request)
+        except Exception as exc:
+            if failure.outage_of(exc) is None:
+                raise
+            failure.session_unavailable(request, exc)
+            return None  # Flask then makes a null session, which is never saved
+
+
+class DatabaseSessionInterface(_OutageTolerant, ServerSideSessionInterface):
     """Flask-Session's server-side session, stored in ``server_session`` through its own connection."""
 
     ttl = False
@@ -56,6 +74,10 @@ class DatabaseSessionInterface(ServerSideSessionInterface):
     def _delete_expired_sessions(self) -> None:
         with self._store() as store, store.begin():
             store.execute(delete(ServerSession).where(ServerSession.expiry <= utcnow()))
+
+
+class PortalRedisSessionInterface(_OutageTolerant, RedisSessionInterface):
+    """Flask-Session's Redis store, on a client with short timeouts (``REDIS_SOCKET_TIMEOUT``)."""
 
 
 SIGNED_IN_KEY = "signed_in_at"
@@ -130,10 +152,11 @@ def init_sessions(app: Flask, engine_getter) -> None:
         "serialization_format": Defaults.SESSION_SERIALIZATION_FORMAT,
     }
     if app.config["SESSION_STORE"] == "redis":
-        from flask_session.redis import RedisSessionInterface
-        from redis import Redis
+        from app.failure import redis_client
 
-        app.session_interface = RedisSessionInterface(app, client=Redis.from_url(app.config["REDIS_URL"]), **common)
+        app.session_interface = PortalRedisSessionInterface(
+            app, client=redis_client(app.config["REDIS_URL"], app.config), **common
+        )
     else:
         app.session_interface = DatabaseSessionInterface(app, engine_getter, **common)
     app.session_interface.serializer.encoder = msgspec.msgpack.Encoder(enc_hook=_encode_lazy_text)

@@ -138,9 +138,9 @@ class RedisThrottle:
 
 def init_app(app, engine_getter) -> None:
     if app.config.get("REDIS_URL"):
-        from redis import Redis
+        from app.failure import redis_client  # short timeouts: a frozen Redis must not hold a sign-in
 
-        app.extensions["sign_in_throttle"] = RedisThrottle(Redis.from_url(app.config["REDIS_URL"]))
+        app.extensions["sign_in_throttle"] = RedisThrottle(redis_client(app.config["REDIS_URL"], app.config))
     else:
         app.extensions["sign_in_throttle"] = DatabaseThrottle(engine_getter)
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 
 from flask import abort, current_app, redirect, request, url_for
@@ -26,11 +27,14 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload
 
+from app import failure
 from app.extensions import appbuilder, db
 from app.formatting import format_date, format_datetime, format_money
 from app.models.accounts import OPERATOR, Account
 from app.services.events import record_event
 from security.permissions import MODEL_VIEW_METHODS, ORDERS, WRITE
+
+log = logging.getLogger(__name__)
 
 
 class EagerInterface(SQLAInterface):
@@ -45,17 +49,40 @@ class EagerInterface(SQLAInterface):
         return query.options(*(joinedload(getattr(self.obj, name)) for name in self.eager))
 
     # FAB flashes ``str(error)`` of a failed save: the SQL statement and its parameters. Say it plainly instead
-    # (the form's validators catch the ordinary cases first; this is for a clash the database alone can see).
+    # (the form's validators catch the ordinary cases first; this is for a clash the database alone can see). An
+    # outage is refused in words too, logged in one line (FAB would log a traceback first: not called for it).
     def add(self, item, commit=True):
-        try:
-            super().add(item, commit)
-        except SQLAlchemyError as error:
-            raise SaveError(_SAVE_FAILED) from error
+        with failure.refused_during_outage(SaveError):
+            self._save(lambda: self.session.add(item), commit, "Add")
 
     def edit(self, item, commit=True):
+        with failure.refused_during_outage(SaveError):
+            self._save(lambda: self.session.merge(item), commit, "Edit")
+
+    def delete(self, item, commit=True):
+        with failure.refused_during_outage(DatabaseException):
+            try:
+                self.session.delete(item)
+                if commit:
+                    self.session.commit()
+            except SQLAlchemyError as error:
+                if failure.outage_of(error):
+                    raise
+                log.exception("Delete item database error")
+                self.session.rollback()
+                raise DatabaseException from error
+
+    def _save(self, change, commit: bool, what: str) -> None:
+        """FAB's add and edit: the change, committed; a refusal rolled back and said plainly."""
         try:
-            super().edit(item, commit)
-        except (SQLAlchemyError, DatabaseException) as error:
+            change()
+            if commit:
+                self.session.commit()
+        except SQLAlchemyError as error:
+            if failure.outage_of(error):
+                raise
+            log.exception("%s item database error", what)
+            self.session.rollback()
             raise SaveError(_SAVE_FAILED) from error
 
 
@@ -274,16 +301,20 @@ class ScopedModelView(ModelView):
         name = self.event_name or type(item).__name__.lower()
         record_event(f"{name}.{verb}", account_id=self.event_account_id(item), target=item, summary=summary)
 
+    # FAB shows ``str(error)`` of anything these raise: an outage is refused in words (app/failure.py).
     def pre_add(self, item):
-        self.datamodel.session.add(item)
-        self.datamodel.session.flush()
-        self._event("created", item, f"Created {item!r}")
+        with failure.refused_during_outage(SaveError):
+            self.datamodel.session.add(item)
+            self.datamodel.session.flush()
+            self._event("created", item, f"Created {item!r}")
 
     def pre_update(self, item):
-        self._event("updated", item, changes_summary(item) or "No changes")
+        with failure.refused_during_outage(SaveError):
+            self._event("updated", item, changes_summary(item) or "No changes")
 
     def pre_delete(self, item):
-        self._event("deleted", item, f"Deleted {item!r}")
+        with failure.refused_during_outage(SaveError):
+            self._event("deleted", item, f"Deleted {item!r}")
 
 
 def get_or_404(model, pk):

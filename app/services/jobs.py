@@ -6,6 +6,7 @@ with its requester's scope (never a bypass): it can put nothing in the file its 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -28,6 +29,7 @@ from security import scoping
 
 log = logging.getLogger(__name__)
 QUEUE = "portal-exports"
+QUEUE_UNAVAILABLE = "The job queue (Redis) could not be reached: retry the export when the portal is back."
 
 
 def export_dir() -> Path:
@@ -78,15 +80,25 @@ def retry(job: BackgroundJob) -> None:
 def dispatch(job_id: str) -> None:
     redis_url = current_app.config.get("REDIS_URL")
     if redis_url:
-        from redis import Redis
         from rq import Queue
 
-        Queue(QUEUE, connection=Redis.from_url(redis_url)).enqueue(
-            "app.services.jobs.run_in_worker",
-            job_id,
-            job_id=f"export-{job_id}-{uuid.uuid4().hex[:8]}",
-            job_timeout=3600,
-        )
+        from app.failure import outage_of, redis_client
+
+        try:
+            Queue(QUEUE, connection=redis_client(redis_url)).enqueue(
+                "app.services.jobs.run_in_worker",
+                job_id,
+                job_id=f"export-{job_id}-{uuid.uuid4().hex[:8]}",
+                job_timeout=3600,
+            )
+        except Exception as exc:
+            if outage_of(exc) is None:
+                raise
+            # The job is committed but no worker will ever see it: say so on the job (Retry is offered), then let the
+            # request answer 503. If the database is down too, the job stays "queued".
+            with contextlib.suppress(Exception):
+                _state(job_id, status="failed", error=QUEUE_UNAVAILABLE, finished_on=utcnow())
+            raise
     else:
         app = current_app._get_current_object()
         threading.Thread(target=_run_in_thread, args=(app, job_id), name=f"export-{job_id}", daemon=True).start()
