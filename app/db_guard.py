@@ -11,8 +11,8 @@ This module is the one copy of the DDL: the migration, the CLI and the tests all
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection, Engine
 
 DEFAULT_RETENTION_DAYS = 400
 REFUSED = "the event log is append-only"
@@ -124,3 +124,12 @@ def app_role_grants(app_role: str, owner_role: str, schema: str = "public") -> l
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app_role}",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner_role} IN SCHEMA {schema} GRANT USAGE ON SEQUENCES TO {app_role}",
     ]
+
+
+def owner_engine(app) -> Engine:
+    """The tables' owner's engine, for migrations and the triggers: ``MIGRATION_DATABASE_URL``, else the app's own
+    (development and tests, where one role owns and uses the tables). The caller disposes of a new one."""
+    url = app.config.get("MIGRATION_DATABASE_URL")
+    if url and url != app.config["SQLALCHEMY_DATABASE_URI"]:
+        return create_engine(url)
+    return app.extensions["migrate"].db.engine

@@ -215,3 +215,44 @@ def export_events(target, *, shown: ColumnElement | None, filters: EventFilters,
         summary=f"Event log of {log_of.name} exported: {written} event(s){capped}, {filters.describe()}",
     )
     return written, exports.file_name("event-log", log_of, now)
+
+
+class PurgeRefused(Exception):
+    """The database's triggers keep events longer than the setting asks: re-create them (as the owner)."""
+
+
+# The database measures the retention by its own clock, which may be a little behind ours.
+PURGE_MARGIN = dt.timedelta(minutes=10)
+
+
+def purge_old_events(retention_days: int) -> int:
+    """Delete the events older than ``retention_days`` and record the purge on the operator's account, in one
+    transaction; returns how many went. The triggers refuse any younger one (app/db_guard.py)."""
+    from sqlalchemy import delete
+    from sqlalchemy.exc import IntegrityError
+
+    from app.models.accounts import OPERATOR
+    from security import scoping
+
+    cutoff = clock.utcnow() - dt.timedelta(days=retention_days) - PURGE_MARGIN
+    with scoping.bypass("cli:purge-events"):
+        try:
+            removed = db.session.execute(
+                delete(Event).where(Event.occurred_at < cutoff), execution_options={"synchronize_session": False}
+            ).rowcount
+        except IntegrityError as refused:
+            db.session.rollback()
+            raise PurgeRefused(
+                f"The database keeps events longer than EVENT_RETENTION_DAYS={retention_days}: run "
+                "`flask portal event-triggers` as the tables' owner after changing it."
+            ) from refused
+        operator = db.session.scalar(select(Account.id).where(Account.kind == OPERATOR).order_by(Account.id).limit(1))
+        if operator is not None:
+            record_event(
+                "event_log.purged",
+                account_id=operator,
+                summary=f"{removed} event(s) older than {retention_days} days purged "
+                f"(before {local_time(cutoff):%d/%m/%Y %I:%M %p})",
+            )
+        db.session.commit()
+    return removed
