@@ -232,10 +232,9 @@ def test_the_application_role_cannot_change_the_event_log(app, world):
     }
     try:
         for what, statement in refused.items():
-            with as_app.connect() as connection:
-                with pytest.raises(DBAPIError):
-                    connection.execute(text(statement))
-                    pytest.fail(f"the application's role could {what}")
+            with as_app.connect() as connection, pytest.raises(DBAPIError):
+                connection.execute(text(statement))
+                pytest.fail(f"the application's role could {what}")
         with as_app.begin() as connection:
             connection.execute(
                 text(
