@@ -21,6 +21,9 @@ class Event(TenantOwned, Model):
         Index("ix_event_account_time", "account_id", "occurred_at", "id"),
         # The operator's log (every account), date filters and the retention purge read by time alone.
         Index("ix_event_time", "occurred_at", "id"),
+        # The Event Log's person filter: who did it, the partner user behind it, or a label (an unknown address).
+        Index("ix_event_on_behalf_of_id", "on_behalf_of_id"),
+        Index("ix_event_actor_label", "actor_label"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

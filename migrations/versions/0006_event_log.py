@@ -41,6 +41,8 @@ def upgrade():
     with op.batch_alter_table('event', schema=None, naming_convention=NAMING) as batch_op:
         batch_op.add_column(sa.Column('request_id', sa.String(length=64), nullable=True))
         batch_op.create_index('ix_event_time', ['occurred_at', 'id'], unique=False)
+        batch_op.create_index('ix_event_on_behalf_of_id', ['on_behalf_of_id'], unique=False)
+        batch_op.create_index('ix_event_actor_label', ['actor_label'], unique=False)
         _actor_keys(
             batch_op,
             None,
@@ -54,5 +56,7 @@ def downgrade():
     db_guard.remove(op.get_bind())
     with op.batch_alter_table('event', schema=None, naming_convention=NAMING) as batch_op:
         _actor_keys(batch_op, 'SET NULL', lambda column: f"event_{column}_fkey")
+        batch_op.drop_index('ix_event_actor_label')
+        batch_op.drop_index('ix_event_on_behalf_of_id')
         batch_op.drop_index('ix_event_time')
         batch_op.drop_column('request_id')
