@@ -6,14 +6,17 @@ from __future__ import annotations
 import datetime as dt
 from io import BytesIO
 
-from flask import abort, request, send_file
+from flask import abort, request, send_file, url_for
 from wtforms import DateField, Form, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, Optional, ValidationError
 
-from app.extensions import db
+from app.extensions import appbuilder, db
 from app.services import event_log
 from app.services.event_log import EventFilters
 from app.services.events import TARGET_NAMES, action_choices
+from security import permissions as P
+from views.base import page_arg
+from views.partner.reports import XLSX
 
 FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2100, 12, 31)
 FILTER_FIELDS = ("since", "until", "person", "action", "target", "target_ref")
@@ -77,23 +80,39 @@ def filter_args() -> dict[str, str]:
     return {name: request.args[name] for name in FILTER_FIELDS if request.args.get(name)}
 
 
-def page_context(shown, *, customer_portal: bool = False, with_account: bool = False) -> tuple[dict, int]:
-    """What an Event Log template draws from the request's filters and page, and the status to answer with."""
-    from views.base import page_arg
-
+def page_context(
+    shown,
+    *,
+    endpoints: tuple[str, str],
+    endpoint_args: dict,
+    resource: str,
+    customer_portal: bool = False,
+    with_account: bool = False,
+) -> tuple[dict, int]:
+    """What portal/_event_log.html draws — the request's filters, their page, the list's and the export's addresses
+    (``endpoints``: list, export) — and the status to answer with (400 for filters that do not make sense)."""
     form, filters = read_filters(request.args, customer_portal=customer_portal)
     if filters is None:
         result = event_log.EventPage([], 1, event_log.PER_PAGE, 0, 0)
     else:
         result = event_log.page_of_events(shown, filters, page_arg(), with_account=with_account)
-    context = {"form": form, "result": result, "filter_args": filter_args(), "with_account": with_account}
+    list_endpoint, export_endpoint = endpoints
+    context = {
+        "form": form,
+        "result": result,
+        "filter_args": filter_args(),
+        "with_account": with_account,
+        "list_url": url_for(list_endpoint, **endpoint_args),
+        "export_url": url_for(export_endpoint, **endpoint_args),
+        "list_endpoint": list_endpoint,
+        "endpoint_args": endpoint_args,
+        "may_export": appbuilder.sm.has_access(f"can_{P.EXPORT}", resource),
+    }
     return context, 200 if filters is not None else 400
 
 
 def export_response(shown, *, log_of, record_on: int, customer_portal: bool = False):
     """The POSTed filters' events as .xlsx, the export recorded; bad filters answer 400."""
-    from views.partner.reports import XLSX
-
     form, filters = read_filters(request.form, customer_portal=customer_portal)
     if filters is None:
         abort(400, description="; ".join(f"{form[name].label.text}: {' '.join(e)}" for name, e in form.errors.items()))

@@ -75,10 +75,6 @@ class EventFilters:
             found.append(Event.target_id == self.target_ref)
         return found
 
-    @property
-    def active(self) -> bool:
-        return any(dataclasses.astuple(self))
-
     def describe(self) -> str:
         """The filters in words, for the export's title and event."""
         parts = []

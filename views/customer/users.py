@@ -8,7 +8,7 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import func, select
 
-from app.extensions import appbuilder, db
+from app.extensions import db
 from app.services import users as user_service
 from app.services.activation import send_activation
 from app.services.events import customer_portal_events
@@ -198,16 +198,14 @@ class CustomerEventsView(CustomerPortalView):
     @customer_page
     @has_access
     def events(self, customer_id):
-        context, status = page_context(customer_portal_events(customer_id), customer_portal=True)
-        return self.render(
-            "events.html",
-            list_url=url_for(".events", customer_id=customer_id),
-            export_url=url_for(".export_events", customer_id=customer_id),
-            list_endpoint=f"{self.endpoint}.events",
+        context, status = page_context(
+            customer_portal_events(customer_id),
+            endpoints=(f"{self.endpoint}.events", f"{self.endpoint}.export_events"),
             endpoint_args={"customer_id": customer_id},
-            may_export=appbuilder.sm.has_access(f"can_{P.EXPORT}", P.CUSTOMER_EVENTS),
-            **context,
-        ), status
+            resource=P.CUSTOMER_EVENTS,
+            customer_portal=True,
+        )
+        return self.render("events.html", **context), status
 
     @expose("/<int:customer_id>/events.xlsx", methods=["POST"])
     @customer_page

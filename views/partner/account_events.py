@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from flask import url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
-from app.extensions import appbuilder
 from app.models.events import Event
 from security import permissions as P
 from views.base import PortalView, signed_in_first
@@ -24,18 +22,13 @@ class AccountEventsView(PortalView):
     @has_access
     def events(self, account_id):
         account = account_in_scope(account_id)
-        context, status = page_context(Event.account_id == account.id)
-        return self.render_template(
-            "portal/account/events.html",
-            account=account,
-            tab="events",
-            list_url=url_for(".events", account_id=account.id),
-            export_url=url_for(".export_events", account_id=account.id),
-            list_endpoint=f"{self.endpoint}.events",
+        context, status = page_context(
+            Event.account_id == account.id,
+            endpoints=(f"{self.endpoint}.events", f"{self.endpoint}.export_events"),
             endpoint_args={"account_id": account.id},
-            may_export=appbuilder.sm.has_access(f"can_{P.EXPORT}", P.EVENTS),
-            **context,
-        ), status
+            resource=P.EVENTS,
+        )
+        return self.render_template("portal/account/events.html", account=account, tab="events", **context), status
 
     @expose("/<int:account_id>/events.xlsx", methods=["POST"])
     @signed_in_first

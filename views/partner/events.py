@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from flask import g, url_for
+from flask import g
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
-from app.extensions import appbuilder
 from security import permissions as P
 from views.base import PortalView, signed_in_first
 from views.event_log import export_response, page_context
@@ -22,16 +21,14 @@ class EventView(PortalView):
     @signed_in_first
     @has_access
     def list(self):
-        context, status = page_context(None, with_account=True)
-        return self.render_template(
-            "portal/events.html",
-            list_url=url_for(".list"),
-            export_url=url_for(".export"),
-            list_endpoint=f"{self.endpoint}.list",
+        context, status = page_context(
+            None,
+            endpoints=(f"{self.endpoint}.list", f"{self.endpoint}.export"),
             endpoint_args={},
-            may_export=appbuilder.sm.has_access(f"can_{P.EXPORT}", P.EVENTS),
-            **context,
-        ), status
+            resource=P.EVENTS,
+            with_account=True,
+        )
+        return self.render_template("portal/events.html", **context), status
 
     @expose("/export", methods=["POST"])
     @signed_in_first
