@@ -94,19 +94,19 @@ def _secret_key(env: Mapping[str, str], instance: Path, mode: str) -> str:
     return path.read_text().strip()
 
 
-def _database_url(env: Mapping[str, str], instance: Path, mode: str) -> str:
-    url = env.get("DATABASE_URL", "")
+def _database_url(env: Mapping[str, str], instance: Path, mode: str, name: str = "DATABASE_URL") -> str:
+    url = env.get(name, "")
     if not url:
         if mode == "production":
-            raise ConfigError("DATABASE_URL is required in production (postgresql://...)")
+            raise ConfigError(f"{name} is required in production (postgresql://...)")
         instance.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{instance / 'portal.db'}"
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
-        raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL, not {url.split(':')[0]}://")
+        raise ConfigError(f"{name} must be a sqlite:// or postgresql:// URL, not {url.split(':')[0]}://")
     if mode == "production" and url.startswith("sqlite:"):
-        raise ConfigError("DATABASE_URL must point at PostgreSQL in production, not SQLite")
+        raise ConfigError(f"{name} must point at PostgreSQL in production, not SQLite")
     return url
 
 
@@ -171,6 +171,12 @@ def _log_format(env: Mapping[str, str]) -> str:
     if value not in LOG_FORMATS:
         raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
     return value
+
+
+def _migration_url(env: Mapping[str, str], instance: Path, mode: str) -> str:
+    if not env.get("MIGRATION_DATABASE_URL"):
+        return ""
+    return _database_url(env, instance, mode, name="MIGRATION_DATABASE_URL")
 
 
 def _locale_settings(env: Mapping[str, str]) -> dict[str, str]:
@@ -334,6 +340,10 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "EXPORT_ROWS_PER_SHEET": _int(env, "EXPORT_ROWS_PER_SHEET", 0),
         "LIST_PAGE_SIZE_MAX": _int(env, "LIST_PAGE_SIZE_MAX", 100, minimum=1),
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD", ""),
+        # The event log: the database refuses to delete younger events (app/db_guard.py); purge-events removes older.
+        "EVENT_RETENTION_DAYS": _int(env, "EVENT_RETENTION_DAYS", 400, minimum=1),
+        # The tables' owner, for `flask db upgrade` and `flask portal event-triggers` (default: DATABASE_URL).
+        "MIGRATION_DATABASE_URL": _migration_url(env, instance, mode),
     }
     settings.update(_web_settings(env, mode))
     settings.update(_locale_settings(env))

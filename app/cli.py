@@ -100,5 +100,33 @@ def purge_exports_command() -> None:
     click.echo(f"Expired export files deleted: {purge_expired()}.")
 
 
+@portal.command("purge-events")
+def purge_events_command() -> None:
+    """Delete events older than EVENT_RETENTION_DAYS (for a daily cron); the purge is itself an event."""
+    from app.services.event_log import PurgeRefused, purge_old_events
+
+    days = current_app.config["EVENT_RETENTION_DAYS"]
+    try:
+        removed = purge_old_events(days)
+    except PurgeRefused as refused:
+        raise click.ClickException(str(refused)) from None
+    click.echo(f"Events older than {days} days purged: {removed}.")
+
+
+@portal.command("event-triggers")
+def event_triggers_command() -> None:
+    """(Re)create the event log's append-only triggers with EVENT_RETENTION_DAYS, as the tables' owner
+    (MIGRATION_DATABASE_URL): after changing the retention."""
+    from app import db_guard
+
+    days = current_app.config["EVENT_RETENTION_DAYS"]
+    engine = db_guard.owner_engine(current_app)
+    with engine.begin() as connection:
+        db_guard.install(connection, days)
+    if engine is not db.engine:
+        engine.dispose()
+    click.echo(f"Event log triggers installed: events younger than {days} days cannot be deleted, none changed.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(portal)

@@ -43,3 +43,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(format_datetime, "datetime")
     app.add_template_filter(format_date, "date")
     app.add_template_filter(format_money, "money")
+    from app.services.events import action_name, target_name
+
+    app.add_template_filter(action_name, "event_action")  # the Event Log never shows a dotted action name
+    app.add_template_filter(target_name, "event_target")

@@ -19,7 +19,10 @@ target_metadata = Model.metadata
 
 
 def get_engine():
-    return current_app.extensions["migrate"].db.engine
+    """The tables' owner: ``MIGRATION_DATABASE_URL`` when set (production: the app's own role owns nothing)."""
+    from app.db_guard import owner_engine
+
+    return owner_engine(current_app)
 
 
 def _configure_args(connection_or_url):

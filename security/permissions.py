@@ -87,7 +87,7 @@ _PARTNER_USER = (
     | _grant(SUBSCRIPTIONS, READ)
     | _grant(M365_USERS, READ)
     | _grant(PRODUCTS, READ)
-    | _grant(EVENTS, READ)
+    | _grant(EVENTS, READ, EXPORT)
     | _grant(REPORTS, READ, EXPORT)
     | _grant(IMPERSONATION, LAUNCH)
     # Day-to-day help for a customer (inside a Launch (CP3) visit): who holds which licence, its Microsoft 365
@@ -108,7 +108,7 @@ _CUSTOMER_USER = (
 _CUSTOMER_ADMIN = (
     _CUSTOMER_USER
     | _grant(CUSTOMER_USERS, READ, WRITE, DELETE)
-    | _grant(CUSTOMER_EVENTS, READ)
+    | _grant(CUSTOMER_EVENTS, READ, EXPORT)
     | _grant(LICENCES, WRITE)
     | _grant(M365_ADMIN, WRITE)
 )
@@ -125,13 +125,13 @@ RESOURCE_ACTIONS = {
     SUBSCRIPTIONS: (READ, WRITE),
     M365_USERS: (READ, WRITE),
     PRODUCTS: (READ, WRITE),
-    EVENTS: (READ,),
+    EVENTS: (READ, EXPORT),
     REPORTS: (READ, EXPORT),
     IMPERSONATION: (LAUNCH,),
     DASHBOARD: (READ, WRITE),
     CUSTOMER_SERVICES: (READ,),
     CUSTOMER_USERS: (READ, WRITE, DELETE),
-    CUSTOMER_EVENTS: (READ,),
+    CUSTOMER_EVENTS: (READ, EXPORT),
     ORDERS: (WRITE,),
     LICENCES: (WRITE,),
     M365_ADMIN: (WRITE,),

@@ -12,22 +12,32 @@ from app.models.base import TenantOwned, utcnow
 
 
 class Event(TenantOwned, Model):
-    """One change: when, who, on whose behalf (the impersonator), on which account, what and to what."""
+    """One change: when, who, on whose behalf (the impersonator), on which account, what and to what, and the request
+    that made it. Append-only: the database refuses to change one (app/db_guard.py)."""
 
     __account_index__ = False
     __tablename__ = "event"
-    __table_args__ = (Index("ix_event_account_time", "account_id", "occurred_at", "id"),)
+    __table_args__ = (
+        Index("ix_event_account_time", "account_id", "occurred_at", "id"),
+        # The operator's log (every account), date filters and the retention purge read by time alone.
+        Index("ix_event_time", "occurred_at", "id"),
+        # The Event Log's person filter: who did it, the partner user behind it, or a label (an unknown address).
+        Index("ix_event_on_behalf_of_id", "on_behalf_of_id"),
+        Index("ix_event_actor_label", "actor_label"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"), index=True)
-    on_behalf_of_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"))
+    # Plain keys: an event is never updated (app/db_guard.py), so a login with events is never hard-deleted.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"), index=True)
+    on_behalf_of_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id"))
     actor_label: Mapped[str] = mapped_column(String(320), nullable=False)
     action: Mapped[str] = mapped_column(String(64), nullable=False)
     target_type: Mapped[str | None] = mapped_column(String(64))
     target_id: Mapped[str | None] = mapped_column(String(64))
     summary: Mapped[str] = mapped_column(String(1000), nullable=False, default="")
     client_address: Mapped[str | None] = mapped_column(String(45))
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     actor = relationship("PortalUser", foreign_keys=[actor_id])
     on_behalf_of = relationship("PortalUser", foreign_keys=[on_behalf_of_id])

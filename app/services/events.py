@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import g, has_request_context, request
 
+from app import request_id
 from app.extensions import db
 from app.models.events import Event
 from security import scoping
@@ -51,6 +53,7 @@ def record_event(
         on_behalf_of_id=getattr(on_behalf_of, "id", None),
         actor_label=label[:320],
         client_address=request.remote_addr if has_request_context() else None,
+        request_id=(request_id.current() or "")[:64] or None,
     )
     db.session.add(event)
     return event
@@ -77,3 +80,114 @@ def customer_portal_events(account_id: int):
         mine,
         or_(Event.actor_id.in_(own), and_(Event.target_type == "PortalUser", Event.target_id.in_(own_text))),
     )
+
+
+# -- how the Event Log shows an event --------------------------------------------------------------------------------
+
+#: Every action the portal records, as the Event Log names it (the filter's choices, in this order).
+ACTION_NAMES: dict[str, str] = {
+    "auth.login": "Signed in",
+    "auth.logout": "Signed out",
+    "auth.login_failed": "Sign-in failed",
+    "auth.login_limited": "Sign-in held back (too many attempts)",
+    "mfa.enrolled": "Set up two-factor authentication",
+    "mfa.verified": "Passed the two-factor check",
+    "mfa.failed": "Two-factor code refused",
+    "mfa.limited": "Two-factor check held back (too many attempts)",
+    "mfa.recovery_code_used": "Used a recovery code",
+    "mfa.recovery_codes_regenerated": "Made new recovery codes",
+    "mfa.reset": "Reset two-factor authentication",
+    "mfa.disabled": "Turned off two-factor authentication",
+    "impersonation.started": "Launched the customer portal",
+    "impersonation.ended": "Left the customer portal",
+    "user.created": "Added a user",
+    "user.updated": "Edited a user",
+    "user.enabled": "Enabled a user",
+    "user.disabled": "Disabled a user",
+    "user.deleted": "Deleted a user",
+    "user.password_set": "Set a password",
+    "user.activation_sent": "Sent an activation email",
+    "user.activation_email_failed": "Activation email not sent",
+    "user.activated": "Activated a sign-in",
+    "user.cp3_enabled": "Activated (CP3)",
+    "user.placeholder_added": "Added the default master admin",
+    "user.placeholder_updated": "Edited the default master admin",
+    "user.placeholder_deleted": "Removed the default master admin",
+    "reseller.created": "Created a reseller",
+    "reseller.enabled": "Enabled a reseller",
+    "reseller.disabled": "Disabled a reseller",
+    "customer.created": "Created a customer",
+    "customer.enabled": "Enabled a customer",
+    "customer.disabled": "Disabled a customer",
+    "account.updated": "Edited account details",
+    "tenant.requested": "Requested a Microsoft tenant",
+    "tenant.created": "Created a Microsoft tenant",
+    "tenant.failed": "Microsoft tenant not created",
+    "tenant.retried": "Retried a Microsoft tenant",
+    "tenant.discarded": "Discarded a Microsoft tenant",
+    "tenant.linked": "Linked a Microsoft tenant",
+    "tenant.relationship_accepted": "Reseller relationship accepted",
+    "subscription.ordered": "Ordered a subscription",
+    "subscription.created": "Added a subscription",
+    "subscription.quantity_changed": "Changed a licence quantity",
+    "subscription.auto_renew": "Changed auto-renew",
+    "licence.assigned": "Assigned a licence",
+    "licence.unassigned": "Removed a licence",
+    "m365_user.created": "Added a Microsoft 365 user",
+    "m365_user.enabled": "Enabled a Microsoft 365 user",
+    "m365_user.disabled": "Disabled a Microsoft 365 user",
+    "dashboard.widget_added": "Added a widget",
+    "dashboard.widget_removed": "Removed a widget",
+    "dashboard.reordered": "Rearranged the dashboard",
+    "report.exported": "Exported a report",
+    "report.export_queued": "Started a report export",
+    "report.export_retried": "Retried a report export",
+    "report.downloaded": "Downloaded a report",
+    "event_log.exported": "Exported the event log",
+    "event_log.purged": "Purged old events",
+    "product.created": "Added a product",
+    "product.updated": "Edited a product",
+    "product.retired": "Retired a product",
+    "usage.snapshot": "Recorded usage",
+    "demo.scale_seeded": "Generated scale data",
+}
+#: Actions recorded only on the operator's or a reseller's account: never in a customer portal's action filter.
+PARTNER_SIDE = ("reseller.", "product.", "usage.", "demo.", "event_log.purged")
+
+#: What an event's target is, in words.
+TARGET_NAMES: dict[str, str] = {
+    "PortalUser": "User",
+    "PlaceholderUser": "Default master admin",
+    "Account": "Account",
+    "MicrosoftTenant": "Microsoft tenant",
+    "Subscription": "Subscription",
+    "LicenceAssignment": "Licence",
+    "M365User": "Microsoft 365 user",
+    "DashboardWidget": "Widget",
+    "BackgroundJob": "Export",
+    "Product": "Product",
+}
+
+
+def _words(name: str) -> str:
+    """``m365_user.created`` → ``M365 user created``; ``MicrosoftTenant`` → ``Microsoft tenant``."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace(".", " ").replace("_", " ").strip().lower()
+    return spaced[:1].upper() + spaced[1:] if spaced else "Something"
+
+
+def action_name(action: str) -> str:
+    """What the Event Log calls an action; an unknown one in words, never its dotted name."""
+    return ACTION_NAMES.get(action) or _words(action)
+
+
+def target_name(target_type: str | None) -> str:
+    return "" if not target_type else TARGET_NAMES.get(target_type) or _words(target_type)
+
+
+def action_choices(*, customer_portal: bool = False) -> list[tuple[str, str]]:
+    """(action, name) pairs for the Event Log's action filter."""
+    return [
+        (action, name)
+        for action, name in ACTION_NAMES.items()
+        if not (customer_portal and action.startswith(PARTNER_SIDE))
+    ]

@@ -23,6 +23,7 @@ from sqlalchemy import event, func, select
 from app import clock
 from app.extensions import db
 from app.models.accounts import Account
+from app.models.events import Event
 from app.models.jobs import BackgroundJob
 from app.models.subscriptions import M365User, Subscription, UsagePoint
 from tests import factories
@@ -47,6 +48,11 @@ def _sheet_xml(response) -> str:
 def _text(value):
     """A cell's text as Excel shows it (openpyxl leaves OOXML's escape of a carriage return as it is)."""
     return value.replace("_x000D_", "\r") if isinstance(value, str) else value
+
+
+def _post(client, path):
+    """An export or download: a POST with the session's CSRF token."""
+    return client.post(path, data={"csrf_token": csrf_token(client)})
 
 
 def _export(client, account_id, kind):
@@ -277,8 +283,12 @@ def test_reseller_b_exports_contain_nothing_of_reseller_a(world, reseller_b_admi
 
 @pytest.mark.parametrize("path", ["products/csp-report", "products/usage-chart", "products/usage-chart.xlsx"])
 def test_another_reseller_gets_404(world, reseller_b_admin_client, path):
+    before = database_fingerprint()
     for account in ("customer_a", "reseller_a"):
-        assert reseller_b_admin_client.get(f"/accounts/{world.accounts[account].id}/{path}").status_code == 404
+        url = f"/accounts/{world.accounts[account].id}/{path}"
+        answer = _post(reseller_b_admin_client, url) if path.endswith(".xlsx") else reseller_b_admin_client.get(url)
+        assert answer.status_code == 404
+    assert database_fingerprint() == before
 
 
 @pytest.mark.parametrize("kind", ["subscriptions", "users"])
@@ -358,7 +368,7 @@ def test_a_large_export_runs_in_the_background_with_progress(app, world, reselle
     assert status["status"] == "done" and status["rows_done"] == status["rows_total"] > 2500
     page = reseller_a_admin_client.get(f"/accounts/{world.accounts['reseller_a'].id}/products/csp-report").text
     assert 'data-test="job-download"' in page and "progress-bar" in page
-    book = _workbook(reseller_a_admin_client.get(status["download_url"]))
+    book = _workbook(_post(reseller_a_admin_client, status["download_url"]))
     assert len(_rows(book["Microsoft 365 users"])) == 2500 + 3
 
 
@@ -369,10 +379,14 @@ def test_job_downloads_belong_to_their_requester(app, world, login, monkeypatch)
     _join_job_thread(job_id)
     for who in ("reseller_a_user", "reseller_b_admin", "customer_a_master_admin"):
         other = login(world.users[who].email)
-        assert other.get(f"/reports/jobs/{job_id}/download").status_code in (403, 404), who
+        assert _post(other, f"/reports/jobs/{job_id}/download").status_code in (403, 404), who
         assert other.get(f"/reports/jobs/{job_id}").status_code in (403, 404), who
-    assert login(world.users["ops_admin"].email).get(f"/reports/jobs/{job_id}/download").status_code == 200
-    assert requester.get(f"/reports/jobs/{job_id}/download").status_code == 200
+    assert _post(login(world.users["ops_admin"].email), f"/reports/jobs/{job_id}/download").status_code == 200
+    assert requester.get(f"/reports/jobs/{job_id}/download").status_code == 405  # a download is audited: POST
+    assert _post(requester, f"/reports/jobs/{job_id}/download").status_code == 200
+    with unscoped() as session:
+        downloads = session.scalars(select(Event).where(Event.action == "report.downloaded")).all()
+        assert len(downloads) == 2 and all(e.target_id == job_id for e in downloads)
 
 
 def test_a_failed_job_says_so_and_can_be_retried(app, world, reseller_a_admin_client, monkeypatch, tmp_path):
@@ -429,7 +443,7 @@ def test_rq_worker_runs_the_job_and_another_app_serves_it(app, world, tmp_path, 
     served_by = login_to(app, world.users["reseller_a_admin"].email)
     status = served_by.get(f"/reports/jobs/{job_id}").get_json()
     assert status["status"] == "done", (status, worker.stderr[-2000:])
-    book = _workbook(served_by.get(status["download_url"]))
+    book = _workbook(_post(served_by, status["download_url"]))
     assert {r[3] for r in _rows(book.active)} == {"Microsoft 365 Business Basic", "Exchange Online (Plan 1)"}
     redis.Redis.from_url(redis_url).flushdb()
 
@@ -457,8 +471,12 @@ def test_usage_chart_page_and_its_data(world, reseller_a_admin_client):
     row = page.split("<th>Microsoft 365 Business Basic</th>")[1].split("</tr>")[0]
     cells = re.findall(r"<td>([^<]*)</td>", row)
     assert len(cells) == 12 and cells[-1] == "3/4" and "1/2" in cells
-    book = _workbook(reseller_a_admin_client.get(f"/accounts/{customer}/products/usage-chart.xlsx"))
+    assert reseller_a_admin_client.get(f"/accounts/{customer}/products/usage-chart.xlsx").status_code == 405
+    book = _workbook(_post(reseller_a_admin_client, f"/accounts/{customer}/products/usage-chart.xlsx"))
     assert book.sheetnames == ["Licences", "Monthly spend"]
+    with unscoped() as session:
+        exported = session.scalars(select(Event).where(Event.action == "report.exported")).one()
+        assert exported.account_id == customer and "Usage chart" in exported.summary and exported.request_id
     assert reseller_a_admin_client.get("/static/vendor/plotly.min.js").status_code == 200
 
 

@@ -112,3 +112,17 @@ def test_start_up_with_a_bad_setting_prints_one_line_and_no_traceback(tmp_path):
     assert lines == [
         "Partner Portal cannot start: SECRET_KEY is required in production (at least 32 random characters)"
     ]
+
+
+def test_event_retention_and_the_owners_url(tmp_path):
+    values = config.load({"PORTAL_INSTANCE_PATH": str(tmp_path)})
+    assert values["EVENT_RETENTION_DAYS"] == 400 and values["MIGRATION_DATABASE_URL"] == ""
+    owner = "postgresql://portal_owner@db/portal"
+    values = config.load(
+        {"PORTAL_INSTANCE_PATH": str(tmp_path), "EVENT_RETENTION_DAYS": "30", "MIGRATION_DATABASE_URL": owner}
+    )
+    assert values["EVENT_RETENTION_DAYS"] == 30 and values["MIGRATION_DATABASE_URL"] == owner
+    with pytest.raises(config.ConfigError, match="EVENT_RETENTION_DAYS must be at least 1"):
+        config.load({"PORTAL_INSTANCE_PATH": str(tmp_path), "EVENT_RETENTION_DAYS": "0"})
+    with pytest.raises(config.ConfigError, match="MIGRATION_DATABASE_URL must be a sqlite:// or postgresql://"):
+        config.load({"PORTAL_INSTANCE_PATH": str(tmp_path), "MIGRATION_DATABASE_URL": "mysql://x"})

@@ -9,19 +9,17 @@ from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models.events import Event
 from app.services import users as user_service
 from app.services.activation import send_activation
 from app.services.events import customer_portal_events
 from app.services.users import UserChanges
 from security import permissions as P
 from security.models import CUSTOMER_PORTAL, PortalUser
-from views.base import MASTER_ADMIN_NEEDS_ORDERS, get_or_404, may_grant_master_admin, page_arg
+from views.base import MASTER_ADMIN_NEEDS_ORDERS, get_or_404, may_grant_master_admin
 from views.customer.base import CustomerPortalView, customer_page
+from views.event_log import export_response, page_context
 from views.partner.account_users import apply_user_change, save_form
 from views.partner.forms import CustomerUserForm
-
-EVENTS_PER_PAGE = 25
 
 
 def _may_manage(actor: PortalUser, user: PortalUser | None, *, admin: bool, master_admin: bool) -> str | None:
@@ -194,20 +192,26 @@ class CustomerUsersView(CustomerPortalView):
 class CustomerEventsView(CustomerPortalView):
     class_permission_name = P.CUSTOMER_EVENTS
     section = "events"
-    method_permission_name = {"events": P.READ}
+    method_permission_name = {"events": P.READ, "export_events": P.EXPORT}
 
     @expose("/<int:customer_id>/events")
     @customer_page
     @has_access
     def events(self, customer_id):
-        page = page_arg()
-        shown = customer_portal_events(customer_id)
-        total = db.session.scalar(select(func.count(Event.id)).where(shown))
-        events = db.session.scalars(
-            select(Event)
-            .where(shown)
-            .order_by(Event.occurred_at.desc(), Event.id.desc())
-            .offset((page - 1) * EVENTS_PER_PAGE)
-            .limit(EVENTS_PER_PAGE)
-        ).all()
-        return self.render("events.html", events=events, total=total, page=page, per_page=EVENTS_PER_PAGE)
+        context, status = page_context(
+            customer_portal_events(customer_id),
+            endpoints=(f"{self.endpoint}.events", f"{self.endpoint}.export_events"),
+            endpoint_args={"customer_id": customer_id},
+            resource=P.CUSTOMER_EVENTS,
+            customer_portal=True,
+        )
+        return self.render("events.html", **context), status
+
+    @expose("/<int:customer_id>/events.xlsx", methods=["POST"])
+    @customer_page
+    @has_access
+    def export_events(self, customer_id):
+        """Export: the events of this customer portal the filters select (POST with CSRF; itself an event)."""
+        return export_response(
+            customer_portal_events(customer_id), log_of=g.customer, record_on=customer_id, customer_portal=True
+        )

@@ -185,10 +185,11 @@ class ReportsView(PortalView):
         series = widgets.usage_series(_usage_ids(account))
         return self._render("usage_chart.html", account, series=series)
 
-    @expose("/<int:account_id>/products/usage-chart.xlsx")
+    @expose("/<int:account_id>/products/usage-chart.xlsx", methods=["POST"])
     @signed_in_first
     @has_access
     def usage_chart_xlsx(self, account_id):
+        """Download data (.xlsx): a POST with CSRF, as every export is (it is audited)."""
         account = account_in_scope(account_id)
         series = widgets.usage_series(_usage_ids(account))
         now = utcnow()
@@ -214,6 +215,13 @@ class ReportsView(PortalView):
         buffer = BytesIO()
         exports.write_workbook(buffer, f"Usage chart — {account.name}", [usage, spend])
         buffer.seek(0)
+        record_event(
+            "report.exported",
+            account_id=account.id,
+            target=account,
+            summary=f"Usage chart data of {account.name} exported",
+        )
+        db.session.commit()
         name = exports.file_name("usage", account, now)
         return send_file(
             buffer,
@@ -252,15 +260,23 @@ class ReportJobsView(PortalView):
             }
         )
 
-    @expose("/<job_id>/download")
+    @expose("/<job_id>/download", methods=["POST"])
     @signed_in_first
     @has_access
     def download(self, job_id):
+        """A prepared export's file: a POST with CSRF, so that each download is audited."""
         job = _own_job(job_id)
         if job.status != "done" or not job.file_path or not Path(job.file_path).exists():
             abort(404)
         if job.expires_on is not None and job.expires_on <= utcnow():
             abort(410, description="This export has expired: export it again.")
+        record_event(
+            "report.downloaded",
+            account_id=job.account_id,
+            target=job,
+            summary=f"{job.file_name} downloaded ({job.rows_total} rows)",
+        )
+        db.session.commit()
         return send_file(
             job.file_path,
             as_attachment=True,

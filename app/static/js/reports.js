@@ -13,12 +13,24 @@
         row.setAttribute("data-status", job.status);
         var action = row.querySelector(".job-action");
         if (job.status === "done") {
+          // A download is audited, so it is a POST with the page's CSRF token (as the server draws it).
           action.innerHTML = "";
-          var link = document.createElement("a");
-          link.href = job.download_url;
-          link.setAttribute("data-test", "job-download");
-          link.textContent = "Download " + job.file_name;
-          action.appendChild(link);
+          var form = document.createElement("form");
+          form.method = "post";
+          form.action = job.download_url;
+          form.className = "inline-form";
+          var token = document.createElement("input");
+          token.type = "hidden";
+          token.name = "csrf_token";
+          token.value = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+          var button = document.createElement("button");
+          button.type = "submit";
+          button.className = "btn btn-xs btn-link";
+          button.setAttribute("data-test", "job-download");
+          button.textContent = "Download " + job.file_name;
+          form.appendChild(token);
+          form.appendChild(button);
+          action.appendChild(form);
         } else if (job.status === "failed") {
           window.location.reload();  // shows the error and the Retry button
         } else {
