@@ -29,9 +29,10 @@ Closed by construction: under any scope but ALL, a statement the criteria cannot
   DELETE), so under a reseller's or a customer's scope it changes only rows in scope and runs: the conditional
   UPDATEs that make a licence count or a retry safe against double clicks rely on it.
 
-What the criteria reach is an ORM statement's entities (its columns, joins and ``select_from``): a raw ``Table``
-joined into an ORM select, or an entity that appears only in its WHERE clause, is not filtered. Write those as
-entities (or as separate scoped statements).
+What the criteria reach is an ORM statement's entities (its columns, joins and ``select_from``), never a Core
+sub-select nested in it: such a statement raises too (checked once per compiled statement, before the cursor runs).
+Not caught yet: a raw ``Table`` joined straight into an ORM select, or an entity that appears only in its WHERE
+clause (``exists().where(...)``) — neither is filtered. Write those as entities in the columns or joins.
 
 Flushes of the scoped session run their own INSERT/UPDATE/DELETE statements: those are what ``before_flush`` has
 just checked, so they pass while the session flushes (legacy ``bulk_save_objects`` and friends do not flush, and
@@ -366,7 +367,7 @@ def _core_tables(statement, *, core_selects_only: bool = False) -> frozenset[str
     only those read by Core sub-selects (no ORM entity, so no criteria) inside an ORM statement."""
     found: set[str] = set()
     for node in visitors.iterate(statement):
-        if isinstance(node, TextClause):
+        if isinstance(node, TextClause) and not core_selects_only:
             return _UNKNOWN
         if core_selects_only:
             if isinstance(node, Select) and node._propagate_attrs.get("compile_state_plugin") != "orm":
@@ -396,11 +397,28 @@ def _check_statement(conn, clauseelement, multiparams, params, execution_options
     raise _refuse(scope, f"Core statement on {what}: mark it reviewed ({UNSCOPED_REASON}) or use the ORM")
 
 
-def _check_driver_sql(conn, cursor, statement, parameters, context, executemany) -> None:
-    """``exec_driver_sql`` skips ``before_execute``: a raw string is like text()."""
-    if context is None or context.compiled is not None:
+_CORE_READS = "_portal_core_reads"
+
+
+def _check_cursor(conn, cursor, statement, parameters, context, executemany) -> None:
+    """Before the cursor runs: ``exec_driver_sql`` (which skips ``before_execute``) is like text(); an ORM statement
+    of the scoped session must not read tenant data through a Core sub-select, which no criteria reach. That walk
+    is done once per compiled statement (SQLAlchemy caches those), so it costs a dictionary look-up per execution."""
+    if context is None:
         return
-    _check_statement(conn, statement, None, None, context.execution_options)
+    compiled = context.compiled
+    if compiled is None:
+        _check_statement(conn, statement, None, None, context.execution_options)
+        return
+    if context.execution_options.get(_SCOPED_OPTION) is not _SCOPED:
+        return
+    reads = compiled.__dict__.get(_CORE_READS)
+    if reads is None:
+        reads = compiled.__dict__[_CORE_READS] = _core_tables(compiled.statement, core_selects_only=True) or ()
+    if reads and not _flushing.get():
+        scope = current_scope()
+        if not scope.is_all:
+            raise _refuse(scope, f"ORM statement with a Core sub-select of {', '.join(sorted(reads))}")
 
 
 def install(session) -> None:
@@ -413,7 +431,7 @@ def install(session) -> None:
         factory.class_ = type(factory.class_.__name__, (_FlushChecked, factory.class_), {})
     if not event.contains(Engine, "before_execute", _check_statement):
         event.listen(Engine, "before_execute", _check_statement)
-        event.listen(Engine, "before_cursor_execute", _check_driver_sql)
+        event.listen(Engine, "before_cursor_execute", _check_cursor)
 
 
 def classify(table_name: str) -> str:

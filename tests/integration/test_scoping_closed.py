@@ -329,3 +329,28 @@ def test_a_job_whose_requester_changed_fails_and_writes_nothing(app, world, queu
     status, error, path = _run(app, queued_job)
     assert status == "failed" and why in error
     assert path is None and not list((tmp_path / "exports").glob("*.xlsx"))
+
+
+# -- ORM statements: what the criteria reach, and what they do not ---------------------------------------------------
+
+
+def test_a_core_sub_select_inside_an_orm_statement_raises(world, under_scope):
+    """The criteria reach an ORM statement's entities, never a Core select nested in it."""
+    account = Account.__table__
+    _run_each_expecting_refusal(
+        {
+            "in a core sub-select": select(Subscription.id).where(Subscription.account_id.in_(select(account.c.id))),
+            "counted by a core scalar": select(
+                Subscription.id, select(func.count()).select_from(account).scalar_subquery()
+            ),
+        },
+        lambda s: db.session.execute(s).all(),
+    )
+
+
+def test_orm_sub_selects_get_the_criteria_and_run(world, under_scope):
+    counted = db.session.execute(
+        select(Account.id, select(func.count(Subscription.id)).scalar_subquery()).order_by(Account.id)
+    ).all()
+    expected = {scoping.RESELLER_SCOPE: 2, scoping.CUSTOMER_SCOPE: 2, scoping.NONE: None}[under_scope.kind]
+    assert {n for _, n in counted} <= {expected}
