@@ -10,7 +10,7 @@ import plotly
 from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request, send_from_directory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from app.extensions import db
 from security.scoping import ScopeViolation
@@ -63,8 +63,10 @@ def _too_big(value) -> bool:
 
 
 def _scope_violation(exc: ScopeViolation):
+    """To the writer (or the view that sent an unscoped statement) the row does not exist: the portal's 404. Answered,
+    not raised: an ``abort`` inside an error handler would reach the user as a 500."""
     db.session.rollback()
-    abort(404)
+    return _json_errors_for_api(NotFound())
 
 
 # The JSON endpoints the portal's own scripts call: their errors are JSON whatever the request's Accept header.

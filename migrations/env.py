@@ -9,6 +9,7 @@ from flask import current_app
 from flask_appbuilder import Model
 
 import app.models  # noqa: F401 - registers every model on Model.metadata
+from security import scoping
 
 config = context.config
 if config.config_file_name and not logging.getLogger().handlers:
@@ -56,7 +57,9 @@ def run_migrations_online():
             context.run_migrations()
 
 
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+# Migrations change every tenant's rows and the schema itself: the one scope they can run under is all of it.
+with scoping.bypass("migrations"):
+    if context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        run_migrations_online()

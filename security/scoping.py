@@ -4,20 +4,59 @@ Every ORM statement on the request session gets the current scope's criteria att
 checked against it, so list, show, edit, delete, actions, related dropdowns, search, exports and lazy loads are
 scoped without any view having to remember. It fails closed: with no scope resolved a query sees nothing and a
 write raises. Work that must cross tenants (CLI, jobs, sign-in) opens a named ``bypass``.
+
+Closed by construction: under any scope but ALL, a statement the criteria cannot reach raises ``UnscopedStatement``
+(a ``ScopeViolation``: 404 to a user) instead of running across tenants:
+
+- Core statements (``select(Account.__table__)``, ``Subscription.__table__.update()``, ``insert(Event.__table__)``)
+  that touch ``account`` or a tenant-owned table, and ORM statements that did not come through the scoped session
+  (another ``Session(db.engine)``, ``session.connection().execute(select(Model))``). The check is a
+  ``before_execute`` listener on every ``Engine``, so ``db.session``, ``session.connection()``, ``db.engine.connect()``
+  and other sessions all pass through it; the tables come from walking the statement, classified by ``classify``
+  (cached per name; a table nobody classified counts as tenant data). Global tables (catalogue, sessions, roles)
+  run under any scope.
+- ``text()`` and ``exec_driver_sql()`` (nobody can tell what they touch) and DDL, unless the caller marked the
+  statement as reviewed: ``.execution_options(portal_unscoped_reason="why")`` — a named, greppable escape hatch
+  like ``bypass``, for a statement that is safe under every scope.
+- ORM INSERT statements (``session.execute(insert(Model), rows)``): their rows skip the flush check. Add the
+  objects to the session instead, or run under a bypass (CLI, the scale generator).
+- ORM UPDATE/DELETE, where the loader criteria do NOT make them safe (tests/integration/test_scoping_closed.py
+  shows each): bulk UPDATE by primary key (``session.execute(update(Model), [{"id": ...}, ...])`` gets no criteria
+  at all), a SET of ``account_id`` (moves rows into another tenant), any UPDATE/DELETE of ``account`` (accounts
+  change through flushes, which refuse moves), a Core sub-select on tenant data inside one (it gets no criteria),
+  and any of them with no scope resolved (writes with no scope raise, as flushes do). An ORM UPDATE/DELETE with a
+  WHERE clause does get the criteria (SQLAlchemy 2.0 applies ``with_loader_criteria`` to ORM-enabled UPDATE and
+  DELETE), so under a reseller's or a customer's scope it changes only rows in scope and runs: the conditional
+  UPDATEs that make a licence count or a retry safe against double clicks rely on it.
+
+What the criteria reach is an ORM statement's entities (its columns, joins and ``select_from``), never a Core
+sub-select nested in it: such a statement raises too (checked once per compiled statement, before the cursor runs).
+Not caught yet: a raw ``Table`` joined straight into an ORM select, or an entity that appears only in its WHERE
+clause (``exists().where(...)``) — neither is filtered. Write those as entities in the columns or joins.
+
+Flushes of the scoped session run their own INSERT/UPDATE/DELETE statements: those are what ``before_flush`` has
+just checked, so they pass while the session flushes (legacy ``bulk_save_objects`` and friends do not flush, and
+are refused like Core).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
 
 from flask import g, has_request_context
 from flask_login import current_user
 from sqlalchemy import event, false, or_, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.orm.attributes import get_history
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.ddl import ExecutableDDLElement as _DDL
+from sqlalchemy.sql.elements import ClauseElement, TextClause
+from sqlalchemy.sql.expression import Join, Select, TableClause
 
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
 from app.models.base import TenantOwned
@@ -45,14 +84,25 @@ GLOBAL_TABLES = frozenset(
         "ab_user_group",
         "ab_register_user",
         "ab_api_key",
+        "alembic_version",
     }
 )
+
+# The execution option that marks a Core or text() statement as reviewed: safe under every scope. Its value says why.
+UNSCOPED_REASON = "portal_unscoped_reason"
+
+log = logging.getLogger(__name__)
 
 _account = Account.__table__
 
 
 class ScopeViolation(Exception):
     """A write outside the current scope. Answered as 404: to the writer, the row does not exist."""
+
+
+class UnscopedStatement(ScopeViolation):
+    """A statement the scope cannot reach (Core or text() on tenant data, an unsafe ORM bulk write) under a scope
+    other than ALL. A bug in the code that sent it: answered as 404, and logged."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,19 +210,62 @@ def _criteria(scope: Scope) -> tuple:
     )
 
 
+# Marks an ORM statement that came through the scoped session (criteria attached, or a refresh): the engine-level
+# check lets it run. An object, not a flag, so no statement can claim it by accident.
+_SCOPED = object()
+_SCOPED_OPTION = "_portal_scoped"
+
+
 def _scope_statement(state: ORMExecuteState) -> None:
-    # Refreshing a row already held leaks nothing new; every other load, update and delete is scoped.
-    if state.is_column_load or not (state.is_select or state.is_update or state.is_delete):
-        return
+    if not state.is_orm_statement:
+        return  # Core and text() statements: the engine-level check decides
     scope = current_scope()
-    if scope.is_all:
+    if not scope.is_all and (state.is_insert or state.is_update or state.is_delete):
+        _check_orm_write(state, scope)
+    state.update_execution_options(**{_SCOPED_OPTION: _SCOPED})
+    # Refreshing a row already held leaks nothing new; every other load, update and delete is scoped.
+    if scope.is_all or state.is_column_load or not (state.is_select or state.is_update or state.is_delete):
         return
     state.statement = state.statement.options(*_criteria(scope))
+
+
+def _refuse(scope: Scope, what: str) -> UnscopedStatement:
+    log.error("Refused under scope %s %s: %s", scope.kind, scope.account_id or "", what)
+    return UnscopedStatement(f"{what} (scope {scope.kind})")
+
+
+def _check_orm_write(state: ORMExecuteState, scope: Scope) -> None:
+    """ORM INSERT/UPDATE/DELETE statements under a scope other than ALL: what the criteria cannot make safe raises."""
+    statement = state.statement
+    table = statement.table
+    kind = table_kind(table.name)
+    if kind == "global":
+        return
+    verb = "INSERT into" if state.is_insert else "UPDATE of" if state.is_update else "DELETE from"
+    if state.is_insert:
+        # Its rows never meet before_flush: add the objects to the session instead.
+        raise _refuse(scope, f"ORM {verb} {table.name}")
+    if scope.kind == NONE or kind != "tenant":
+        raise _refuse(scope, f"ORM {verb} {table.name}")
+    if isinstance(state.parameters, list | tuple):
+        raise _refuse(scope, f"ORM bulk {verb} {table.name} by primary key (no criteria apply to it)")
+    if "account_id" in _set_columns(statement):
+        raise _refuse(scope, f"ORM {verb} {table.name} setting account_id (a move between tenants)")
+    if _core_tables(statement, core_selects_only=True):
+        raise _refuse(scope, f"ORM {verb} {table.name} with a Core sub-select of tenant data")
+
+
+def _set_columns(statement) -> set[str]:
+    pairs = list((getattr(statement, "_values", None) or {}).items()) + list(
+        getattr(statement, "_ordered_values", None) or ()
+    )
+    return {key if isinstance(key, str) else getattr(key, "key", str(key)) for key, _ in pairs}
 
 
 def _account_parent(session: Session, account_id: int) -> int | None:
     cache = session.info.setdefault("_scope_parents", {})
     if account_id not in cache:
+        # Core, run inside the flush it checks (so the engine-level check lets it pass): no criteria on this look-up.
         row = session.connection().execute(select(_account.c.parent_id).where(_account.c.id == account_id)).first()
         cache[account_id] = row[0] if row else None
     return cache[account_id]
@@ -231,11 +324,115 @@ def _check_writes(session: Session, flush_context, instances) -> None:
             raise ScopeViolation(f"{type(obj).__name__} {getattr(obj, 'id', None)} is outside scope {scope.kind}")
 
 
+_flushing: ContextVar[bool] = ContextVar("portal_scoped_flush", default=False)
+
+
+class _FlushChecked:
+    """Mixed into the scoped session's class: while it flushes, the statements sent are the rows ``before_flush``
+    has just checked (and the parent look-ups of that check)."""
+
+    def flush(self, objects=None) -> None:
+        token = _flushing.set(True)
+        try:
+            super().flush(objects)
+        finally:
+            _flushing.reset(token)
+
+
+_UNKNOWN = None  # what a text(), a driver string or DDL touches: nobody can tell
+_kinds: dict[str, str] = {}
+
+
+def table_kind(name: str) -> str:
+    """``classify``, cached per table name; a table nobody classified is 'unknown' (treated as tenant data)."""
+    kind = _kinds.get(name)
+    if kind is None:
+        try:
+            kind = classify(name)
+        except LookupError:
+            kind = "unknown"
+        _kinds[name] = kind
+    return kind
+
+
+def _from_tables(from_clause) -> Iterator[TableClause]:
+    if isinstance(from_clause, Join):
+        yield from _from_tables(from_clause.left)
+        yield from _from_tables(from_clause.right)
+    elif isinstance(from_clause, TableClause):
+        yield from_clause
+
+
+def _core_tables(statement, *, core_selects_only: bool = False) -> frozenset[str] | None:
+    """The non-global tables a statement touches (None: cannot tell, it holds text). With ``core_selects_only``,
+    only those read by Core sub-selects (no ORM entity, so no criteria) inside an ORM statement."""
+    found: set[str] = set()
+    for node in visitors.iterate(statement):
+        if isinstance(node, TextClause) and not core_selects_only:
+            return _UNKNOWN
+        if core_selects_only:
+            if isinstance(node, Select) and node._propagate_attrs.get("compile_state_plugin") != "orm":
+                found.update(t.name for f in node.get_final_froms() for t in _from_tables(f))
+        elif isinstance(node, TableClause):
+            found.add(node.name)
+    return frozenset(name for name in found if table_kind(name) != "global")
+
+
+def _check_statement(conn, clauseelement, multiparams, params, execution_options) -> None:
+    """Engine-level, before every statement: Core and foreign ORM statements on tenant data need the ALL scope."""
+    if execution_options.get(_SCOPED_OPTION) is _SCOPED or _flushing.get():
+        return
+    if execution_options.get(UNSCOPED_REASON):
+        return
+    override = _override.get()
+    if override is not None and override.is_all:
+        return
+    readable = isinstance(clauseelement, ClauseElement) and not isinstance(clauseelement, _DDL)
+    tables = _core_tables(clauseelement) if readable else _UNKNOWN
+    if tables is not _UNKNOWN and not tables:
+        return
+    scope = current_scope()  # only now: resolving it loads the user, which must not happen for the session store
+    if scope.is_all:
+        return
+    what = ", ".join(sorted(tables)) if tables else f"a {type(clauseelement).__name__} nobody can read"
+    raise _refuse(scope, f"Core statement on {what}: mark it reviewed ({UNSCOPED_REASON}) or use the ORM")
+
+
+_CORE_READS = "_portal_core_reads"
+
+
+def _check_cursor(conn, cursor, statement, parameters, context, executemany) -> None:
+    """Before the cursor runs: ``exec_driver_sql`` (which skips ``before_execute``) is like text(); an ORM statement
+    of the scoped session must not read tenant data through a Core sub-select, which no criteria reach. That walk
+    is done once per compiled statement (SQLAlchemy caches those), so it costs a dictionary look-up per execution."""
+    if context is None:
+        return
+    compiled = context.compiled
+    if compiled is None:
+        _check_statement(conn, statement, None, None, context.execution_options)
+        return
+    if context.execution_options.get(_SCOPED_OPTION) is not _SCOPED:
+        return
+    reads = compiled.__dict__.get(_CORE_READS)
+    if reads is None:
+        reads = compiled.__dict__[_CORE_READS] = _core_tables(compiled.statement, core_selects_only=True) or ()
+    if reads and not _flushing.get():
+        scope = current_scope()
+        if not scope.is_all:
+            raise _refuse(scope, f"ORM statement with a Core sub-select of {', '.join(sorted(reads))}")
+
+
 def install(session) -> None:
-    """Attach the scope to a (scoped) session factory; idempotent."""
+    """Attach the scope to a (scoped) session factory and the statement check to every engine; idempotent."""
     if not event.contains(session, "do_orm_execute", _scope_statement):
         event.listen(session, "do_orm_execute", _scope_statement)
         event.listen(session, "before_flush", _check_writes)
+    factory = session.session_factory
+    if not issubclass(factory.class_, _FlushChecked):
+        factory.class_ = type(factory.class_.__name__, (_FlushChecked, factory.class_), {})
+    if not event.contains(Engine, "before_execute", _check_statement):
+        event.listen(Engine, "before_execute", _check_statement)
+        event.listen(Engine, "before_cursor_execute", _check_cursor)
 
 
 def classify(table_name: str) -> str:

@@ -1,7 +1,10 @@
 """Background jobs for large exports: RQ workers on Redis when REDIS_URL is set, an in-process thread otherwise.
 
 A job's state and progress live in ``background_job``, so any app process can show and serve it. The job runs
-with its requester's scope (never a bypass): it can put nothing in the file its requester could not see.
+with its requester's scope (never a bypass), resolved again when it runs — not the one stored when it was queued:
+a requester disabled, moved to another account or no longer allowed to see costs since then gets a failed job and
+no file. It can put nothing in the file its requester could not see now. Only its own bookkeeping (reading its
+parameters and requester, writing its state row) runs under named bypasses.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from flask import Flask, current_app, has_app_context
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.extensions import db
+from app.extensions import appbuilder, db
 from app.models.accounts import Account
 from app.models.base import utcnow
 from app.models.jobs import BackgroundJob
 from app.services import exports
 from app.services.events import record_event
+from security import permissions as P
 from security import scoping
+from security.models import PortalUser
 
 log = logging.getLogger(__name__)
 QUEUE = "portal-exports"
@@ -51,7 +56,7 @@ def start_export(kind: str, account: Account, requester, with_costs: bool) -> Ba
                 "kind": kind,
                 "account_id": account.id,
                 "with_costs": with_costs,
-                "scope": [scope.kind, scope.account_id],
+                "scope": [scope.kind, scope.account_id],  # as queued, for the record: run() resolves it again
                 "requester": requester.email,
             }
         ),
@@ -128,9 +133,32 @@ _worker_app: Flask | None = None
 
 
 def _state(job_id: str, **values) -> None:
-    """Job state, written in its own short transaction (the export streams on the app session)."""
-    with Session(db.engine) as session, session.begin():
+    """Job state, written in its own short transaction (the export streams on the app session): the job's own row,
+    by its id, whatever scope the export runs under."""
+    with scoping.bypass(f"job {job_id}: its own state"), Session(db.engine) as session, session.begin():
         session.execute(update(BackgroundJob.__table__).where(BackgroundJob.__table__.c.id == job_id).values(**values))
+
+
+class JobRefused(Exception):
+    """The requester may no longer have this export: the job fails without writing anything."""
+
+
+SEES_COSTS = (f"can_{P.READ}", P.PRICES)  # what views/partner/reports.py:sees_costs() asks of the signed-in user
+
+
+def requester_scope(job: BackgroundJob, params: dict) -> scoping.Scope:
+    """The requester's scope as it is now: active, still allowed to see costs if the export has them."""
+    with scoping.bypass(f"job {job.id}: resolving its requester"):
+        user = db.session.get(PortalUser, job.requested_by_id) if job.requested_by_id is not None else None
+        if user is None or not user.is_active:
+            raise JobRefused("its requester can no longer sign in")
+        scope = scoping.scope_for_user(user)
+        if params["with_costs"] and SEES_COSTS not in appbuilder.sm.get_user_permissions(user):
+            raise JobRefused("its requester may no longer see costs")
+        email = user.email
+    if scope.kind == scoping.NONE:
+        raise JobRefused("its requester no longer has a portal scope")
+    return scoping.Scope(scope.kind, scope.account_id, reason=f"job {job.id} for {email}")
 
 
 def run(job_id: str) -> None:
@@ -140,8 +168,20 @@ def run(job_id: str) -> None:
         if job is None or job.status == "done":
             return
         params = json.loads(job.params)
-    scope = scoping.Scope(params["scope"][0], params["scope"][1], reason=f"job {job_id} for {params['requester']}")
     now = utcnow()
+    try:
+        scope = requester_scope(job, params)
+        # Nothing loaded under the bypasses stays in the session (a refresh of a held row gets no criteria).
+        db.session.rollback()
+        db.session.expunge_all()
+        with scoping.use_scope(scope):
+            if db.session.scalars(select(Account.id).where(Account.id == params["account_id"])).first() is None:
+                raise JobRefused("its requester no longer sees this account")
+    except JobRefused as exc:
+        log.warning("Export job %s refused: %s", job_id, exc)
+        db.session.rollback()
+        _state(job_id, status="failed", error=f"Not run: {exc}.", started_on=now, finished_on=utcnow())
+        return
     _state(job_id, status="running", started_on=now, rows_done=0, error=None)
     path = None
     try:
