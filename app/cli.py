@@ -121,7 +121,7 @@ def event_triggers_command() -> None:
 
     days = current_app.config["EVENT_RETENTION_DAYS"]
     engine = db_guard.owner_engine(current_app)
-    with engine.begin() as connection:
+    with scoping.bypass("cli:event-triggers"), engine.begin() as connection:
         db_guard.install(connection, days)
     if engine is not db.engine:
         engine.dispose()

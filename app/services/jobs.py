@@ -143,7 +143,7 @@ class JobRefused(Exception):
     """The requester may no longer have this export: the job fails without writing anything."""
 
 
-SEES_COSTS = (f"can_{P.READ}", P.PRICES)  # what views/partner/reports.py:sees_costs() asks of the signed-in user
+SEES_COSTS = (f"can_{P.READ}", P.COSTS)  # what views/partner/reports.py:sees_costs() asks of the signed-in user
 
 
 def requester_scope(job: BackgroundJob, params: dict) -> scoping.Scope:
