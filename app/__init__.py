@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
 
     from app import formatting, request_id, web
     from app.services import audit
-    from security import impersonation, scoping
+    from security import impersonation, mfa, scoping
     from security.sessions import init_sessions
 
     db.init_app(app)
@@ -43,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     formatting.init_app(app)
     web.init_app(app)
     impersonation.init_app(app)
+    mfa.init_app(app)
     audit.connect()
 
     with app.app_context():

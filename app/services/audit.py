@@ -43,6 +43,45 @@ def _operator_staff_created(_app, *, user) -> None:
     )
 
 
+def _mfa_verified(_app, *, user, method: str, remaining: int | None) -> None:
+    if method == "recovery":
+        record_event(
+            "mfa.recovery_code_used",
+            account_id=user.account_id,
+            actor=user,
+            target=user,
+            summary=f"{user.email} used a recovery code for two-factor authentication ({remaining} left)",
+        )
+        return
+    record_event(
+        "mfa.verified",
+        account_id=user.account_id,
+        actor=user,
+        target=user,
+        summary=f"{user.email} passed two-factor authentication",
+    )
+
+
+def _mfa_failed(_app, *, user, reason: str) -> None:
+    record_event(
+        "mfa.failed",
+        account_id=user.account_id,
+        actor=user,
+        target=user,
+        summary=f"Two-factor authentication failed for {user.email} ({reason})",
+    )
+
+
+def _mfa_limited(_app, *, user, retry_after: int) -> None:
+    record_event(
+        "mfa.limited",
+        account_id=user.account_id,
+        actor=user,
+        target=user,
+        summary=f"Two-factor code for {user.email} refused unread: too many wrong codes (retry in {retry_after} s)",
+    )
+
+
 _RECEIVERS = (
     (signals.signed_in, _signed_in),
     (signals.sign_in_failed, _sign_in_failed),
@@ -50,6 +89,9 @@ _RECEIVERS = (
     (signals.impersonation_started, _impersonation_started),
     (signals.impersonation_ended, _impersonation_ended),
     (signals.operator_staff_created, _operator_staff_created),
+    (signals.mfa_verified, _mfa_verified),
+    (signals.mfa_failed, _mfa_failed),
+    (signals.mfa_limited, _mfa_limited),
 )
 
 
