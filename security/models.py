@@ -42,7 +42,9 @@ class PortalUser(TenantOwned, User):
     activation_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     activation_error: Mapped[str | None] = mapped_column(String(300))
     # Two-factor authentication (app/models/mfa.py), loaded with the login: the per-request check costs no query.
-    mfa = relationship("MfaCredential", back_populates="user", uselist=False, lazy="joined", passive_deletes=True)
+    mfa = relationship(
+        "MfaCredential", back_populates="user", uselist=False, lazy="joined", cascade="all, delete-orphan"
+    )
 
     @validates("email", "username")
     def _lower(self, key: str, value: str) -> str:

@@ -105,14 +105,18 @@ def reset(actor: PortalUser, target: PortalUser) -> None:
     decision = mfa.can_reset_mfa(actor=actor, target=target)
     if not decision:
         raise UserError(decision.reason)
+    _remove(target, f"{actor.email} reset the two-factor authentication of {target.email}")
+
+
+def reset_from_cli(target: PortalUser) -> None:
+    """``flask portal reset-mfa``: for a login no admin can reset in the portal (operator staff, the last admin)."""
+    _remove(target, f"Two-factor authentication of {target.email} reset from the command line")
+
+
+def _remove(target: PortalUser, summary: str) -> None:
     if target.mfa is None:
         raise UserError(f"{target.email} has no two-factor authentication to reset.")
     db.session.delete(target.mfa)
-    record_event(
-        "mfa.reset",
-        account_id=target.account_id,
-        target=target,
-        summary=f"{actor.email} reset the two-factor authentication of {target.email}",
-    )
+    record_event("mfa.reset", account_id=target.account_id, target=target, summary=summary)
     db.session.commit()
     mfa.reset_code_limit(target)

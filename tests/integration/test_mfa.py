@@ -446,3 +446,17 @@ def test_reset_policy_truth_table(app, world, actor, target, allowed):
             actor=session.get(PortalUser, world.users[actor].id), target=session.get(PortalUser, world.users[target].id)
         )
         assert bool(decision) is allowed and (allowed or decision.reason)
+
+
+def test_the_command_line_resets_operator_staff(app, world, login, clock_at):
+    ops = world.users["ops_admin"]
+    enrol(login(ops.email))
+    result = app.test_cli_runner().invoke(args=["portal", "reset-mfa", ops.email.upper()])
+    assert result.exit_code == 0 and "Reset the two-factor authentication" in result.output
+    assert mfa_rows(ops.id) == (None, 0)
+    with unscoped() as session:
+        event = session.scalar(select(Event).where(Event.action == "mfa.reset"))
+        assert event.actor_label == "cli:reset-mfa" and event.account_id == ops.account_id
+    again = app.test_cli_runner().invoke(args=["portal", "reset-mfa", ops.email])
+    assert again.exit_code != 0 and "no two-factor authentication" in again.output
+    assert app.test_cli_runner().invoke(args=["portal", "reset-mfa", "nobody@example.com"]).exit_code != 0
