@@ -460,3 +460,25 @@ def test_the_command_line_resets_operator_staff(app, world, login, clock_at):
     again = app.test_cli_runner().invoke(args=["portal", "reset-mfa", ops.email])
     assert again.exit_code != 0 and "no two-factor authentication" in again.output
     assert app.test_cli_runner().invoke(args=["portal", "reset-mfa", "nobody@example.com"]).exit_code != 0
+
+
+def test_with_redis_the_code_limit_is_shared_by_every_process(app, world, login, tmp_path, database_url, clock_at):
+    """Two app instances (two workers) on one Redis: wrong codes counted by either add up."""
+    import redis
+
+    from tests.conftest import make_app
+
+    redis_url = "redis://127.0.0.1:6379/10"
+    redis.Redis.from_url(redis_url).flushdb()
+    user = world.users["reseller_a_admin"]
+    secret, _ = enrol(login(user.email))
+    clock_at.steps(1)
+    workers = [make_app(tmp_path / f"worker{n}", database_url, RATELIMIT_STORAGE_URI=redis_url) for n in (1, 2)]
+    try:
+        wrong = "000000" if code(secret) != "000000" else "111111"
+        for n in range(5):
+            assert code_step(password_step(workers[n % 2], user.email), wrong).status_code == 400
+        assert code_step(password_step(workers[0], user.email), code(secret)).status_code == 429
+        assert code_step(password_step(workers[1], user.email), code(secret)).status_code == 429
+    finally:
+        redis.Redis.from_url(redis_url).flushdb()

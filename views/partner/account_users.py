@@ -75,7 +75,7 @@ def reset_mfa_of(user: PortalUser, back: str):
         flash(str(exc), "warning")
     else:
         flash(
-            f"Reset the two-factor authentication of {user.email}: they set it up again at their next sign-in.",
+            f"Reset the two-factor authentication of {user.email}: they sign in with a password, then set it up again.",
             "success",
         )
     return redirect(back)
