@@ -69,7 +69,7 @@ class MfaView(PortalView):
                 codes_left=mfa.recovery_codes_left(user.mfa),
                 code_count=mfa.RECOVERY_CODE_COUNT,
                 regenerate_form=regenerate_form or CodeForm(prefix="regenerate"),
-                turn_off_form=turn_off_form or CodeForm(prefix="off"),
+                turn_off_form=turn_off_form or CodeForm(prefix="turn_off"),
             )
         return self._render("portal/mfa.html", status, **context)
 
@@ -116,31 +116,33 @@ class MfaView(PortalView):
             return redirect(url_for(".index"))
         return self._render("portal/mfa_recovery_codes.html", codes=codes)
 
+    def _with_code(self, prefix: str, change, done):
+        """A change confirmed by the user's current code: ``done(result)`` when it is made, else the page again with
+        the reason beside the form's code."""
+        self._not_while_launched()
+        form = CodeForm(prefix=prefix)
+        if form.validate_on_submit():
+            try:
+                return done(change(g.user, form.code.data))
+            except UserError as exc:
+                _form_error(form, exc)
+        return self._page(**{f"{prefix}_form": form}, status=400)
+
     @expose("/recovery-codes", methods=["POST"])
     @has_access
     def regenerate(self):
-        self._not_while_launched()
-        form = CodeForm(prefix="regenerate")
-        if not form.validate_on_submit():
-            return self._page(regenerate_form=form, status=400)
-        try:
-            codes = mfa_service.regenerate_recovery_codes(g.user, form.code.data)
-        except UserError as exc:
-            _form_error(form, exc)
-            return self._page(regenerate_form=form, status=400)
-        return self._show_codes(codes, "New recovery codes: the old ones no longer work.")
+        return self._with_code(
+            "regenerate",
+            mfa_service.regenerate_recovery_codes,
+            lambda codes: self._show_codes(codes, "New recovery codes: the old ones no longer work."),
+        )
 
     @expose("/off", methods=["POST"])
     @has_access
     def turn_off(self):
-        self._not_while_launched()
-        form = CodeForm(prefix="off")
-        if not form.validate_on_submit():
-            return self._page(turn_off_form=form, status=400)
-        try:
-            mfa_service.turn_off(g.user, form.code.data)
-        except UserError as exc:
-            _form_error(form, exc)
-            return self._page(turn_off_form=form, status=400)
+        return self._with_code("turn_off", mfa_service.turn_off, lambda _: self._turned_off())
+
+    @staticmethod
+    def _turned_off():
         flash("Two-factor authentication is off: signing in asks for your password only.", "success")
         return redirect(url_for(".index"))

@@ -43,42 +43,30 @@ def _operator_staff_created(_app, *, user) -> None:
     )
 
 
+def _about_own_sign_in(action: str, user, summary: str) -> None:
+    record_event(action, account_id=user.account_id, actor=user, target=user, summary=summary)
+
+
 def _mfa_verified(_app, *, user, method: str, remaining: int | None) -> None:
     if method == "recovery":
-        record_event(
+        _about_own_sign_in(
             "mfa.recovery_code_used",
-            account_id=user.account_id,
-            actor=user,
-            target=user,
-            summary=f"{user.email} used a recovery code for two-factor authentication ({remaining} left)",
+            user,
+            f"{user.email} used a recovery code for two-factor authentication ({remaining} left)",
         )
-        return
-    record_event(
-        "mfa.verified",
-        account_id=user.account_id,
-        actor=user,
-        target=user,
-        summary=f"{user.email} passed two-factor authentication",
-    )
+    else:
+        _about_own_sign_in("mfa.verified", user, f"{user.email} passed two-factor authentication")
 
 
 def _mfa_failed(_app, *, user, reason: str) -> None:
-    record_event(
-        "mfa.failed",
-        account_id=user.account_id,
-        actor=user,
-        target=user,
-        summary=f"Two-factor authentication failed for {user.email} ({reason})",
-    )
+    _about_own_sign_in("mfa.failed", user, f"Two-factor authentication failed for {user.email} ({reason})")
 
 
 def _mfa_limited(_app, *, user, retry_after: int) -> None:
-    record_event(
+    _about_own_sign_in(
         "mfa.limited",
-        account_id=user.account_id,
-        actor=user,
-        target=user,
-        summary=f"Two-factor code for {user.email} refused unread: too many wrong codes (retry in {retry_after} s)",
+        user,
+        f"Two-factor code for {user.email} refused unread: too many wrong codes (retry in {retry_after} s)",
     )
 
 

@@ -267,17 +267,17 @@ def test_turning_off_needs_a_code_and_is_refused_where_required(app, world, logi
     client = login(user.email)
     secret, _ = enrol(client)
     clock_at.steps(1)
-    off = {"off-csrf_token": csrf_token(client)}
-    assert client.post("/profile/two-factor/off", data={**off, "off-code": "000000"}).status_code == 400
+    off = {"turn_off-csrf_token": csrf_token(client)}
+    assert client.post("/profile/two-factor/off", data={**off, "turn_off-code": "000000"}).status_code == 400
     app.config["MFA_REQUIRED"] = True
     try:
-        refused = client.post("/profile/two-factor/off", data={**off, "off-code": code(secret)})
+        refused = client.post("/profile/two-factor/off", data={**off, "turn_off-code": code(secret)})
         assert refused.status_code == 400 and "required" in refused.text
-        assert "off-code" not in client.get("/profile/two-factor/").text
+        assert "turn_off-code" not in client.get("/profile/two-factor/").text
     finally:
         app.config["MFA_REQUIRED"] = False
     assert mfa_rows(user.id)[0] is not None
-    response = client.post("/profile/two-factor/off", data={**off, "off-code": code(secret)})
+    response = client.post("/profile/two-factor/off", data={**off, "turn_off-code": code(secret)})
     assert response.status_code == 302
     assert mfa_rows(user.id) == (None, 0)
     assert actions(user.id)[-1] == "mfa.disabled"
