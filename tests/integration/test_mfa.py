@@ -16,7 +16,7 @@ from app.models.mfa import MfaCredential, MfaRecoveryCode
 from security import mfa
 from security.models import PortalUser
 from tests import factories
-from tests.conftest import csrf_token, unscoped
+from tests.conftest import at_once, csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
 
 STEP = dt.timedelta(seconds=30)
@@ -195,6 +195,22 @@ def test_a_used_code_cannot_be_used_again(app, world, login, clock_at):
     with unscoped() as session:
         reasons = session.scalars(select(Event.summary).where(Event.action == "mfa.failed")).all()
     assert sum("already used" in r for r in reasons) == 3
+
+
+def test_two_sign_ins_racing_with_one_code_let_one_in(app, world, login, clock_at):
+    user = world.users["reseller_a_admin"]
+    secret, codes = enrol(login(user.email))
+    clock_at.steps(1)
+    for value in (code(secret), codes[0]):
+        clients = [password_step(app, user.email) for _ in range(2)]
+        tokens = [
+            re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', c.get("/login/code/").text).group(1)
+            for c in clients
+        ]
+        answers = at_once(
+            *(lambda c=c, t=t, v=value: code_step(c, v, t).status_code for c, t in zip(clients, tokens, strict=True))
+        )
+        assert sorted(answers) == [302, 400], value
 
 
 def test_a_recovery_code_works_once(app, world, login, clock_at):
