@@ -128,5 +128,28 @@ def event_triggers_command() -> None:
     click.echo(f"Event log triggers installed: events younger than {days} days cannot be deleted, none changed.")
 
 
+@portal.command("reset-mfa")
+@click.argument("email")
+def reset_mfa_command(email: str) -> None:
+    """Reset a login's two-factor authentication (a lost phone where no admin can reset it in the portal)."""
+    from sqlalchemy import select
+
+    from app.services.mfa import reset_from_cli
+    from app.services.users import UserError
+    from security.models import PortalUser
+
+    with scoping.bypass("cli:reset-mfa"):
+        user = db.session.scalar(select(PortalUser).where(PortalUser.email == email.strip().lower()))
+        if user is None:
+            raise click.ClickException(f"There is no login {email}.")
+        try:
+            reset_from_cli(user)
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"Reset the two-factor authentication of {user.email}: they sign in with their password and set it up again."
+    )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(portal)

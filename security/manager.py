@@ -7,7 +7,7 @@ import functools
 import logging
 import secrets
 
-from flask import current_app, flash, g, redirect, request, session
+from flask import current_app, flash, g, redirect, request, session, url_for
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.security.forms import LoginForm_db
 from flask_appbuilder.security.sqla.manager import SecurityManager
@@ -18,10 +18,11 @@ from flask_appbuilder.views import expose
 from flask_login import login_user, logout_user
 from sqlalchemy import or_, select
 
-from app.extensions import limiter
+from app.extensions import db, limiter
 from app.models.accounts import OPERATOR, Account
 from app.models.base import utcnow
-from security import scoping, signals, throttle
+from security import mfa, scoping, signals, throttle
+from security.forms import CodeForm
 from security.models import OPERATOR_PORTAL, PortalUser
 from security.passwords import hash_password, password_matches
 from security.permissions import CAPABILITIES
@@ -64,7 +65,8 @@ class SignIn:
 
 
 class PortalAuthDBView(AuthDBView):
-    """FAB's login form (with a "Forgot your password?" link), plus a fresh session id at sign-in and a session that
+    """FAB's login form (with a "Forgot your password?" link), plus a fresh session id at sign-in, the second factor's
+    step (``/login/code/``: nobody with two-factor authentication is signed in before it passes) and a session that
     ends for good at logout."""
 
     login_template = "portal/login.html"
@@ -82,12 +84,72 @@ class PortalAuthDBView(AuthDBView):
                 flash(attempt.message or as_unicode(self.invalid_login_message), "warning")
                 return redirect(self.appbuilder.get_url_for_login_with(next_url))
             session.clear()
-            with scoping.bypass("authentication"):
-                login_user(user, remember=False)
-            renew_session_id()  # after login_user: Flask-Session renews only a non-empty session
-            mark_signed_in()
+            if mfa.is_enrolled(user):
+                # Not signed in yet: the second factor decides (the code prompt below).
+                mfa.start_pending(user, next_url)
+                renew_session_id()
+                return redirect(url_for(f"{type(self).__name__}.second_factor"))
+            self._sign_in(user)
             return redirect(next_url)
         return self.render_template(self.login_template, title=self.title, form=form, appbuilder=self.appbuilder)
+
+    @staticmethod
+    def _sign_in(user) -> None:
+        with scoping.bypass("authentication"):
+            login_user(user, remember=False)
+        renew_session_id()  # after login_user: Flask-Session renews only a non-empty session
+        mark_signed_in()
+
+    def _second_factor_user(self):
+        """Whose code is asked: a signed-in session's own user when it still needs to pass (enrolled elsewhere since
+        it signed in), else the login whose password was just right."""
+        if g.user is not None and g.user.is_authenticated:
+            return g.user if mfa.missing_second_factor(g.user) == mfa.VERIFY else None
+        return mfa.pending_user()
+
+    def _code_page(self, form, status: int = 200):
+        return self.render_template("portal/login_code.html", form=form, appbuilder=self.appbuilder), status
+
+    @expose("/login/code/", methods=["GET"])
+    def second_factor(self):
+        """The second step of sign-in: a code from the authenticator app, or a recovery code."""
+        if self._second_factor_user() is None:
+            return self._start_again()
+        return self._code_page(CodeForm())
+
+    @expose("/login/code/", methods=["POST"])
+    def check_second_factor(self):
+        user = self._second_factor_user()
+        if user is None:
+            return self._start_again()
+        form = CodeForm()
+        if not form.validate_on_submit():
+            return self._code_page(form, 400)
+        with scoping.bypass("authentication: second factor"):
+            check = mfa.verify(user, form.code.data)
+            db.session.commit()  # failures and limits are events too
+        if not check:
+            form.code.errors = [check.message]
+            return self._code_page(form, 429 if check.outcome == mfa.LIMITED else 400)
+        if g.user is not None and g.user.is_authenticated:
+            next_url = self.appbuilder.get_url_for_index
+        else:
+            next_url = get_safe_redirect(mfa.pending_next() or self.appbuilder.get_url_for_index)
+            session.clear()
+            self._sign_in(user)
+            self.appbuilder.sm.update_user_auth_stat(user, True, second_factor_passed=True)
+        mfa.mark_passed()
+        renew_session_id()
+        if check.method == "recovery":
+            flash("You used a recovery code: it will not work again. Make new ones when you have run low.", "info")
+        return redirect(next_url)
+
+    def _start_again(self):
+        if g.user is not None and g.user.is_authenticated:
+            return redirect(self.appbuilder.get_url_for_index)
+        session.clear()
+        flash("Sign in again: the time for your code ran out.", "warning")
+        return redirect(self.appbuilder.get_url_for_login)
 
     @expose("/logout/", methods=["GET"])
     def confirm_logout(self):
@@ -288,8 +350,12 @@ class PortalSecurityManager(SecurityManager):
         return account
 
     @_authentication
-    def update_user_auth_stat(self, user, success=True, reason="wrong password"):
-        """FAB's login statistics, with the time in UTC and an event for every sign-in and every refusal."""
+    def update_user_auth_stat(self, user, success=True, reason="wrong password", *, second_factor_passed=False):
+        """FAB's login statistics, with the time in UTC and an event for every sign-in and every refusal. A right
+        password of a login with two-factor authentication is not a sign-in yet: it counts once the second factor
+        passes."""
+        if success and not second_factor_passed and mfa.is_enrolled(user):
+            return
         user.login_count = (user.login_count or 0) + (1 if success else 0)
         user.fail_login_count = 0 if success else (user.fail_login_count or 0) + 1
         if success:

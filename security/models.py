@@ -6,7 +6,7 @@ import datetime as dt
 
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import CheckConstraint, DateTime, String
-from sqlalchemy.orm import Mapped, mapped_column, validates
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.models.base import TenantOwned
 
@@ -44,6 +44,10 @@ class PortalUser(TenantOwned, User):
     activation_nonce: Mapped[str | None] = mapped_column(String(32))
     activation_sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     activation_error: Mapped[str | None] = mapped_column(String(300))
+    # Two-factor authentication (app/models/mfa.py), loaded with the login: the per-request check costs no query.
+    mfa = relationship(
+        "MfaCredential", back_populates="user", uselist=False, lazy="joined", cascade="all, delete-orphan"
+    )
 
     @validates("email", "username")
     def _lower(self, key: str, value: str) -> str:
@@ -54,6 +58,10 @@ class PortalUser(TenantOwned, User):
         """Active, not deleted, and its account not disabled: anything else cannot sign in."""
         account = self.account
         return bool(self.active) and self.deleted_at is None and account is not None and account.is_active
+
+    @property
+    def has_mfa(self) -> bool:
+        return self.mfa is not None
 
     @property
     def name(self) -> str:

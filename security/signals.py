@@ -24,3 +24,9 @@ impersonation_started = _signals.signal("portal.impersonation-started")
 impersonation_ended = _signals.signal("portal.impersonation-ended")
 #: user — operator staff made by ``flask fab create-admin``
 operator_staff_created = _signals.signal("portal.operator-staff-created")
+#: user, method ("totp" or "recovery"), remaining (recovery codes left) — a second factor accepted
+mfa_verified = _signals.signal("portal.mfa-verified")
+#: user, reason — a second factor refused (a wrong code, or one already used)
+mfa_failed = _signals.signal("portal.mfa-failed")
+#: user, retry_after (seconds) — a code refused unread: too many wrong ones lately
+mfa_limited = _signals.signal("portal.mfa-limited")

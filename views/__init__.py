@@ -15,6 +15,7 @@ def register(appbuilder) -> None:
         CustomerServicesView,
     )
     from views.customer.users import CustomerEventsView, CustomerUsersView
+    from views.mfa import MfaView
     from views.partner.account_events import AccountEventsView
     from views.partner.account_users import AccountUsersView, PartnerUsersView
     from views.partner.accounts import AccountView
@@ -55,6 +56,7 @@ def register(appbuilder) -> None:
         AccountSearchView,
         ActivationView,
         ProfileView,
+        MfaView,
         TenantSetupView,
         DomainCheckView,
         LaunchView,

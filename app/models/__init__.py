@@ -6,6 +6,7 @@ from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, 
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.jobs import BackgroundJob, FormSubmission
+from app.models.mfa import MfaCredential, MfaRecoveryCode
 from app.models.sessions import ServerSession
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from security.models import PortalUser
@@ -18,6 +19,8 @@ __all__ = [
     "FormSubmission",
     "LicenceAssignment",
     "M365User",
+    "MfaCredential",
+    "MfaRecoveryCode",
     "MicrosoftTenant",
     "PlaceholderUser",
     "PortalUser",

@@ -60,6 +60,33 @@ def _operator_staff_created(_app, *, user) -> None:
     )
 
 
+def _about_own_sign_in(action: str, user, summary: str) -> None:
+    record_event(action, account_id=user.account_id, actor=user, target=user, summary=summary)
+
+
+def _mfa_verified(_app, *, user, method: str, remaining: int | None) -> None:
+    if method == "recovery":
+        _about_own_sign_in(
+            "mfa.recovery_code_used",
+            user,
+            f"{user.email} used a recovery code for two-factor authentication ({remaining} left)",
+        )
+    else:
+        _about_own_sign_in("mfa.verified", user, f"{user.email} passed two-factor authentication")
+
+
+def _mfa_failed(_app, *, user, reason: str) -> None:
+    _about_own_sign_in("mfa.failed", user, f"Two-factor authentication failed for {user.email} ({reason})")
+
+
+def _mfa_limited(_app, *, user, retry_after: int) -> None:
+    _about_own_sign_in(
+        "mfa.limited",
+        user,
+        f"Two-factor code for {user.email} refused unread: too many wrong codes (retry in {retry_after} s)",
+    )
+
+
 _RECEIVERS = (
     (signals.signed_in, _signed_in),
     (signals.sign_in_failed, _sign_in_failed),
@@ -68,6 +95,9 @@ _RECEIVERS = (
     (signals.impersonation_started, _impersonation_started),
     (signals.impersonation_ended, _impersonation_ended),
     (signals.operator_staff_created, _operator_staff_created),
+    (signals.mfa_verified, _mfa_verified),
+    (signals.mfa_failed, _mfa_failed),
+    (signals.mfa_limited, _mfa_limited),
 )
 
 

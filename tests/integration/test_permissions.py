@@ -15,6 +15,8 @@ PUBLIC_ENDPOINTS = {
     "PortalAuthDBView.login",
     "PortalAuthDBView.logout",
     "PortalAuthDBView.confirm_logout",
+    "PortalAuthDBView.second_factor",  # sign-in's second step: a right password, not yet signed in
+    "PortalAuthDBView.check_second_factor",
     "UtilView.back",
     "LocaleView.index",
     "ActivationView.activate",

@@ -9,10 +9,12 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models.accounts import CUSTOMER, RESELLER, Account, PlaceholderUser
+from app.services import mfa as mfa_service
 from app.services import users as user_service
 from app.services.activation import send_activation
 from app.services.users import UserChanges, UserError
 from security import permissions as P
+from security.mfa import can_reset_mfa
 from security.models import CUSTOMER_PORTAL, PARTNER_PORTAL, PortalUser
 from views.base import MASTER_ADMIN_NEEDS_ORDERS, PortalView, get_or_404, may_grant_master_admin, signed_in_first
 from views.partner.accounts_screen import account_in_scope
@@ -53,6 +55,29 @@ def apply_user_change(user: PortalUser, change, done: str, back: str, refused: s
             flash(str(exc), "danger")
         else:
             flash(done.format(email=address), "success")
+    return redirect(back)
+
+
+def mfa_resettable(users) -> set[int]:
+    """Ids of the listed logins with two-factor authentication that the signed-in user may reset."""
+    return {u.id for u in users if u.mfa is not None and can_reset_mfa(actor=g.user, target=u)}
+
+
+def reset_mfa_of(user: PortalUser, back: str):
+    """Reset ``user``'s two-factor authentication (a lost phone), if the signed-in user may; back to the list."""
+    decision = can_reset_mfa(actor=g.user, target=user)
+    if not decision:
+        abort(403, description=decision.reason)
+    try:
+        mfa_service.reset(g.user, user)
+    except UserError as exc:
+        db.session.rollback()
+        flash(str(exc), "warning")
+    else:
+        flash(
+            f"Reset the two-factor authentication of {user.email}: they sign in with a password, then set it up again.",
+            "success",
+        )
     return redirect(back)
 
 
@@ -100,6 +125,7 @@ class AccountUsersView(PortalView):
         "edit_placeholder": P.WRITE,
         "save_placeholder": P.WRITE,
         "delete_placeholder": P.DELETE,
+        "reset_mfa": P.WRITE,
     }
 
     def _page(self, template: str, account: Account, **context):
@@ -125,7 +151,12 @@ class AccountUsersView(PortalView):
         )
         partner_users = _users_of(account, PARTNER_PORTAL) if account.kind == RESELLER else []
         return self._page(
-            "users.html", account, customer_users=customer_users, placeholders=placeholders, partner_users=partner_users
+            "users.html",
+            account,
+            customer_users=customer_users,
+            placeholders=placeholders,
+            partner_users=partner_users,
+            mfa_resettable=mfa_resettable([*customer_users, *partner_users]),
         )
 
     # -- customer portal users ------------------------------------------------------------------------------
@@ -258,6 +289,12 @@ class AccountUsersView(PortalView):
             flash(f"The activation email to {user.email} was not sent: {user.activation_error}", "danger")
         return self._back(account)
 
+    @expose("/<int:account_id>/users/customer/<int:user_id>/reset-two-factor", methods=["POST"])
+    @has_access
+    def reset_mfa(self, account_id, user_id):
+        account = self._customer(account_id)
+        return reset_mfa_of(_user_of(account, user_id, CUSTOMER_PORTAL), url_for(".users", account_id=account.id))
+
     @expose("/<int:account_id>/users/customer/<int:user_id>/activate", methods=["POST"])
     @has_access
     def activate_user(self, account_id, user_id):
@@ -372,6 +409,7 @@ class PartnerUsersView(PortalView):
         "save_password": P.WRITE,
         "disable_partner_user": P.WRITE,
         "enable_partner_user": P.WRITE,
+        "reset_partner_mfa": P.WRITE,
     }
 
     def _reseller(self, account_id) -> Account:
@@ -485,4 +523,12 @@ class PartnerUsersView(PortalView):
             lambda u: user_service.set_enabled(u, True),
             "{email} is enabled.",
             url_for("AccountUsersView.users", account_id=account.id),
+        )
+
+    @expose("/<int:account_id>/users/partner/<int:user_id>/reset-two-factor", methods=["POST"])
+    @has_access
+    def reset_partner_mfa(self, account_id, user_id):
+        account = self._reseller(account_id)
+        return reset_mfa_of(
+            _user_of(account, user_id, PARTNER_PORTAL), url_for("AccountUsersView.users", account_id=account.id)
         )

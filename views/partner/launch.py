@@ -7,7 +7,7 @@ from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
-from security import impersonation
+from security import impersonation, mfa
 from security import permissions as P
 from security.models import PortalUser
 from views.base import PortalView, get_or_404
@@ -23,6 +23,8 @@ class LaunchView(PortalView):
     def start(self, user_id):
         if impersonation.impersonating():
             abort(409, description="Return to the partner portal before launching another customer portal.")
+        if mfa.missing_second_factor(g.user) is not None:  # the guard sends such sessions away first; never here
+            abort(403, description="Launch (CP3) needs a sign-in that passed two-factor authentication.")
         target = get_or_404(PortalUser, user_id)  # only users of accounts in the caller's scope
         decision = impersonation.can_impersonate(actor=g.user, target=target)
         if not decision:
