@@ -393,6 +393,19 @@ def test_a_resellers_csp_admin_resets_its_partner_users_and_customer_logins(app,
     assert login(user.email).get("/").status_code == 200  # the password alone again, until they enrol
 
 
+def test_a_reset_ends_the_sessions_that_passed_the_old_factor(app, world, login, clock_at):
+    user = world.users["reseller_a_user"]
+    enrolled = login(user.email)
+    enrol(enrolled)  # this session passed the factor that is about to be reset
+    assert enrolled.get("/").status_code == 200
+    admin = login(world.users["reseller_a_admin"].email)
+    clock_at.shift(1)  # the clock is frozen: a reset a second after those sign-ins
+    assert _reset_partner(admin, world, "reseller_a_user").status_code == 302
+    response = enrolled.get("/")
+    assert response.status_code == 302 and "/login/" in response.location
+    assert admin.get("/").status_code == 200
+
+
 def test_an_operator_admin_resets_anyones(app, world, login, clock_at):
     _enrolled(login, world.users["reseller_b_admin"].email, world.users["customer_a_master_admin"].email)
     ops = login(world.users["ops_admin"].email)
