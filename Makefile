@@ -4,6 +4,7 @@ PYTHON ?= python3
 PORT ?= 5000
 FLASK := $(VENV)/bin/flask
 export FLASK_APP := run.py
+export PORT  # the portal builds its emailed links on http://127.0.0.1:$PORT unless PORTAL_BASE_URL says otherwise
 
 .PHONY: run test lint setup clean
 

@@ -41,23 +41,27 @@ def _test_clock():
         yield
 
 
+# Tests that belong to one of CI's two passes (SQLite, then PostgreSQL): deselected (not skipped) in the other.
+PASS_MARKERS = {
+    "postgres_faults": "cuts PostgreSQL or Redis with a TCP proxy; runs once, in the PostgreSQL pass",
+    "postgres_only": "tests a PostgreSQL feature (roles, TRUNCATE); runs in the PostgreSQL pass",
+    "sqlite_only": "tests a SQLite feature (INSERT OR REPLACE); runs in the SQLite pass",
+}
+
+
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "postgres_faults: cuts PostgreSQL or Redis with a TCP proxy; runs once, in the PostgreSQL pass "
-        "(deselected without TEST_DATABASE_URL)",
-    )
+    for name, meaning in PASS_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
 
 
 def pytest_collection_modifyitems(config, items):
-    """CI runs the suite twice; the tests that cut connections run once, in the PostgreSQL pass. Deselected (not
-    skipped) in the SQLite pass: they are not missing there, they belong to the other pass."""
-    if TEST_DATABASE_URL:
-        return
-    deselected = [item for item in items if item.get_closest_marker("postgres_faults")]
+    """CI runs the suite twice; a test of one database's feature, and the tests that cut connections, run in one pass
+    and are deselected in the other: they are not missing there, they belong to the other pass."""
+    other = {"sqlite_only"} if TEST_DATABASE_URL else {"postgres_faults", "postgres_only"}
+    deselected = [item for item in items if any(item.get_closest_marker(name) for name in other)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("postgres_faults")]
+        items[:] = [item for item in items if item not in deselected]
 
 
 @pytest.fixture(autouse=True)
