@@ -77,17 +77,6 @@ def _float_seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
-    from limits import parse
-
-    value = env.get(name) or default
-    try:
-        parse(value)
-    except ValueError:
-        raise ConfigError(f"{name} must read like '5 per 5 minutes', not {value!r}") from None
-    return value
-
-
 def _secret_key(env: Mapping[str, str], instance: Path, mode: str) -> str:
     key = env.get("SECRET_KEY", "")
     if key:
@@ -344,7 +333,6 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "IMPERSONATION_MINUTES": _int(env, "IMPERSONATION_MINUTES", 60, minimum=1),
         # Two-factor authentication: required of operator and partner staff in production; optional otherwise.
         "MFA_REQUIRED": _bool(env, "MFA_REQUIRED", mode == "production"),
-        "MFA_RATE_LIMIT": _rate_limit(env, "MFA_RATE_LIMIT", "5 per 5 minutes"),
         "LIST_PAGE_SIZE": _int(env, "LIST_PAGE_SIZE", 25, minimum=1),
         "DOMAIN_CHECK_RATE_LIMIT": env.get("DOMAIN_CHECK_RATE_LIMIT", "60 per minute"),
         # CSP Report exports: larger ones run as background jobs; their files are kept this long.

@@ -28,6 +28,8 @@ from flask.globals import request_ctx
 from markupsafe import escape
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 
+from app.web import wants_json
+
 log = logging.getLogger(__name__)
 
 DATABASE, REDIS = "database", "redis"
@@ -95,18 +97,6 @@ def describe(exc: BaseException) -> str:
 
 
 # -- answering -----------------------------------------------------------------------------------------------------
-def wants_json() -> bool:
-    """The API, the portal's JSON endpoints and anything asked for JSON get their errors as JSON."""
-    from app.web import JSON_ENDPOINTS
-
-    return (
-        request.path.startswith("/api/")
-        or request.endpoint in JSON_ENDPOINTS
-        or request.is_json
-        or request.accept_mimetypes.best == "application/json"
-    )
-
-
 def _forget_database_work() -> None:
     """Nothing of a failed request is kept: its transaction is rolled back here and its session removed at teardown,
     so the pool takes back (or, if it is dead, discards) the connection."""

@@ -3,7 +3,6 @@ what a user reads out from an error page finds the log lines and events of that 
 
 from __future__ import annotations
 
-import logging
 import uuid
 
 from flask import Flask, g, has_request_context
@@ -18,14 +17,6 @@ def current() -> str | None:
     if "request_id" not in g:
         g.request_id = uuid.uuid4().hex
     return g.request_id
-
-
-class RequestIdFilter(logging.Filter):
-    """Puts ``request_id`` on every log record (``-`` outside a request), for formats that name it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current() or "-"
-        return True
 
 
 def _assign() -> None:

@@ -88,15 +88,20 @@ _TITLES = {
 }
 
 
-def _json_errors_for_api(exc: HTTPException):
-    """The API, the JSON endpoints and anything asked for JSON answer errors as JSON; pages get the portal's own
-    error page, with its menu and a way back (Flask's bare page otherwise)."""
-    if (
+def wants_json() -> bool:
+    """The API, the portal's JSON endpoints and anything asked for JSON get their answers (errors too) as JSON."""
+    return (
         request.path.startswith("/api/")
         or request.endpoint in JSON_ENDPOINTS
         or request.is_json
         or request.accept_mimetypes.best == "application/json"
-    ):
+    )
+
+
+def _json_errors_for_api(exc: HTTPException):
+    """The API, the JSON endpoints and anything asked for JSON answer errors as JSON; pages get the portal's own
+    error page, with its menu and a way back (Flask's bare page otherwise)."""
+    if wants_json():
         return jsonify({"message": exc.description, "status": exc.code}), exc.code
     if exc.code not in _TITLES:
         return exc

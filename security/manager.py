@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import logging
 import secrets
@@ -18,6 +19,7 @@ from flask_appbuilder.views import expose
 from flask_login import login_user, logout_user
 from sqlalchemy import or_, select
 
+from app import clock
 from app.extensions import db, limiter
 from app.models.accounts import OPERATOR, Account
 from app.models.base import utcnow
@@ -188,7 +190,28 @@ class PortalSecurityManager(SecurityManager):
         self.auth_view = self.authdbview()
         self.appbuilder.add_view_no_menu(self.auth_view)
         if self.is_auth_limited:
-            self.limiter.limit(self.auth_rate_limit, methods=["POST"])(self.auth_view.blueprint)
+            self.limiter.limit(self.auth_rate_limit, methods=["POST"], on_breach=self._limited_by_client)(
+                self.auth_view.blueprint
+            )
+
+    @_authentication
+    def _limited_by_client(self, limit) -> None:
+        """Flask-Limiter refused a sign-in from this client address (it answers 429 itself): an event as well."""
+        if request.endpoint != "PortalAuthDBView.login":
+            return None  # the second factor's step has limits of its own, which record themselves
+        address = (request.form.get("username") or "").strip().lower()[:320]
+        wait = max(int(limit.window.reset_time - clock.utcnow().replace(tzinfo=dt.UTC).timestamp()), 1)
+        signals.sign_in_limited.send(
+            current_app._get_current_object(), user=self._login_for(address), username=address, retry_after=wait
+        )
+        self.session.commit()
+        return None
+
+    def _login_for(self, address: str) -> PortalUser | None:
+        """The login an address typed at sign-in names: its username (``flask fab create-admin``'s) or its email."""
+        return self.session.scalar(
+            select(PortalUser).where(or_(PortalUser.username == address, PortalUser.email == address)).limit(1)
+        )
 
     get_user_by_id = _authentication(SecurityManager.get_user_by_id)
     count_users = _authentication(SecurityManager.count_users)
@@ -205,10 +228,11 @@ class PortalSecurityManager(SecurityManager):
         its timing tells nothing the words do not."""
         app = current_app._get_current_object()
         address = (username or "").strip().lower()[:320]
-        wait = throttle.attempt(address)
-        user = self.session.scalar(
-            select(PortalUser).where(or_(PortalUser.username == address, PortalUser.email == address)).limit(1)
-        )
+        user = self._login_for(address)
+        # One throttle per login, whichever of its names is typed (a username and an email are not two budgets);
+        # an address without a login has one of its own.
+        key = f"login:{user.id}" if user is not None else address
+        wait = throttle.attempt(key)
         if wait:
             signals.sign_in_limited.send(app, user=user, username=address, retry_after=wait)
             self.session.commit()
@@ -225,7 +249,7 @@ class PortalSecurityManager(SecurityManager):
         if not user.is_active:
             self.update_user_auth_stat(user, False, reason="disabled")
             return SignIn(None, _refusal(user))
-        throttle.clear(address)
+        throttle.clear(key)
         self.update_user_auth_stat(user, True)
         return SignIn(user)
 
@@ -327,6 +351,10 @@ class PortalSecurityManager(SecurityManager):
         if cached is None or cached[0] != user.id:
             cached = g._portal_permissions = (user.id, self._effective_permissions(user))
         return (permission_name, view_name) in cached[1]
+
+    def user_may(self, user, permission_name: str, view_name: str) -> bool:
+        """``has_access`` asked of a user who is not this request's (a background job's requester, as they are now)."""
+        return bool(user.is_active) and (permission_name, view_name) in set(self.get_user_permissions(user))
 
     def _effective_permissions(self, user) -> frozenset:
         """The user's permissions; while impersonating, never more than the real user's role allows either: the

@@ -4,8 +4,9 @@ second factor out of every page.
 - A code is a TOTP (pyotp, 30-second steps, one step either side) or a one-time recovery code. Each TOTP step is
   accepted once per login (the last accepted step is stored; that step and earlier ones are refused), each recovery
   code once (compare-and-set updates, so two requests racing with one code cannot both pass).
-- Wrong codes are limited per login (``MFA_RATE_LIMIT``, 5 per 5 minutes by default, a moving window) in the rate
-  limit storage (``RATELIMIT_STORAGE_URI``: Redis when configured, so every process shares the count).
+- Codes are limited per login by the sign-in throttle (security/throttle.py, the ``SIGN_IN_*`` rules under a key of
+  their own): each code is charged before it is read, in one atomic step, so codes sent at once all count; after a
+  few wrong ones each next try waits, the wait doubling. Shared by every process (Redis, else the database).
 - The TOTP secret is stored as a Fernet token under a key derived from ``SECRET_KEY`` (HKDF); recovery codes as an
   HMAC under another derived key. A new ``SECRET_KEY`` therefore means enrolling again.
 - ``can_reset_mfa`` is the one policy of who may reset whose second factor.
@@ -29,9 +30,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, abort, current_app, redirect, request, session, url_for
 from flask_login import current_user
-from limits import parse
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -39,7 +37,7 @@ from app import clock
 from app.extensions import db
 from app.models.accounts import OPERATOR, RESELLER
 from app.models.mfa import MfaCredential, MfaRecoveryCode
-from security import scoping, signals
+from security import scoping, signals, throttle
 from security.impersonation import Decision
 from security.models import CUSTOMER_PORTAL, OPERATOR_PORTAL, PARTNER_PORTAL, PortalUser
 from security.sessions import IMPERSONATOR_KEY
@@ -191,29 +189,12 @@ class Check:
         return "That code is not right. Enter the 6-digit code your app shows now, or a recovery code."
 
 
-def _code_limiter() -> tuple[MovingWindowRateLimiter, object]:
-    """Wrong codes per login, in the rate limit storage (shared by every process when it is Redis). Always on —
-    ``RATELIMIT_ENABLED`` switches off Flask-Limiter's per-address limits, never this."""
-    app = current_app
-    found = app.extensions.get("portal_mfa_limiter")
-    if found is None:
-        storage = storage_from_string(
-            app.config["RATELIMIT_STORAGE_URI"], **app.config.get("RATELIMIT_STORAGE_OPTIONS", {})
-        )
-        found = app.extensions["portal_mfa_limiter"] = (
-            MovingWindowRateLimiter(storage),
-            parse(app.config["MFA_RATE_LIMIT"]),
-        )
-    return found
-
-
-def _limit_key(user: PortalUser) -> tuple[str, str]:
-    return "portal-mfa-code", str(user.id)
+def _code_key(user: PortalUser) -> str:
+    return f"mfa:{user.id}"
 
 
 def reset_code_limit(user: PortalUser) -> None:
-    limiter, item = _code_limiter()
-    limiter.clear(item, *_limit_key(user))
+    throttle.clear(_code_key(user))
 
 
 def _claim_step(credential: MfaCredential, step: int) -> bool:
@@ -262,11 +243,9 @@ def verify(user: PortalUser, code: str) -> Check:
     """Check ``user``'s second factor: refused unread while too many wrong codes are recent, else a TOTP (each step
     once) or a recovery code (each once). Announces the outcome; the caller commits (refusals included)."""
     app = current_app._get_current_object()
-    limiter, item = _code_limiter()
-    key = _limit_key(user)
-    if not limiter.test(item, *key):
-        reset_at = limiter.get_window_stats(item, *key).reset_time
-        retry_after = max(1, math.ceil(reset_at - clock.now().timestamp()))
+    key = _code_key(user)
+    retry_after = throttle.attempt(key)
+    if retry_after:
         signals.mfa_limited.send(app, user=user, retry_after=retry_after)
         return Check(LIMITED, retry_after=retry_after)
     credential = user.mfa
@@ -279,11 +258,13 @@ def verify(user: PortalUser, code: str) -> Check:
     elif credential is not None and _claim_recovery_code(credential, code):
         outcome, method = ACCEPTED, "recovery"
     if outcome == ACCEPTED:
-        limiter.clear(item, *key)
+        # The claimed step or code is kept at once (it can never pass again), and only then is the count cleared:
+        # the throttle's store is another connection, which SQLite would make wait for this transaction's write.
+        db.session.commit()
+        throttle.clear(key)
         remaining = recovery_codes_left(credential) if method == "recovery" else None
         signals.mfa_verified.send(app, user=user, method=method, remaining=remaining)
         return Check(ACCEPTED, method=method)
-    limiter.hit(item, *key)
     reason = "a code already used" if outcome == REPLAYED else "a wrong code"
     signals.mfa_failed.send(app, user=user, reason=reason)
     return Check(outcome)
@@ -343,17 +324,6 @@ OPEN_WHILE = {
 }
 
 
-def _wants_json() -> bool:
-    from app.web import JSON_ENDPOINTS
-
-    return (
-        request.path.startswith("/api/")
-        or request.endpoint in JSON_ENDPOINTS
-        or request.is_json
-        or request.accept_mimetypes.best == "application/json"
-    )
-
-
 def require_second_factor():
     """Before every request: a signed-in session without the second factor it needs reaches only the pages that
     give it one (enrolment, or the code prompt), sign-out and static files. JSON endpoints answer 403."""
@@ -365,7 +335,9 @@ def require_second_factor():
     missing = missing_second_factor(current_user)
     if missing is None or endpoint in OPEN_WHILE[missing]:
         return None
-    if _wants_json():
+    from app.web import wants_json
+
+    if wants_json():
         abort(403, description="Two-factor authentication is needed first.")
     if missing == ENROL:
         return redirect(url_for("MfaView.index"))

@@ -60,10 +60,6 @@ class PortalUser(TenantOwned, User):
         return bool(self.active) and self.deleted_at is None and account is not None and account.is_active
 
     @property
-    def has_mfa(self) -> bool:
-        return self.mfa is not None
-
-    @property
     def name(self) -> str:
         return self.get_full_name()
 

@@ -1,11 +1,11 @@
-"""The per-address sign-in throttle: growing delays after a few wrong passwords, the same for every address typed
-(an unknown one included, so the answer says nothing about who has a login), shared by every process — in Redis when
-``REDIS_URL`` is set, else in the database.
+"""The per-login sign-in throttle: growing delays after a few wrong passwords — one budget per login, whether its
+username or its email is typed, and one per typed address that has no login (so the answer says nothing about who
+has one), shared by every process: in Redis when ``REDIS_URL`` is set, else in the database.
 
 Each attempt is charged *before* its password is checked, in one atomic step, so twenty attempts sent at once are
 twenty attempts: the first ``SIGN_IN_FREE_ATTEMPTS`` - 1 go through freely; from the next one on each attempt shuts the
 door for ``SIGN_IN_DELAY_SECONDS``, doubling up to ``SIGN_IN_MAX_DELAY_SECONDS``. A successful sign-in clears the
-address; a quiet day (no attempt) forgets it. Per client address, Flask-Limiter's ``AUTH_RATE_LIMIT`` still applies.
+login; a quiet day (no attempt) forgets it. Per client address, Flask-Limiter's ``AUTH_RATE_LIMIT`` still applies.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ class Rules:
         )
 
 
-def _key(address: str) -> str:
-    """The throttle's key for a typed address: a digest, so the store holds no list of addresses people typed."""
-    return hashlib.sha256((address or "").strip().lower().encode()).hexdigest()
+def _key(name: str) -> str:
+    """The throttle's key for a login (``login:<id>``) or a typed address without one: a digest, so the store holds no
+    list of addresses people typed."""
+    return hashlib.sha256((name or "").strip().lower().encode()).hexdigest()
 
 
 def _now() -> int:
@@ -56,11 +57,13 @@ class DatabaseThrottle:
     def __init__(self, engine_getter) -> None:
         self._engine = engine_getter
 
-    def attempt(self, address: str, rules: Rules) -> int:
+    def attempt(self, name: str, rules: Rules) -> int:
         """Charge one attempt; 0 when it may go ahead, else the seconds to wait (and nothing is charged)."""
-        key, now = _key(address), _now()
+        key, now = _key(name), _now()
         table = SignInThrottle.__table__
+        forgotten = table.c.last_attempt < now - FORGET_AFTER_SECONDS
         delay = case(
+            (forgotten, 0),
             (table.c.attempts + 1 < rules.free_attempts, 0),
             (table.c.delay == 0, rules.delay),
             (table.c.delay * 2 > rules.max_delay, rules.max_delay),
@@ -73,12 +76,10 @@ class DatabaseThrottle:
                         update(table)
                         .where(table.c.key == key, table.c.locked_until <= now)
                         .values(
-                            attempts=case(
-                                (table.c.last_attempt < now - FORGET_AFTER_SECONDS, 1), else_=table.c.attempts + 1
-                            ),
-                            delay=case((table.c.last_attempt < now - FORGET_AFTER_SECONDS, 0), else_=delay),
-                            locked_until=now
-                            + case((table.c.last_attempt < now - FORGET_AFTER_SECONDS, 0), else_=delay),
+                            attempts=case((forgotten, 1), else_=table.c.attempts + 1),
+                            delay=delay,
+                            # No lock is 0, not "now": another server whose clock is a second behind must not wait.
+                            locked_until=case((delay == 0, 0), else_=now + delay),
                             last_attempt=now,
                         )
                     ).rowcount
@@ -89,10 +90,16 @@ class DatabaseThrottle:
                         return max(int(locked) - now, 1)
                 try:
                     with store.begin():
+                        # A new address: forget those quiet for a day (Redis expires them; here rows would pile up).
+                        store.execute(delete(table).where(table.c.last_attempt < now - FORGET_AFTER_SECONDS))
                         first = rules.delay if rules.free_attempts <= 1 else 0
                         store.execute(
                             insert(table).values(
-                                key=key, attempts=1, delay=first, locked_until=now + first, last_attempt=now
+                                key=key,
+                                attempts=1,
+                                delay=first,
+                                locked_until=now + first if first else 0,
+                                last_attempt=now,
                             )
                         )
                     return 0
@@ -100,9 +107,9 @@ class DatabaseThrottle:
                     continue
         return rules.delay
 
-    def clear(self, address: str) -> None:
+    def clear(self, name: str) -> None:
         with Session(self._engine()) as store, store.begin():
-            store.execute(delete(SignInThrottle.__table__).where(SignInThrottle.__table__.c.key == _key(address)))
+            store.execute(delete(SignInThrottle.__table__).where(SignInThrottle.__table__.c.key == _key(name)))
 
 
 # attempts, delay and locked_until in one Redis hash; the same rules as the UPDATE above, atomic in Lua.
@@ -115,25 +122,27 @@ local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
 local delay = tonumber(redis.call('HGET', KEYS[1], 'delay') or '0')
 if attempts < free then delay = 0 elseif delay == 0 then delay = base elseif delay * 2 > cap then delay = cap
 else delay = delay * 2 end
-redis.call('HSET', KEYS[1], 'attempts', attempts, 'delay', delay, 'locked_until', now + delay)
+local lock = 0
+if delay > 0 then lock = now + delay end
+redis.call('HSET', KEYS[1], 'attempts', attempts, 'delay', delay, 'locked_until', lock)
 redis.call('EXPIRE', KEYS[1], forget + delay)
 return 0
 """
 
 
 class RedisThrottle:
-    """The throttle in Redis (one hash per address, forgotten a day after its last attempt)."""
+    """The throttle in Redis (one hash per login or address, forgotten a day after its last attempt)."""
 
     def __init__(self, client) -> None:
         self._client = client
         self._attempt = client.register_script(_REDIS_ATTEMPT)
 
-    def attempt(self, address: str, rules: Rules) -> int:
+    def attempt(self, name: str, rules: Rules) -> int:
         args = [_now(), rules.free_attempts, rules.delay, rules.max_delay, FORGET_AFTER_SECONDS]
-        return int(self._attempt(keys=[f"portal:sign-in:{_key(address)}"], args=args))
+        return int(self._attempt(keys=[f"portal:sign-in:{_key(name)}"], args=args))
 
-    def clear(self, address: str) -> None:
-        self._client.delete(f"portal:sign-in:{_key(address)}")
+    def clear(self, name: str) -> None:
+        self._client.delete(f"portal:sign-in:{_key(name)}")
 
 
 def init_app(app, engine_getter) -> None:
@@ -145,11 +154,12 @@ def init_app(app, engine_getter) -> None:
         app.extensions["sign_in_throttle"] = DatabaseThrottle(engine_getter)
 
 
-def attempt(address: str) -> int:
-    """Charge one sign-in attempt for ``address``: 0 to go ahead, else the seconds until the next is allowed."""
-    return current_app.extensions["sign_in_throttle"].attempt(address, Rules.from_config())
+def attempt(name: str) -> int:
+    """Charge one sign-in attempt for ``name`` (a login, or an address without one): 0 to go ahead, else the seconds
+    until the next is allowed."""
+    return current_app.extensions["sign_in_throttle"].attempt(name, Rules.from_config())
 
 
-def clear(address: str) -> None:
-    """A successful sign-in: the address starts afresh."""
-    current_app.extensions["sign_in_throttle"].clear(address)
+def clear(name: str) -> None:
+    """A successful sign-in: the login starts afresh."""
+    current_app.extensions["sign_in_throttle"].clear(name)

@@ -117,6 +117,15 @@ def may_grant_master_admin() -> bool:
     return appbuilder.sm.has_access(f"{PERMISSION_PREFIX}{WRITE}", ORDERS)
 
 
+def form_error(form, exc) -> None:
+    """Show a service's refusal (an exception with an optional ``field``) beside its field, or above the form."""
+    field = getattr(form, exc.field, None) if getattr(exc, "field", None) else None
+    if field is not None:
+        field.errors = [*field.errors, str(exc)]
+    else:
+        form.form_errors.append(str(exc))
+
+
 def signed_in_first(view):
     """Send anonymous visitors quietly to sign-in (``has_access`` would flash "Access is Denied" first)."""
 

@@ -16,8 +16,7 @@ from security import mfa
 from security import permissions as P
 from security.forms import CodeForm
 from security.sessions import renew_session_id
-from views.base import PortalView, signed_in_first
-from views.partner.account_users import _form_error
+from views.base import PortalView, form_error, signed_in_first
 
 ENROLLING_KEY = "mfa_enrolling"  # the secret being set up, encrypted, until its first code confirms it
 NEW_CODES_KEY = "mfa_new_recovery_codes"  # shown once, on the next page
@@ -93,7 +92,7 @@ class MfaView(PortalView):
         try:
             codes = mfa_service.enrol(g.user, secret, form.code.data)
         except UserError as exc:
-            _form_error(form, exc)
+            form_error(form, exc)
             return self._page(form=form, status=400)
         session.pop(ENROLLING_KEY, None)
         mfa.mark_passed()  # the code just given is this session's second factor
@@ -125,7 +124,7 @@ class MfaView(PortalView):
             try:
                 return done(change(g.user, form.code.data))
             except UserError as exc:
-                _form_error(form, exc)
+                form_error(form, exc)
         return self._page(**{f"{prefix}_form": form}, status=400)
 
     @expose("/recovery-codes", methods=["POST"])

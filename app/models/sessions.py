@@ -26,6 +26,7 @@ class SignInThrottle(Model):
     since the epoch, so the one atomic UPDATE of an attempt is plain integer arithmetic on both databases."""
 
     __tablename__ = "sign_in_throttle"
+    __table_args__ = (Index("ix_sign_in_throttle_last_attempt", "last_attempt"),)
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the address typed
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -10,19 +10,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
+from io import BytesIO
+from pathlib import Path
 
 import xlsxwriter
 from flask import current_app
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import aliased
 
+from app.clock import utcnow
 from app.extensions import db
 from app.formatting import local_time
 from app.models.accounts import CUSTOMER, RESELLER, Account, MicrosoftTenant
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription
+from app.services.events import record_event
 from security.models import CUSTOMER_PORTAL, PortalUser, address_of
 
 EXCEL_MAX_ROWS = 1_048_576
@@ -377,3 +382,62 @@ def file_name(kind: str, account: Account, now: dt.datetime) -> str:
 
 def money(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Download:
+    """A workbook made on request, ready to send."""
+
+    data: BytesIO
+    name: str
+
+
+def export_report_now(kind: str, account: Account, with_costs: bool, rows: int) -> Download:
+    """Export Subscription / Export Users at once (small enough not to need a job): the workbook, and the event that
+    it was exported (committed before the file goes out)."""
+    now = utcnow()
+    with tempfile.NamedTemporaryFile(suffix=".xlsx") as handle:  # constant_memory writes through a file
+        write_workbook(handle.name, report_title(kind, account, now), report_sheets(kind, account, with_costs))
+        data = BytesIO(Path(handle.name).read_bytes())
+    record_event(
+        "report.exported",
+        account_id=account.id,
+        target=account,
+        summary=f"{kind.capitalize()} report of {account.name} exported ({rows} rows)",
+    )
+    db.session.commit()
+    return Download(data, file_name(kind, account, now))
+
+
+def export_usage_chart(account: Account, series: dict) -> Download:
+    """The Usage Chart's data (licences used and bought, monthly spend per month), and its event (committed)."""
+    usage = Sheet(
+        "Licences",
+        [
+            Column("Month", width=12),
+            Column("Product", width=34),
+            Column("Used", NUMBER, 10),
+            Column("Bought", NUMBER, 10),
+        ],
+        [
+            (month, name, data["used"][i], data["bought"][i])
+            for name, data in sorted(series["products"].items())
+            for i, month in enumerate(series["months"])
+        ],
+    )
+    spend = Sheet(
+        "Monthly spend",
+        [Column("Month", width=12), Column("Monthly spend", MONEY, 16)],
+        list(zip(series["months"], series["spend"], strict=True)),
+    )
+    buffer = BytesIO()
+    write_workbook(buffer, f"Usage chart — {account.name}", [usage, spend])
+    buffer.seek(0)
+    record_event(
+        "report.exported",
+        account_id=account.id,
+        target=account,
+        summary=f"Usage chart data of {account.name} exported",
+    )
+    db.session.commit()
+    return Download(buffer, file_name("usage", account, utcnow()))

@@ -75,6 +75,17 @@ def start_export(kind: str, account: Account, requester, with_costs: bool) -> Ba
     return job
 
 
+def record_download(job: BackgroundJob) -> None:
+    """A prepared export's file is being sent: audited like the export itself (committed before it goes out)."""
+    record_event(
+        "report.downloaded",
+        account_id=job.account_id,
+        target=job,
+        summary=f"{job.file_name} downloaded ({job.rows_total} rows)",
+    )
+    db.session.commit()
+
+
 def retry(job: BackgroundJob) -> None:
     job.status, job.error, job.rows_done, job.started_on, job.finished_on = "queued", None, 0, None, None
     record_event("report.export_retried", account_id=job.account_id, target=job, summary="Export retried")
@@ -143,9 +154,6 @@ class JobRefused(Exception):
     """The requester may no longer have this export: the job fails without writing anything."""
 
 
-SEES_COSTS = (f"can_{P.READ}", P.COSTS)  # what views/partner/reports.py:sees_costs() asks of the signed-in user
-
-
 def requester_scope(job: BackgroundJob, params: dict) -> scoping.Scope:
     """The requester's scope as it is now: active, still allowed to see costs if the export has them."""
     with scoping.bypass(f"job {job.id}: resolving its requester"):
@@ -153,7 +161,7 @@ def requester_scope(job: BackgroundJob, params: dict) -> scoping.Scope:
         if user is None or not user.is_active:
             raise JobRefused("its requester can no longer sign in")
         scope = scoping.scope_for_user(user)
-        if params["with_costs"] and SEES_COSTS not in appbuilder.sm.get_user_permissions(user):
+        if params["with_costs"] and not appbuilder.sm.user_may(user, f"can_{P.READ}", P.COSTS):
             raise JobRefused("its requester may no longer see costs")
         email = user.email
     if scope.kind == scoping.NONE:

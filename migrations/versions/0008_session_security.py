@@ -26,6 +26,7 @@ def upgrade():
         sa.Column('last_attempt', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('key'),
     )
+    op.create_index('ix_sign_in_throttle_last_attempt', 'sign_in_throttle', ['last_attempt'], unique=False)
     with op.batch_alter_table('ab_user') as batch_op:
         batch_op.add_column(sa.Column('sessions_revoked_at', sa.DateTime(), nullable=True))
     with op.batch_alter_table('account') as batch_op:
@@ -37,4 +38,5 @@ def downgrade():
         batch_op.drop_column('sessions_revoked_at')
     with op.batch_alter_table('ab_user') as batch_op:
         batch_op.drop_column('sessions_revoked_at')
+    op.drop_index('ix_sign_in_throttle_last_attempt', table_name='sign_in_throttle')
     op.drop_table('sign_in_throttle')

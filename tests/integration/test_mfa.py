@@ -22,14 +22,6 @@ from tests.integration.test_scoping import database_fingerprint
 STEP = dt.timedelta(seconds=30)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_code_limits(app):
-    """Wrong-code counts live in the rate limit storage (memory in tests), keyed by user id: start each test empty."""
-    app.extensions.pop("portal_mfa_limiter", None)
-    yield
-    app.extensions.pop("portal_mfa_limiter", None)
-
-
 @pytest.fixture
 def clock_at():
     """Time frozen a few seconds into a TOTP step, an hour from now (after the test users' passwords were set);
@@ -502,7 +494,7 @@ def test_with_redis_the_code_limit_is_shared_by_every_process(app, world, login,
     user = world.users["reseller_a_admin"]
     secret, _ = enrol(login(user.email))
     clock_at.steps(1)
-    workers = [make_app(tmp_path / f"worker{n}", database_url, RATELIMIT_STORAGE_URI=redis_url) for n in (1, 2)]
+    workers = [make_app(tmp_path / f"worker{n}", database_url, REDIS_URL=redis_url) for n in (1, 2)]
     try:
         wrong = "000000" if code(secret) != "000000" else "111111"
         for n in range(5):

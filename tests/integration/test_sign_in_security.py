@@ -226,3 +226,43 @@ def test_sessions_have_an_absolute_lifetime(app, world):
         traveller.shift(dt.timedelta(hours=4))
         response = client.get("/")
         assert response.status_code == 302 and "/login/" in response.location
+
+
+def test_a_logins_username_and_email_share_one_budget(app, world):
+    """``flask fab create-admin`` logins have a username besides their email: typing one or the other is still one
+    login's attempts, not two budgets."""
+    with app.app_context(), unscoped() as session:
+        user = session.get(PortalUser, world.users["ops_admin"].id)
+        user.username = "opsadmin"
+        session.commit()
+    free = app.config["SIGN_IN_FREE_ATTEMPTS"]
+    for i in range(free):
+        _attempt(app, "opsadmin" if i % 2 else world.users["ops_admin"].email, WRONG)
+    assert TOO_MANY in _attempt(app, "opsadmin", factories.PASSWORD)
+    assert len(_events("auth.login_failed")) == free
+
+
+def test_the_per_client_limit_records_its_refusals_too(world, tmp_path, database_url):
+    limited = make_app(tmp_path, database_url, RATELIMIT_ENABLED=True, AUTH_RATE_LIMIT="3 per minute")
+    client = limited.test_client()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', client.get("/login/").text).group(1)
+    statuses = [
+        client.post(
+            "/login/", data={"csrf_token": token, "username": f"someone{i}@nowhere.example", "password": WRONG}
+        ).status_code
+        for i in range(5)
+    ]
+    refused = statuses.count(429)
+    assert refused >= 2 and statuses[-refused:] == [429] * refused  # the limit held from its first refusal on
+    summaries = _events("auth.login_limited")
+    assert len(summaries) == refused and all("someone" in s for s in summaries)
+
+
+def test_the_database_throttle_forgets_quiet_addresses(app, world):
+    start = clock.utcnow().replace(tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        _attempt(app, "first-stranger@nowhere.example", WRONG)
+        traveller.shift(dt.timedelta(days=2))
+        _attempt(app, "second-stranger@nowhere.example", WRONG)
+    with unscoped() as session:
+        assert session.execute(select(_throttle_table().c.attempts)).scalars().all() == [1]

@@ -16,7 +16,14 @@ from app.services.users import UserChanges, UserError
 from security import permissions as P
 from security.mfa import can_reset_mfa
 from security.models import CUSTOMER_PORTAL, PARTNER_PORTAL, PortalUser
-from views.base import MASTER_ADMIN_NEEDS_ORDERS, PortalView, get_or_404, may_grant_master_admin, signed_in_first
+from views.base import (
+    MASTER_ADMIN_NEEDS_ORDERS,
+    PortalView,
+    form_error,
+    get_or_404,
+    may_grant_master_admin,
+    signed_in_first,
+)
 from views.partner.accounts_screen import account_in_scope
 from views.partner.forms import CustomerUserForm, NewPartnerUserForm, PartnerUserForm, PasswordForm, PlaceholderForm
 
@@ -91,18 +98,9 @@ def save_form(form, change):
         db.session.commit()
     except UserError as exc:
         db.session.rollback()
-        _form_error(form, exc)
+        form_error(form, exc)
         return False, None
     return True, result
-
-
-def _form_error(form, exc: UserError) -> None:
-    """Show a refused change beside its field, or above the form."""
-    field = getattr(form, exc.field, None) if exc.field else None
-    if field is not None:
-        field.errors = [*field.errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
 
 
 class AccountUsersView(PortalView):

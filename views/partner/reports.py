@@ -3,12 +3,10 @@ when large), and the Usage Chart — for one customer, or for a reseller's whole
 
 from __future__ import annotations
 
-import tempfile
 from decimal import Decimal
-from io import BytesIO
 from pathlib import Path
 
-from flask import abort, after_this_request, flash, g, jsonify, redirect, send_file, url_for
+from flask import abort, flash, g, jsonify, redirect, send_file, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, has_access_api
 from sqlalchemy import func, select
@@ -20,7 +18,6 @@ from app.models.catalog import Product
 from app.models.jobs import BackgroundJob
 from app.models.subscriptions import Subscription
 from app.services import exports, jobs, widgets
-from app.services.events import record_event
 from app.services.landing import cents_total
 from security import permissions as P
 from views.base import PortalView, page_arg, signed_in_first
@@ -150,32 +147,8 @@ class ReportsView(PortalView):
                 "info",
             )
             return redirect(url_for(".csp_report", account_id=account.id, job=job.id))
-        now = utcnow()
-        handle = tempfile.NamedTemporaryFile(suffix=".xlsx", delete=False)  # noqa: SIM115 - removed after sending
-        handle.close()
-        exports.write_workbook(
-            handle.name, exports.report_title(kind, account, now), exports.report_sheets(kind, account, with_costs)
-        )
-        record_event(
-            "report.exported",
-            account_id=account.id,
-            target=account,
-            summary=f"{kind.capitalize()} report of {account.name} exported ({rows} rows)",
-        )
-        db.session.commit()
-
-        @after_this_request
-        def _remove(response):
-            Path(handle.name).unlink(missing_ok=True)
-            return response
-
-        data = BytesIO(Path(handle.name).read_bytes())
-        return send_file(
-            data,
-            as_attachment=True,
-            download_name=exports.file_name(kind, account, now),
-            mimetype=XLSX,
-        )
+        made = exports.export_report_now(kind, account, with_costs, rows)
+        return send_file(made.data, as_attachment=True, download_name=made.name, mimetype=XLSX)
 
     @expose("/<int:account_id>/products/usage-chart")
     @signed_in_first
@@ -191,44 +164,8 @@ class ReportsView(PortalView):
     def usage_chart_xlsx(self, account_id):
         """Download data (.xlsx): a POST with CSRF, as every export is (it is audited)."""
         account = account_in_scope(account_id)
-        series = widgets.usage_series(_usage_ids(account))
-        now = utcnow()
-        usage = exports.Sheet(
-            "Licences",
-            [
-                exports.Column("Month", width=12),
-                exports.Column("Product", width=34),
-                exports.Column("Used", exports.NUMBER, 10),
-                exports.Column("Bought", exports.NUMBER, 10),
-            ],
-            [
-                (month, name, data["used"][i], data["bought"][i])
-                for name, data in sorted(series["products"].items())
-                for i, month in enumerate(series["months"])
-            ],
-        )
-        spend = exports.Sheet(
-            "Monthly spend",
-            [exports.Column("Month", width=12), exports.Column("Monthly spend", exports.MONEY, 16)],
-            list(zip(series["months"], series["spend"], strict=True)),
-        )
-        buffer = BytesIO()
-        exports.write_workbook(buffer, f"Usage chart — {account.name}", [usage, spend])
-        buffer.seek(0)
-        record_event(
-            "report.exported",
-            account_id=account.id,
-            target=account,
-            summary=f"Usage chart data of {account.name} exported",
-        )
-        db.session.commit()
-        name = exports.file_name("usage", account, now)
-        return send_file(
-            buffer,
-            as_attachment=True,
-            download_name=name,
-            mimetype=XLSX,
-        )
+        made = exports.export_usage_chart(account, widgets.usage_series(_usage_ids(account)))
+        return send_file(made.data, as_attachment=True, download_name=made.name, mimetype=XLSX)
 
 
 def _own_job(job_id: str) -> BackgroundJob:
@@ -270,13 +207,7 @@ class ReportJobsView(PortalView):
             abort(404)
         if job.expires_on is not None and job.expires_on <= utcnow():
             abort(410, description="This export has expired: export it again.")
-        record_event(
-            "report.downloaded",
-            account_id=job.account_id,
-            target=job,
-            summary=f"{job.file_name} downloaded ({job.rows_total} rows)",
-        )
-        db.session.commit()
+        jobs.record_download(job)
         return send_file(
             job.file_path,
             as_attachment=True,

@@ -17,8 +17,7 @@ from app.models.accounts import CUSTOMER, RESELLER, Account
 from app.services import tenants as tenant_service
 from app.services.tenants import TenantError, TenantRequest
 from security import permissions as P
-from views.base import PortalView, signed_in_first
-from views.partner.account_users import _form_error
+from views.base import PortalView, form_error, signed_in_first
 from views.partner.accounts_screen import account_in_scope
 from views.partner.forms import LinkTenantForm, NewTenantForm
 
@@ -186,7 +185,7 @@ class TenantSetupView(PortalView):
         try:
             tenant = tenant_service.create_tenant(customer, _tenant_request(form), form.idempotency_key.data)
         except TenantError as exc:
-            _form_error(form, exc)
+            form_error(form, exc)
             return self._form_page(customer, form, 409 if exc.field else 400)
         if tenant.status == "active":
             flash(f"Created the Microsoft tenant {tenant.primary_domain}.", "success")
@@ -247,7 +246,7 @@ class TenantSetupView(PortalView):
             try:
                 tenant = tenant_service.link_existing(customer, form.domain_prefix.data)
             except TenantError as exc:
-                _form_error(form, exc)
+                form_error(form, exc)
             else:
                 flash(f"Linked {tenant.primary_domain}: send the customer the invitation link below.", "success")
                 return self._tenant_page(customer)
