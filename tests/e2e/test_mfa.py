@@ -22,7 +22,6 @@ from app.services import mfa as mfa_service
 from security import mfa, scoping
 from security.models import PortalUser
 from tests.conftest import unscoped
-from tests.integration.test_mfa import _fresh_code_limits  # noqa: F401 - autouse: no wrong codes left over
 
 
 def _next_code(secret: str) -> str:
