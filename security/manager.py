@@ -66,6 +66,21 @@ class SignIn:
     message: str | None = None
 
 
+def _limited_by_client(limit) -> None:
+    """Flask-Limiter refused a sign-in from this client address (it answers 429 itself): an event as well. A plain
+    function, not a method: the limiter is one object, and a new callable per app would register the limit again."""
+    if request.endpoint != "PortalAuthDBView.login":
+        return None  # the second factor's step has limits of its own, which record themselves
+    sm = current_app.appbuilder.sm
+    address = (request.form.get("username") or "").strip().lower()[:320]
+    wait = max(int(limit.window.reset_time - clock.utcnow().replace(tzinfo=dt.UTC).timestamp()), 1)
+    with scoping.bypass("authentication"):
+        user = sm.login_for(address)
+        signals.sign_in_limited.send(current_app._get_current_object(), user=user, username=address, retry_after=wait)
+        sm.session.commit()
+    return None
+
+
 class PortalAuthDBView(AuthDBView):
     """FAB's login form (with a "Forgot your password?" link), plus a fresh session id at sign-in, the second factor's
     step (``/login/code/``: nobody with two-factor authentication is signed in before it passes) and a session that
@@ -190,24 +205,11 @@ class PortalSecurityManager(SecurityManager):
         self.auth_view = self.authdbview()
         self.appbuilder.add_view_no_menu(self.auth_view)
         if self.is_auth_limited:
-            self.limiter.limit(self.auth_rate_limit, methods=["POST"], on_breach=self._limited_by_client)(
+            self.limiter.limit(self.auth_rate_limit, methods=["POST"], on_breach=_limited_by_client)(
                 self.auth_view.blueprint
             )
 
-    @_authentication
-    def _limited_by_client(self, limit) -> None:
-        """Flask-Limiter refused a sign-in from this client address (it answers 429 itself): an event as well."""
-        if request.endpoint != "PortalAuthDBView.login":
-            return None  # the second factor's step has limits of its own, which record themselves
-        address = (request.form.get("username") or "").strip().lower()[:320]
-        wait = max(int(limit.window.reset_time - clock.utcnow().replace(tzinfo=dt.UTC).timestamp()), 1)
-        signals.sign_in_limited.send(
-            current_app._get_current_object(), user=self._login_for(address), username=address, retry_after=wait
-        )
-        self.session.commit()
-        return None
-
-    def _login_for(self, address: str) -> PortalUser | None:
+    def login_for(self, address: str) -> PortalUser | None:
         """The login an address typed at sign-in names: its username (``flask fab create-admin``'s) or its email."""
         return self.session.scalar(
             select(PortalUser).where(or_(PortalUser.username == address, PortalUser.email == address)).limit(1)
@@ -228,7 +230,7 @@ class PortalSecurityManager(SecurityManager):
         its timing tells nothing the words do not."""
         app = current_app._get_current_object()
         address = (username or "").strip().lower()[:320]
-        user = self._login_for(address)
+        user = self.login_for(address)
         # One throttle per login, whichever of its names is typed (a username and an email are not two budgets);
         # an address without a login has one of its own.
         key = f"login:{user.id}" if user is not None else address

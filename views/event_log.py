@@ -10,7 +10,7 @@ from flask import abort, request, send_file, url_for
 from wtforms import DateField, Form, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, Optional, ValidationError
 
-from app.extensions import appbuilder, db
+from app.extensions import appbuilder
 from app.services import event_log
 from app.services.event_log import EventFilters
 from app.services.events import TARGET_NAMES, action_choices
@@ -118,6 +118,5 @@ def export_response(shown, *, log_of, record_on: int, customer_portal: bool = Fa
         abort(400, description="; ".join(f"{form[name].label.text}: {' '.join(e)}" for name, e in form.errors.items()))
     buffer = BytesIO()
     _, name = event_log.export_events(buffer, shown=shown, filters=filters, log_of=log_of, record_on=record_on)
-    db.session.commit()
     buffer.seek(0)
     return send_file(buffer, as_attachment=True, download_name=name, mimetype=XLSX)

@@ -204,7 +204,7 @@ def export_rows(shown: ColumnElement | None, filters: EventFilters, limit: int) 
 
 def export_events(target, *, shown: ColumnElement | None, filters: EventFilters, log_of: Account, record_on: int):
     """Write the filtered log of ``log_of`` to ``target`` (a path or binary file) and record the export on account
-    ``record_on`` (in the caller's transaction); returns (rows written, download name)."""
+    ``record_on`` (committed before the file goes out); returns (rows written, download name)."""
     now = clock.utcnow()
     limit = EXPORT_MAX_ROWS
     zone = current_app.config["PORTAL_TIMEZONE"]
@@ -219,6 +219,7 @@ def export_events(target, *, shown: ColumnElement | None, filters: EventFilters,
         target=log_of,
         summary=f"Event log of {log_of.name} exported: {written} event(s){capped}, {filters.describe()}",
     )
+    db.session.commit()
     return written, exports.file_name("event-log", log_of, now)
 
 

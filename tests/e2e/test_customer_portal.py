@@ -73,9 +73,10 @@ def test_widgets_survive_a_new_sign_in(browser, live_server, sign_in, world):
 
 def test_a_failing_widget_spoils_nothing_and_the_chart_draws(page, sign_in, world):
     sign_in(page, world.users["customer_a_master_admin"].email)
-    for title in ("Licences", "Usage chart"):
+    for title, name in (("Licences", "licences"), ("Usage chart", "usage_chart")):
         page.get_by_role("button", name="Widgets").click()
         page.locator("#widget-catalogue").get_by_role("button", name=title).click()
+        expect(page.locator(f'[data-widget="{name}"]')).to_be_visible()  # the page after the add, not the one before
     licences_id = page.locator('[data-widget="licences"]').get_attribute("data-widget-id")
     page.route(f"**/widgets/{licences_id}/data", lambda route: route.fulfill(status=500, body="boom"))
     page.reload()
