@@ -30,7 +30,9 @@ KEEP_TABLES = {"ab_permission", "ab_view_menu", "ab_permission_view", "ab_role",
 @pytest.fixture(scope="session", autouse=True)
 def _test_clock():
     """``TEST_CLOCK_START=2026-12-01T11:30:00Z`` runs the whole suite with the clock started then (and ticking): the
-    way to check that nothing depends on the machine's date being New Zealand's (11:30 UTC is tomorrow there)."""
+    way to check that nothing depends on the machine's date being New Zealand's (11:30 UTC is tomorrow there). The
+    database server's own clock does not move: the purge test, which checks the event triggers against it, then sees
+    the two clocks hours apart and (rightly) refuses to purge."""
     start = os.environ.get("TEST_CLOCK_START")
     if not start:
         yield
