@@ -31,7 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
 
     from app import failure, formatting, logs, request_id, web
     from app.services import audit
-    from security import headers, impersonation, mfa, scoping, throttle
+    from security import headers, impersonation, memberships, mfa, scoping, throttle
     from security.sessions import init_sessions
 
     db.init_app(app)
@@ -48,6 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     web.init_app(app)
     impersonation.init_app(app)
     mfa.init_app(app)
+    memberships.init_app(app)  # after the second factor: an account is chosen once the sign-in is complete
     audit.connect()
 
     with app.app_context():

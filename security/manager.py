@@ -8,7 +8,7 @@ import functools
 import logging
 import secrets
 
-from flask import current_app, flash, g, redirect, request, session, url_for
+from flask import current_app, flash, g, has_request_context, redirect, request, session, url_for
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.security.forms import LoginForm_db
 from flask_appbuilder.security.sqla.manager import SecurityManager
@@ -23,11 +23,11 @@ from app import clock
 from app.extensions import db, limiter
 from app.models.accounts import OPERATOR, Account
 from app.models.base import utcnow
-from security import mfa, scoping, signals, throttle
+from security import memberships, mfa, scoping, signals, throttle
 from security.forms import CodeForm
-from security.models import OPERATOR_PORTAL, PortalUser
+from security.models import CUSTOMER_PORTAL, OPERATOR_PORTAL, PortalUser
 from security.passwords import hash_password, password_matches
-from security.permissions import CAPABILITIES
+from security.permissions import CAPABILITIES, CUSTOMER_LOGIN
 from security.sessions import mark_signed_in, renew_session_id
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,27 @@ def _authentication(method):
 
 
 def _refusal(user: PortalUser) -> str:
-    """Why a correct password was refused — a disabled sign-in or account — so its owner knows whom to ask. Said only
-    to someone who knows the password: to anyone else the answer stays "Invalid login"."""
-    if user.account is not None and not user.account.is_active:
+    """Why a correct password was refused — a disabled sign-in or account, or (a customer-portal login) no customer
+    account left to work in — so its owner knows whom to ask. Said only to someone who knows the password: to anyone
+    else the answer stays "Invalid login"."""
+    if user.active and user.deleted_at is None and user.portal == CUSTOMER_PORTAL:
+        live = memberships.live_memberships(user)
+        if not live:
+            with scoping.bypass("authentication: why refused"):
+                names = sorted({m.account.name for m in user.memberships if m.deleted_at is None and m.active})
+            if len(names) == 1:
+                return f"{names[0]} is disabled, so its sign-ins are too. Ask your administrator."
+            return memberships.NO_ACCESS
+    if user.portal != CUSTOMER_PORTAL and user.account is not None and not user.account.is_active:
         return f"{user.account.name} is disabled, so its sign-ins are too. Ask your administrator."
     return "This sign-in is disabled. Ask your administrator to enable it."
+
+
+def _may_sign_in(user: PortalUser) -> bool:
+    """Active, and a customer-portal login has at least one customer account to work in."""
+    if not user.is_active:
+        return False
+    return user.portal != CUSTOMER_PORTAL or bool(memberships.live_memberships(user))
 
 
 def _in_words(seconds: int) -> str:
@@ -248,7 +264,7 @@ class PortalSecurityManager(SecurityManager):
         if not matches:
             self.update_user_auth_stat(user, False)
             return SignIn(None)
-        if not user.is_active:
+        if not _may_sign_in(user):
             self.update_user_auth_stat(user, False, reason="disabled")
             return SignIn(None, _refusal(user))
         throttle.clear(key)
@@ -354,9 +370,34 @@ class PortalSecurityManager(SecurityManager):
             cached = g._portal_permissions = (user.id, self._effective_permissions(user))
         return (permission_name, view_name) in cached[1]
 
-    def user_may(self, user, permission_name: str, view_name: str) -> bool:
-        """``has_access`` asked of a user who is not this request's (a background job's requester, as they are now)."""
-        return bool(user.is_active) and (permission_name, view_name) in set(self.get_user_permissions(user))
+    def user_may(self, user, permission_name: str, view_name: str, membership=None) -> bool:
+        """``has_access`` asked of a user who is not this request's (a background job's requester, as they are now);
+        a customer-portal login in the ``membership`` it worked in."""
+        if not user.is_active:
+            return False
+        roles = self._roles_of(user, membership) if user.portal == CUSTOMER_PORTAL else self.get_user_roles(user)
+        allowed = set()
+        for role in roles:
+            allowed |= self.get_role_permissions(role)
+        return (permission_name, view_name) in allowed
+
+    def get_user_roles(self, user) -> list:
+        """FAB's roles of a user. A customer-portal login's are the role of the membership this session works in
+        (security/memberships.py), never its other memberships': Master Admin at one customer and User at another
+        gets exactly that at each. Before it has chosen one: only the account chooser."""
+        if getattr(user, "is_authenticated", False) and getattr(user, "portal", None) == CUSTOMER_PORTAL:
+            return self._roles_of(user, memberships.chosen_for(user))
+        return super().get_user_roles(user)
+
+    def _roles_of(self, user, membership) -> list:
+        if membership is None or membership.user_id != user.id or not membership.is_live:
+            name = CUSTOMER_LOGIN
+        else:
+            name = membership.role_name
+        cache = g.setdefault("_portal_roles", {}) if has_request_context() else {}
+        if name not in cache:
+            cache[name] = self.find_role(name)
+        return [cache[name]] if cache[name] is not None else []
 
     def _effective_permissions(self, user) -> frozenset:
         """The user's permissions; while impersonating, never more than the real user's role allows either: the

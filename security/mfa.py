@@ -73,7 +73,8 @@ def is_enrolled(user: PortalUser) -> bool:
 def can_reset_mfa(*, actor: PortalUser, target: PortalUser) -> Decision:
     """May ``actor`` reset ``target``'s two-factor authentication (for a lost phone)? Pure: reads only the two users
     and their accounts. Operator staff: anyone's. A reseller's Partner CSP Admin: its reseller's partner users and
-    the customer portal logins of its customers and of its own customer portal."""
+    the customer portal logins it owns (those of its customers and of its own customer portal). A customer's admins
+    never: the second factor is the person's, and may serve other customers too."""
     if actor is None or not actor.is_active:
         return Decision(False, "Only signed-in, active staff can reset two-factor authentication.")
     if actor.id == target.id:
@@ -83,8 +84,8 @@ def can_reset_mfa(*, actor: PortalUser, target: PortalUser) -> Decision:
     if actor.portal == PARTNER_PORTAL and actor.is_csp_admin and actor.account.kind == RESELLER:
         if target.portal == PARTNER_PORTAL and target.account_id == actor.account_id:
             return Decision(True)
-        if target.portal == CUSTOMER_PORTAL and actor.account_id in (target.account_id, target.account.parent_id):
-            return Decision(True)
+        if target.portal == CUSTOMER_PORTAL and actor.account_id == target.account_id:
+            return Decision(True)  # a customer-portal login belongs to its reseller, whatever customers it works for
     return Decision(
         False,
         "Only an operator admin, or a Partner CSP Admin of the user's reseller, can reset two-factor authentication.",

@@ -33,6 +33,7 @@ DASHBOARD = "Dashboard"
 CUSTOMER_SERVICES = "Microsoft CSP"
 CUSTOMER_USERS = "Customer Users"
 CUSTOMER_EVENTS = "Customer Event Log"
+ACCOUNT_SWITCHER = "Account Switcher"  # a customer-portal login chooses the customer account it works in
 # Capabilities checked by the forms of both portals
 ORDERS = "Orders"  # new subscriptions, quantities, auto-renew
 LICENCES = "Licences"  # assign and unassign licences
@@ -71,6 +72,8 @@ PARTNER_USER = "Partner User"
 CUSTOMER_MASTER_ADMIN = "Customer Master Admin"
 CUSTOMER_ADMIN = "Customer Admin"
 CUSTOMER_USER = "Customer User"
+# A customer-portal login that has not chosen the account it works in yet: the chooser and nothing else.
+CUSTOMER_LOGIN = "Customer Login"
 PUBLIC = "Public"
 
 
@@ -79,7 +82,10 @@ def _grant(resource: str, *actions: str) -> set[tuple[str, str]]:
 
 
 _PARTNER_USER = (
-    _grant(HOME, READ)
+    # The account switcher's page is open to staff too: it answers them 404 (they have no accounts to choose), the
+    # answer every route gives what is not there for them.
+    _grant(ACCOUNT_SWITCHER, READ, WRITE)
+    | _grant(HOME, READ)
     | _grant(PROFILE, READ, WRITE)
     | _grant(ACCOUNTS, READ, WRITE)
     | _grant(PORTAL_USERS, READ, WRITE, DELETE)
@@ -102,8 +108,13 @@ _PARTNER_CSP_ADMIN = (
     | _grant(ORDERS, WRITE)
     | _grant(COSTS, READ)
 )
+_CUSTOMER_LOGIN = _grant(ACCOUNT_SWITCHER, READ, WRITE)
 _CUSTOMER_USER = (
-    _grant(HOME, READ) | _grant(PROFILE, READ, WRITE) | _grant(DASHBOARD, READ, WRITE) | _grant(CUSTOMER_SERVICES, READ)
+    _CUSTOMER_LOGIN
+    | _grant(HOME, READ)
+    | _grant(PROFILE, READ, WRITE)
+    | _grant(DASHBOARD, READ, WRITE)
+    | _grant(CUSTOMER_SERVICES, READ)
 )
 _CUSTOMER_ADMIN = (
     _CUSTOMER_USER
@@ -132,6 +143,7 @@ RESOURCE_ACTIONS = {
     CUSTOMER_SERVICES: (READ,),
     CUSTOMER_USERS: (READ, WRITE, DELETE),
     CUSTOMER_EVENTS: (READ, EXPORT),
+    ACCOUNT_SWITCHER: (READ, WRITE),
     ORDERS: (WRITE,),
     LICENCES: (WRITE,),
     M365_ADMIN: (WRITE,),
@@ -148,6 +160,7 @@ ROLES: dict[str, set[tuple[str, str]]] = {
     CUSTOMER_MASTER_ADMIN: _CUSTOMER_MASTER_ADMIN,
     CUSTOMER_ADMIN: _CUSTOMER_ADMIN,
     CUSTOMER_USER: _CUSTOMER_USER,
+    CUSTOMER_LOGIN: _CUSTOMER_LOGIN,
     PUBLIC: set(),
 }
 

@@ -60,6 +60,7 @@ from sqlalchemy.sql.expression import Join, Select, TableClause
 
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
 from app.models.base import TenantOwned
+from security.models import Membership, PortalUser
 
 ALL, RESELLER_SCOPE, CUSTOMER_SCOPE, NONE = "all", "reseller", "customer", "none"
 
@@ -73,6 +74,9 @@ GLOBAL_TABLES = frozenset(
         "sandbox_user",
         "server_session",
         "sign_in_throttle",
+        # A login's second factor: the person's, reached only through their login (which is scoped).
+        "mfa_credential",
+        "mfa_recovery_code",
         "ab_permission",
         "ab_view_menu",
         "ab_permission_view",
@@ -94,6 +98,7 @@ UNSCOPED_REASON = "portal_unscoped_reason"
 log = logging.getLogger(__name__)
 
 _account = Account.__table__
+_membership = Membership.__table__
 
 
 class ScopeViolation(Exception):
@@ -107,11 +112,13 @@ class UnscopedStatement(ScopeViolation):
 
 @dataclasses.dataclass(frozen=True)
 class Scope:
-    """Which accounts may be seen: all of them, a reseller and its customers, one customer, or none."""
+    """Which accounts may be seen: all of them, a reseller and its customers, one customer, or none. ``login_id``: the
+    signed-in login, which always sees (and may change) its own ``ab_user`` row, wherever it works."""
 
     kind: str
     account_id: int | None = None
     reason: str = ""
+    login_id: int | None = None
 
     @property
     def is_all(self) -> bool:
@@ -134,18 +141,28 @@ NOTHING = Scope(NONE)
 _override: ContextVar[Scope | None] = ContextVar("portal_scope_override", default=None)
 
 
-def scope_for_user(user) -> Scope:
-    """The scope a signed-in user's own account gives: operator staff all, partners their reseller tree."""
+def scope_for_user(user, membership=None) -> Scope:
+    """The scope a signed-in user gives: operator staff all, partners their reseller tree, and a customer-portal login
+    the ONE account of the membership it works in (``membership``, else the one this session chose) — never a union
+    of its memberships. A customer's users, and a reseller's own customer-portal users (the reseller as a Microsoft
+    customer itself, its own tenant and licences): that account, never the reseller's customers."""
     if user is None or not getattr(user, "is_authenticated", False) or getattr(user, "account_id", None) is None:
         return NOTHING
     if user.portal == OPERATOR and user.account.kind == OPERATOR:
         return Scope(ALL, reason="operator")
     if user.portal == "partner" and user.account.kind == RESELLER:
         return Scope(RESELLER_SCOPE, user.account_id)
-    if user.portal == "customer" and user.account.kind in (CUSTOMER, RESELLER):
-        # A customer's users — and a reseller's own customer-portal users (the reseller as a Microsoft customer
-        # itself, its own tenant and licences): their one account, never the reseller's customers.
-        return Scope(CUSTOMER_SCOPE, user.account_id)
+    if user.portal == "customer":
+        if membership is None and has_request_context():
+            membership = g.get("membership")
+        if (
+            membership is None
+            or membership.user_id != user.id
+            or not membership.is_live
+            or membership.account.kind not in (CUSTOMER, RESELLER)
+        ):
+            return Scope(NONE, login_id=user.id)  # no account yet: its own login row, and nothing else
+        return Scope(CUSTOMER_SCOPE, membership.account_id, login_id=user.id)
     return NOTHING
 
 
@@ -159,11 +176,13 @@ def current_scope() -> Scope:
     with use_scope(Scope(ALL, reason="resolving scope")):
         user = current_user._get_current_object() if current_user else None
         user_id = getattr(user, "id", None) if user is not None and user.is_authenticated else None
+        membership = g.get("membership")
+        key = (user_id, getattr(membership, "id", None))
         cached = g.get("_portal_scope")
-        if cached is not None and cached[0] == user_id:
+        if cached is not None and cached[0] == key:
             return cached[1]
         scope = scope_for_user(user) if user_id is not None else NOTHING
-    g._portal_scope = (user_id, scope)
+    g._portal_scope = (key, scope)
     return scope
 
 
@@ -185,7 +204,10 @@ def bypass(reason: str):
 
 
 def _criteria(scope: Scope) -> tuple:
-    """Loader criteria for one scope; each kind has its own lambda so SQLAlchemy caches one shape per kind."""
+    """Loader criteria for one scope; each kind has its own lambda so SQLAlchemy caches one shape per kind.
+
+    Logins (``ab_user``) have their own: under a reseller, those its tree owns (its staff and the customer-portal
+    logins it owns); under a customer, the logins with a live membership there, and one's own."""
     if scope.kind == RESELLER_SCOPE:
         rid = scope.account_id
         return (
@@ -197,16 +219,43 @@ def _criteria(scope: Scope) -> tuple:
                 ),
                 include_aliases=True,
             ),
+            with_loader_criteria(
+                PortalUser,
+                lambda cls: cls.account_id.in_(
+                    select(_account.c.id).where(or_(_account.c.id == rid, _account.c.parent_id == rid))
+                ),
+                include_aliases=True,
+            ),
         )
     if scope.kind == CUSTOMER_SCOPE:
-        cid = scope.account_id
+        cid, me = scope.account_id, scope.login_id or 0
         return (
             with_loader_criteria(Account, lambda cls: cls.id == cid, include_aliases=True),
             with_loader_criteria(TenantOwned, lambda cls: cls.account_id == cid, include_aliases=True),
+            with_loader_criteria(
+                PortalUser,
+                lambda cls: or_(
+                    cls.id == me,
+                    cls.id.in_(
+                        select(_membership.c.user_id).where(
+                            _membership.c.account_id == cid, _membership.c.deleted_at.is_(None)
+                        )
+                    ),
+                ),
+                include_aliases=True,
+            ),
+        )
+    if scope.login_id is not None:  # a customer-portal login that has not chosen its account: itself only
+        me = scope.login_id
+        return (
+            with_loader_criteria(Account, lambda cls: false(), include_aliases=True),
+            with_loader_criteria(TenantOwned, lambda cls: false(), include_aliases=True),
+            with_loader_criteria(PortalUser, lambda cls: cls.id == me, include_aliases=True),
         )
     return (
         with_loader_criteria(Account, lambda cls: false(), include_aliases=True),
         with_loader_criteria(TenantOwned, lambda cls: false(), include_aliases=True),
+        with_loader_criteria(PortalUser, lambda cls: false(), include_aliases=True),
     )
 
 
@@ -309,6 +358,18 @@ def _may_write_row(session: Session, scope: Scope, row: TenantOwned) -> bool:
     return all(_covers(session, scope, owner) for owner in owners)
 
 
+def _may_write_login(session: Session, scope: Scope, login: PortalUser) -> bool:
+    """A reseller writes the logins its tree owns (nobody moves one between owners); a customer's scope writes only
+    its own login (the person's password, two-factor, statistics): its members' logins belong to them and to their
+    reseller, and a customer admin who adds a person goes through the users service's named step."""
+    if scope.login_id is not None:  # a customer-portal login's scope, with or without its account chosen
+        return login.id is not None and login.id == scope.login_id and not get_history(login, "account_id").deleted
+    if scope.kind == RESELLER_SCOPE:
+        owners = {_owner(login, "account_id", "account"), *get_history(login, "account_id").deleted}
+        return all(_covers(session, scope, owner) for owner in owners)
+    return False
+
+
 def _check_writes(session: Session, flush_context, instances) -> None:
     scope = current_scope()
     if scope.is_all:
@@ -316,6 +377,8 @@ def _check_writes(session: Session, flush_context, instances) -> None:
     for obj in (*session.new, *session.dirty, *session.deleted):
         if isinstance(obj, Account):
             allowed = _may_write_account(session, scope, obj)
+        elif isinstance(obj, PortalUser):
+            allowed = _may_write_login(session, scope, obj)
         elif isinstance(obj, TenantOwned):
             allowed = _may_write_row(session, scope, obj)
         else:
@@ -443,6 +506,8 @@ def classify(table_name: str) -> str:
         return "account"
     if table_name in GLOBAL_TABLES:
         return "global"
+    if table_name == PortalUser.__tablename__:
+        return "tenant"  # scoped by its own criteria (_criteria) and write rule (_may_write_login)
     for mapper in Model.registry.mappers:
         table = mapper.local_table
         if table is not None and table.name == table_name and issubclass(mapper.class_, TenantOwned):

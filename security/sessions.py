@@ -108,7 +108,11 @@ def why_session_ended(user) -> str | None:
         return "Your session has reached its time limit: sign in again."
     if user.password_set_at is not None and user.password_set_at > started:
         return "Your password was changed: sign in with the new one."
-    revoked = [user.sessions_revoked_at, user.account.sessions_revoked_at if user.account is not None else None]
+    revoked = [user.sessions_revoked_at]
+    if user.portal != "customer" and user.account is not None:
+        # Staff work in their own account. A customer-portal login works in its memberships' accounts, which
+        # security/memberships.py checks per request: its owning reseller being disabled is not its own.
+        revoked.append(user.account.sessions_revoked_at)
     if any(moment is not None and moment > started for moment in revoked):
         return "Your session has ended: sign in again."
     return None

@@ -18,9 +18,11 @@ sign_in_failed = _signals.signal("portal.sign-in-failed")
 sign_in_limited = _signals.signal("portal.sign-in-limited")
 #: user
 signed_out = _signals.signal("portal.signed-out")
-#: actor, target, logs (account ids whose event logs show it)
+#: user, membership — a customer-portal login starts working in one of its customer accounts (sign-in, or a switch)
+account_chosen = _signals.signal("portal.account-chosen")
+#: actor, target (the login), membership (the one launched), logs (account ids whose event logs show it)
 impersonation_started = _signals.signal("portal.impersonation-started")
-#: actor, target, logs, reason
+#: actor, target, membership, logs, reason
 impersonation_ended = _signals.signal("portal.impersonation-ended")
 #: user — operator staff made by ``flask fab create-admin``
 operator_staff_created = _signals.signal("portal.operator-staff-created")

@@ -34,6 +34,8 @@ class Named:
     email: str = ""
     name: str = ""
     account_id: int = 0
+    # A customer-portal login's membership in ``account_id`` (what Launch (CP3) and the Users tab act on).
+    membership_id: int = 0
 
 
 @dataclass
@@ -95,6 +97,12 @@ def subscription(customer: Account, item: Product, quantity: int, holders=(), re
 
 
 def _named_user(u) -> Named:
+    """A customer-portal login's ``account_id`` here is the customer it works in (its first membership)."""
+    if u.portal == "customer" and u.memberships:
+        first = u.memberships[0]
+        return Named(
+            id=u.id, email=u.email, name=u.get_full_name(), account_id=first.account_id, membership_id=first.id
+        )
     return Named(id=u.id, email=u.email, name=u.get_full_name(), account_id=u.account_id)
 
 

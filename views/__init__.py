@@ -15,6 +15,7 @@ def register(appbuilder) -> None:
         CustomerServicesView,
     )
     from views.customer.users import CustomerEventsView, CustomerUsersView
+    from views.memberships import AccountChooserView
     from views.mfa import MfaView
     from views.partner.account_events import AccountEventsView
     from views.partner.account_users import AccountUsersView, PartnerUsersView
@@ -56,6 +57,7 @@ def register(appbuilder) -> None:
         AccountSearchView,
         ActivationView,
         ProfileView,
+        AccountChooserView,
         MfaView,
         TenantSetupView,
         DomainCheckView,

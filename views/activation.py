@@ -56,7 +56,7 @@ def _send_reset(app, user_id: int | None) -> None:
     # The link is built on PORTAL_BASE_URL (app/links.py), never on the Host header the request came with.
     with app.app_context(), scoping.bypass("password reset"):
         user = db.session.get(PortalUser, user_id)
-        if user is not None and user.is_active and (user.portal != "customer" or user.cp3_enabled):
+        if user is not None and user.is_active and (user.portal != "customer" or user.may_use_customer_portal):
             send_activation(user, reset=True)
         db.session.commit()
         db.session.remove()

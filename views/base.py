@@ -126,6 +126,16 @@ def form_error(form, exc) -> None:
         form.form_errors.append(str(exc))
 
 
+def own_account():
+    """The account the signed-in user works in: a customer-portal login's chosen one, staff their own."""
+    from flask import g
+
+    membership = g.get("membership")
+    if membership is not None:
+        return membership.account
+    return g.user.account
+
+
 def signed_in_first(view):
     """Send anonymous visitors quietly to sign-in (``has_access`` would flash "Access is Denied" first)."""
 

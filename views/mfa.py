@@ -16,7 +16,7 @@ from security import mfa
 from security import permissions as P
 from security.forms import CodeForm
 from security.sessions import renew_session_id
-from views.base import PortalView, form_error, signed_in_first
+from views.base import PortalView, form_error, own_account, signed_in_first
 
 ENROLLING_KEY = "mfa_enrolling"  # the secret being set up, encrypted, until its first code confirms it
 NEW_CODES_KEY = "mfa_new_recovery_codes"  # shown once, on the next page
@@ -40,7 +40,7 @@ class MfaView(PortalView):
             abort(403, description="While launched into a customer's portal, its user's sign-in stays theirs.")
 
     def _render(self, template: str, status: int = 200, **context):
-        return self.render_template(template, customer=g.user.account, section="", **context), status
+        return self.render_template(template, customer=own_account(), section="", **context), status
 
     def _enrolment_secret(self) -> str:
         """The secret on offer: the same one until it is confirmed, so reloading the page keeps the QR code."""

@@ -13,7 +13,7 @@ from app.services import users as user_service
 from app.services.users import UserError
 from security import permissions as P
 from security.sessions import mark_signed_in
-from views.base import signed_in_first
+from views.base import own_account, signed_in_first
 from views.partner.account_users import save_form
 from views.partner.forms import ChangePasswordForm
 
@@ -27,7 +27,7 @@ class ProfileView(BaseView):
     def _page(self, form, status: int = 200):
         # Customer users see it in their own portal's layout, staff in the partner portal's.
         return self.render_template(
-            "portal/profile_password.html", form=form, customer=g.user.account, section=""
+            "portal/profile_password.html", form=form, customer=own_account(), section=""
         ), status
 
     @staticmethod

@@ -9,7 +9,7 @@ from app.models.jobs import BackgroundJob, FormSubmission
 from app.models.mfa import MfaCredential, MfaRecoveryCode
 from app.models.sessions import ServerSession
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
-from security.models import PortalUser
+from security.models import Membership, PortalUser
 
 __all__ = [
     "Account",
@@ -19,6 +19,7 @@ __all__ = [
     "FormSubmission",
     "LicenceAssignment",
     "M365User",
+    "Membership",
     "MfaCredential",
     "MfaRecoveryCode",
     "MicrosoftTenant",

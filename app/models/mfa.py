@@ -9,15 +9,20 @@ from flask_appbuilder import Model
 from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import TenantOwned, utcnow
+from app.models.base import utcnow
 
 
-class MfaCredential(TenantOwned, Model):
-    """One login's authenticator app: at most one per login, on the login's own account."""
+class MfaCredential(Model):
+    """One login's authenticator app: at most one per login. The person's, not a tenant's: it is reached only through
+    its login (which security/scoping.py scopes), so a login working in any of its customer accounts keeps one second
+    factor. ``account_id`` records the login's owning account when it was enrolled."""
 
     __tablename__ = "mfa_credential"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("account.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
     user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"), nullable=False, unique=True)
     # A Fernet token of the base32 secret (key derived from SECRET_KEY), never the secret itself.
     secret: Mapped[str] = mapped_column(String(255), nullable=False)
@@ -32,14 +37,15 @@ class MfaCredential(TenantOwned, Model):
     )
 
 
-class MfaRecoveryCode(TenantOwned, Model):
-    """A one-time recovery code, as an HMAC of the code; used once, then kept with the time it was used."""
+class MfaRecoveryCode(Model):
+    """A one-time recovery code, as an HMAC of the code; used once, then kept with the time it was used. Reached
+    through its credential only."""
 
     __tablename__ = "mfa_recovery_code"
     __table_args__ = (UniqueConstraint("credential_id", "code_hash", name="uq_mfa_recovery_code_hash"),)
-    __account_index__ = False  # looked up by credential; the account column serves the scope only
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(Integer, ForeignKey("account.id", ondelete="RESTRICT"), nullable=False)
     credential_id: Mapped[int] = mapped_column(
         ForeignKey("mfa_credential.id", ondelete="CASCADE"), nullable=False, index=True
     )

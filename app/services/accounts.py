@@ -105,8 +105,8 @@ def create_sub_account(
     reseller: Account, details: dict, master_admin_name: str | None, master_admin_email: str | None
 ) -> Account:
     """Add Sub Account: a customer under ``reseller`` with its master admin (the default placeholder when none is
-    given). The master admin is a placeholder row until activated: the same IT support address often serves many
-    customers, and a login's address must be unique."""
+    given). The master admin is a placeholder row until activated, when it becomes a membership: of a new login, or
+    of the login the reseller already has for that address (the same IT support address serves many customers)."""
     customer = create_account(CUSTOMER, details.pop("name"), reseller, **details)
     placeholder = add_default_master_admin(customer, master_admin_email or None)
     if master_admin_name:

@@ -18,6 +18,7 @@ from app.links import external_url
 from app.models.base import utcnow
 from app.services.events import record_event
 from app.services.mail import MailError, send_mail
+from security import scoping
 from security.models import PortalUser
 
 SALT = "portal-activation"
@@ -64,13 +65,22 @@ def check_link(token: str) -> LinkCheck:
     return LinkCheck(state, user)
 
 
-def send_activation(user: PortalUser, *, reset: bool = False) -> bool:
+def send_activation(user: PortalUser, *, reset: bool = False, account=None) -> bool:
     """Email ``user`` a new link (customers: "activate your account"; partner and operator staff: a welcome) and
-    commit. If sending fails the user is kept, the failure is recorded on the
-    user (the Users tab shows it) and in the event log, and False is returned."""
-    url = activation_url(user)
-    user.activation_sent_at = utcnow()
-    user.activation_error = None
+    commit. ``account``: the customer account it is sent for (its name in the mail, its event log); a staff login's
+    own by default. If sending fails the user is kept, the failure is recorded on the user (the Users tab shows it)
+    and in the event log, and False is returned.
+
+    The link's columns are the login's own, which a customer admin's scope may not write (a login belongs to the
+    person and its reseller): they are written under a named bypass, for a login the caller loaded through its
+    scope."""
+    if account is None:
+        account = _home_of(user)
+    with scoping.bypass("the activation link of a login the caller manages"):
+        url = activation_url(user)
+        user.activation_sent_at = utcnow()
+        user.activation_error = None
+        db.session.flush([user])  # the login alone, under the bypass
     db.session.commit()
     hours = current_app.config["ACTIVATION_LINK_HOURS"]
     welcome = user.portal != "customer"
@@ -81,25 +91,52 @@ def send_activation(user: PortalUser, *, reset: bool = False) -> bool:
     else:
         template, subject = "activation", "Activate your account"
     try:
-        send_mail(user.email, subject, template, user=user, url=url, hours=hours, account=user.account)
+        send_mail(user.email, subject, template, user=user, url=url, hours=hours, account=account)
     except MailError as exc:
-        user.activation_error = f"activation email not sent: {exc}"[:300]
-        record_event(
-            "user.activation_email_failed",
-            account_id=user.account_id,
-            target=user,
-            summary=f"Activation email to {user.email} not sent: {exc}",
-        )
-        db.session.commit()
-        return False
-    record_event(
-        "user.activation_sent",
-        account_id=user.account_id,
-        target=user,
-        summary=f"{'Password reset' if reset else 'Welcome' if welcome else 'Activation'} email sent to {user.email}",
-    )
+        with scoping.bypass("the activation link of a login the caller manages"):
+            user.activation_error = f"activation email not sent: {exc}"[:300]
+            db.session.flush([user])
+        return _recorded(user, account, exc, failed=f"Activation email to {user.email} not sent: {exc}")
+    what = "Password reset" if reset else "Welcome" if welcome else "Activation"
+    return _recorded(user, account, None, sent=f"{what} email sent to {user.email}")
+
+
+def _recorded(user: PortalUser, account, error: Exception | None, *, sent: str = "", failed: str = "") -> bool:
+    """The event of a mail to ``user`` about ``account`` — sent, or not (``error``) — committed; whether it went."""
+    action = "user.activation_email_failed" if error is not None else "user.activation_sent"
+    record_event(action, account_id=account.id, target=user, summary=failed if error is not None else sent)
     db.session.commit()
-    return True
+    return error is None
+
+
+def _home_of(user: PortalUser):
+    """The account a mail to ``user`` names when the caller names none: a staff login's own; a customer-portal
+    login's first account it still belongs to (its reseller's, when none is left)."""
+    if user.portal == "customer":
+        with scoping.bypass("the accounts of a login being mailed"):
+            for membership in user.memberships:
+                if membership.deleted_at is None:
+                    return membership.account
+    return user.account
+
+
+def send_access_granted(membership) -> bool:
+    """Tell a person who already has a login that they now have access to one more account: no new password link
+    (they keep one password and one second factor). False when the mail was not sent (the event log says so)."""
+    user, account = membership.user, membership.account
+    try:
+        send_mail(
+            user.email,
+            f"You now have access to {account.name}",
+            "access_granted",
+            user=user,
+            url=external_url("PortalAuthDBView.login"),
+            account=account,
+        )
+    except MailError as exc:
+        failed = f"The email telling {user.email} they now have access to {account.name} was not sent: {exc}"
+        return _recorded(user, account, exc, failed=failed)
+    return _recorded(user, account, None, sent=f"Told {user.email} they now have access to {account.name}")
 
 
 class LinkAlreadyUsed(Exception):
@@ -123,11 +160,14 @@ def complete_activation(user: PortalUser, password_hash: str) -> None:
     user.password_set_at = utcnow()
     user.activation_nonce = None
     user.activation_error = None
-    record_event(
-        "user.activated",
-        account_id=user.account_id,
-        actor=user,
-        target=user,
-        summary=f"{user.email} set a password from the emailed link",
-    )
+    # Recorded where the login belongs and in each account it works in: each customer sees its user activated.
+    logs = {user.account_id} | {m.account_id for m in user.memberships if m.deleted_at is None}
+    for account_id in sorted(logs):
+        record_event(
+            "user.activated",
+            account_id=account_id,
+            actor=user,
+            target=user,
+            summary=f"{user.email} set a password from the emailed link",
+        )
     db.session.commit()

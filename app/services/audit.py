@@ -7,12 +7,24 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.accounts import OPERATOR, Account
-from app.services.events import record_event
+from app.services.events import record_event, record_login_event
 from security import signals
 
 
 def _signed_in(_app, *, user) -> None:
+    """On the login's owning account (a customer-portal login's: its reseller's); the customer account it then works
+    in records that too (``_account_chosen``)."""
     record_event("auth.login", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed in")
+
+
+def _account_chosen(_app, *, user, membership) -> None:
+    record_event(
+        "auth.account_chosen",
+        account_id=membership.account_id,
+        actor=user,
+        target=user,
+        summary=f"{user.email} is working in {membership.account.name}",
+    )
 
 
 def _operator_account_id() -> int | None:
@@ -39,17 +51,26 @@ def _sign_in_limited(_app, *, user, username: str, retry_after: int) -> None:
 
 
 def _signed_out(_app, *, user) -> None:
-    record_event("auth.logout", account_id=user.account_id, actor=user, target=user, summary=f"{user.email} signed out")
+    """On the login's account, and on the customer account it was working in."""
+    from security.memberships import chosen_for
+
+    accounts = {user.account_id}
+    membership = chosen_for(user)
+    if membership is not None:
+        accounts.add(membership.account_id)
+    for account_id in sorted(accounts):
+        record_event("auth.logout", account_id=account_id, actor=user, target=user, summary=f"{user.email} signed out")
 
 
-def _impersonation_started(_app, *, actor, target, logs) -> None:
-    summary = f"{actor.email} launched the customer portal of {target.account.name} as {target.email}"
+def _impersonation_started(_app, *, actor, target, membership, logs) -> None:
+    summary = f"{actor.email} launched the customer portal of {membership.account.name} as {target.email}"
     for account_id in sorted(logs):
         record_event("impersonation.started", account_id=account_id, actor=actor, target=target, summary=summary)
 
 
-def _impersonation_ended(_app, *, actor, target, logs, reason: str) -> None:
-    summary = f"{actor.email} left the customer portal of {target.account.name} ({reason})"
+def _impersonation_ended(_app, *, actor, target, membership, logs, reason: str) -> None:
+    where = membership.account.name if membership is not None else "a customer"
+    summary = f"{actor.email} left the customer portal of {where} ({reason})"
     for account_id in sorted(logs):
         record_event("impersonation.ended", account_id=account_id, actor=actor, target=target, summary=summary)
 
@@ -61,7 +82,7 @@ def _operator_staff_created(_app, *, user) -> None:
 
 
 def _about_own_sign_in(action: str, user, summary: str) -> None:
-    record_event(action, account_id=user.account_id, actor=user, target=user, summary=summary)
+    record_login_event(action, user, summary=summary, actor=user)
 
 
 def _mfa_verified(_app, *, user, method: str, remaining: int | None) -> None:
@@ -92,6 +113,7 @@ _RECEIVERS = (
     (signals.sign_in_failed, _sign_in_failed),
     (signals.sign_in_limited, _sign_in_limited),
     (signals.signed_out, _signed_out),
+    (signals.account_chosen, _account_chosen),
     (signals.impersonation_started, _impersonation_started),
     (signals.impersonation_ended, _impersonation_ended),
     (signals.operator_staff_created, _operator_staff_created),

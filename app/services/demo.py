@@ -17,8 +17,8 @@ from app.models.csp import SandboxDomain
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from app.services.accounts import add_default_master_admin, create_account
 from app.services.events import record_event
-from app.services.users import create_user
-from security.models import PortalUser
+from app.services.users import add_member, create_user, membership_of
+from security.models import CUSTOMER_PORTAL, PortalUser
 from security.passwords import hash_password
 
 # name, product id:sku, billing cycle, unit cost, unit price (NZD per licence per month, excl. GST)
@@ -123,14 +123,23 @@ def _account(kind: str, name: str, parent: Account | None, report: SeedReport, *
 
 
 def _user(account: Account, email: str, first: str, last: str, hashed: str, report: SeedReport, **flags) -> PortalUser:
+    """A demo login; a customer-portal one also gets its membership in ``account`` (one login, many customers)."""
     user = db.session.query(PortalUser).filter(PortalUser.email == email).first()
     if user is None:
         user = create_user(account, email, first, last, hashed_password=hashed, **flags)
         report.created.append(f"user {email}")
-    elif report.password:
-        user.password = hashed
-        user.password_set_at = utcnow()
-    report.logins.append((email, f"{account.name} ({user.roles[0].name if user.roles else 'no role'})"))
+    else:
+        if user.portal == CUSTOMER_PORTAL and membership_of(account, user.id) is None:
+            add_member(account, email, first, last, **flags)
+            report.created.append(f"access for {email} to {account.name}")
+        if report.password:
+            user.password = hashed
+            user.password_set_at = utcnow()
+    if user.portal == CUSTOMER_PORTAL:
+        role = membership_of(account, user.id).role_name
+    else:
+        role = user.roles[0].name if user.roles else "no role"
+    report.logins.append((email, f"{account.name} ({role})"))
     return user
 
 
@@ -364,6 +373,18 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
     )
     _tenant(contoso, "contosonz")
     _user(contoso, "admin@contosonz.example", "Carla", "Owens", hashed, report, master_admin=True, cp3_enabled=True)
+    # The guide's IT-support master admin: one login, Master Admin of both of Demo Reseller's customers.
+    for customer in (enet, contoso):
+        _user(
+            customer,
+            "itsupport@demoreseller.co.nz",
+            "IT",
+            "Support",
+            hashed,
+            report,
+            master_admin=True,
+            cp3_enabled=True,
+        )
     contoso_users = _m365_users(contoso, "contosonz.onmicrosoft.com", 14)
     for name, quantity, start, holders, renew in (
         ("Microsoft 365 Business Standard", 12, 6, contoso_users[:10], 45),

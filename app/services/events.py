@@ -59,6 +59,17 @@ def record_event(
     return event
 
 
+def record_login_event(action: str, user, *, summary: str, actor: Any = None) -> Event:
+    """An event about a login itself — its password, its second factor — in the log of the account that owns it (a
+    customer-portal login's: its reseller's). A customer-portal login works in one customer's scope, which may not
+    write its reseller's log: this one event is written under a named bypass and flushed at once, alone (nothing
+    else pending in the session escapes its scope check)."""
+    with scoping.bypass("an event about a login itself, in its owner's log"):
+        event = record_event(action, account_id=user.account_id, target=user, summary=summary, actor=actor)
+        db.session.flush([event])
+    return event
+
+
 def customer_portal_events(account_id: int):
     """The events a customer portal shows. A customer's: all of its account's. A reseller's own portal (the reseller
     as a Microsoft customer): only what happened in that portal — done by its customer portal users (directly or
@@ -67,15 +78,14 @@ def customer_portal_events(account_id: int):
     from sqlalchemy import String, and_, cast, or_, select
 
     from app.models.accounts import CUSTOMER, Account
-    from security.models import CUSTOMER_PORTAL, PortalUser
+    from security.models import Membership
 
     mine = Event.account_id == account_id
     if db.session.scalar(select(Account.kind).where(Account.id == account_id)) == CUSTOMER:
         return mine
-    own = select(PortalUser.id).where(PortalUser.account_id == account_id, PortalUser.portal == CUSTOMER_PORTAL)
-    own_text = select(cast(PortalUser.id, String)).where(
-        PortalUser.account_id == account_id, PortalUser.portal == CUSTOMER_PORTAL
-    )
+    # Its customer portal's users: the logins with a membership in it (an ORM entity, so the scope reaches it).
+    own = select(Membership.user_id).where(Membership.account_id == account_id)
+    own_text = select(cast(Membership.user_id, String)).where(Membership.account_id == account_id)
     return and_(
         mine,
         or_(Event.actor_id.in_(own), and_(Event.target_type == "PortalUser", Event.target_id.in_(own_text))),
@@ -88,6 +98,7 @@ def customer_portal_events(account_id: int):
 ACTION_NAMES: dict[str, str] = {
     "auth.login": "Signed in",
     "auth.logout": "Signed out",
+    "auth.account_chosen": "Chose the account to work in",
     "auth.login_failed": "Sign-in failed",
     "auth.login_limited": "Sign-in held back (too many attempts)",
     "mfa.enrolled": "Set up two-factor authentication",
@@ -101,6 +112,7 @@ ACTION_NAMES: dict[str, str] = {
     "impersonation.started": "Launched the customer portal",
     "impersonation.ended": "Left the customer portal",
     "user.created": "Added a user",
+    "user.membership_added": "Gave a user access to another account",
     "user.updated": "Edited a user",
     "user.enabled": "Enabled a user",
     "user.disabled": "Disabled a user",

@@ -28,7 +28,7 @@ from app.models.accounts import CUSTOMER, RESELLER, Account, MicrosoftTenant
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription
 from app.services.events import record_event
-from security.models import CUSTOMER_PORTAL, PortalUser, address_of
+from security.models import Membership, PortalUser, address_of
 
 EXCEL_MAX_ROWS = 1_048_576
 FETCH = 2000
@@ -307,8 +307,25 @@ def m365_user_rows(account: Account) -> Iterator[tuple]:
 
 
 def portal_user_rows(account: Account) -> Iterator[tuple]:
+    """One row per membership: a person with access to three customers is three rows, each with that customer's
+    flags (a login shared by customers, such as the reseller's IT support, shows under each)."""
     reseller = aliased(Account)
-    for reseller_name, customer, first, last, email, mobile, active, deleted, last_login, admin, master, cp3 in _stream(
+    for (
+        reseller_name,
+        customer,
+        first,
+        last,
+        email,
+        mobile,
+        login_active,
+        login_deleted,
+        active,
+        deleted,
+        last_login,
+        admin,
+        master,
+        cp3,
+    ) in _stream(
         select(
             reseller.name,
             Account.name,
@@ -318,17 +335,22 @@ def portal_user_rows(account: Account) -> Iterator[tuple]:
             PortalUser.mobile,
             PortalUser.active,
             PortalUser.deleted_at,
+            Membership.active,
+            Membership.deleted_at,
             PortalUser.last_login,
-            PortalUser.is_admin,
-            PortalUser.is_master_admin,
-            PortalUser.cp3_enabled,
+            Membership.is_admin,
+            Membership.is_master_admin,
+            Membership.cp3_enabled,
         )
-        .join(Account, Account.id == PortalUser.account_id)
+        .select_from(Membership)
+        .join(PortalUser, PortalUser.id == Membership.user_id)
+        .join(Account, Account.id == Membership.account_id)
         .join(reseller, reseller.id == Account.parent_id)
-        .where(_customers_of(account), PortalUser.portal == CUSTOMER_PORTAL)
-        .order_by(Account.name, Account.id, PortalUser.id)
+        .where(_customers_of(account))
+        .order_by(Account.name, Account.id, Membership.id)
     ):
-        status = "Deleted" if deleted else ("Active" if active else "Disabled")
+        gone = deleted or login_deleted
+        status = "Deleted" if gone else ("Active" if active and login_active else "Disabled")
         yield (
             reseller_name,
             customer,
@@ -348,9 +370,9 @@ def count_user_rows(account: Account) -> int:
         select(func.count(M365User.id)).join(Account, Account.id == M365User.account_id).where(_customers_of(account))
     )
     portal = db.session.scalar(
-        select(func.count(PortalUser.id))
-        .join(Account, Account.id == PortalUser.account_id)
-        .where(_customers_of(account), PortalUser.portal == CUSTOMER_PORTAL)
+        select(func.count(Membership.id))
+        .join(Account, Account.id == Membership.account_id)
+        .where(_customers_of(account))
     )
     return m365 + portal
 

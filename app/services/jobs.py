@@ -30,7 +30,7 @@ from app.services import exports
 from app.services.events import record_event
 from security import permissions as P
 from security import scoping
-from security.models import PortalUser
+from security.models import CUSTOMER_PORTAL, Membership, PortalUser
 
 log = logging.getLogger(__name__)
 QUEUE = "portal-exports"
@@ -160,13 +160,22 @@ def requester_scope(job: BackgroundJob, params: dict) -> scoping.Scope:
         user = db.session.get(PortalUser, job.requested_by_id) if job.requested_by_id is not None else None
         if user is None or not user.is_active:
             raise JobRefused("its requester can no longer sign in")
-        scope = scoping.scope_for_user(user)
-        if params["with_costs"] and not appbuilder.sm.user_may(user, f"can_{P.READ}", P.COSTS):
+        membership = None
+        if user.portal == CUSTOMER_PORTAL:  # it asked in one of its accounts: that membership, as it is now
+            membership = db.session.scalar(
+                select(Membership).where(
+                    Membership.user_id == user.id,
+                    Membership.account_id == job.account_id,
+                    Membership.deleted_at.is_(None),
+                )
+            )
+        scope = scoping.scope_for_user(user, membership)
+        if params["with_costs"] and not appbuilder.sm.user_may(user, f"can_{P.READ}", P.COSTS, membership):
             raise JobRefused("its requester may no longer see costs")
         email = user.email
     if scope.kind == scoping.NONE:
         raise JobRefused("its requester no longer has a portal scope")
-    return scoping.Scope(scope.kind, scope.account_id, reason=f"job {job.id} for {email}")
+    return scoping.Scope(scope.kind, scope.account_id, reason=f"job {job.id} for {email}", login_id=scope.login_id)
 
 
 def run(job_id: str) -> None:

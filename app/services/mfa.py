@@ -10,7 +10,7 @@ from app import clock
 from app.clock import utcnow
 from app.extensions import db
 from app.models.mfa import MfaCredential, MfaRecoveryCode
-from app.services.events import record_event
+from app.services.events import record_event, record_login_event
 from app.services.users import UserError
 from security import mfa
 from security.models import PortalUser
@@ -47,10 +47,9 @@ def enrol(user: PortalUser, secret: str, code: str) -> list[str]:
     )
     db.session.add(credential)
     codes = _new_recovery_codes(credential)
-    record_event(
+    record_login_event(
         "mfa.enrolled",
-        account_id=user.account_id,
-        target=user,
+        user,
         summary=f"{user.email} turned on two-factor authentication",
     )
     try:
@@ -76,10 +75,9 @@ def regenerate_recovery_codes(user: PortalUser, code: str) -> list[str]:
     """New recovery codes for ``user`` (the old ones stop working), after their current code."""
     _confirm(user, code)
     codes = _new_recovery_codes(user.mfa)
-    record_event(
+    record_login_event(
         "mfa.recovery_codes_regenerated",
-        account_id=user.account_id,
-        target=user,
+        user,
         summary=f"{user.email} made new recovery codes; the old ones no longer work",
     )
     db.session.commit()
@@ -92,10 +90,9 @@ def turn_off(user: PortalUser, code: str) -> None:
         raise UserError("Two-factor authentication is required for your sign-in: it cannot be turned off.")
     _confirm(user, code)
     db.session.delete(user.mfa)
-    record_event(
+    record_login_event(
         "mfa.disabled",
-        account_id=user.account_id,
-        target=user,
+        user,
         summary=f"{user.email} turned off two-factor authentication",
     )
     db.session.commit()

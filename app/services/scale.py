@@ -22,9 +22,9 @@ from app.models.catalog import Product
 from app.models.events import Event
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from app.services.demo import FIRST_NAMES, LAST_NAMES
-from security.models import PortalUser
+from security.models import Membership, PortalUser
 from security.passwords import hash_password
-from security.permissions import CUSTOMER_MASTER_ADMIN, PARTNER_CSP_ADMIN
+from security.permissions import PARTNER_CSP_ADMIN
 
 CUSTOMERS_PER_RESELLER = 200
 BATCH = 1000
@@ -77,7 +77,7 @@ def seed_scale(
     # One hash for every generated login (hashing a million passwords would take a day): the demo password's.
     shared_hash = password_hash or hash_password(secrets.token_urlsafe(24))
     rng = random.Random(seed + existing)
-    ids = _Ids(Account, PortalUser, MicrosoftTenant, M365User, Subscription, LicenceAssignment, UsagePoint)
+    ids = _Ids(Account, PortalUser, Membership, MicrosoftTenant, M365User, Subscription, LicenceAssignment, UsagePoint)
     role_link_id = (db.session.scalar(select(func.max(assoc_user_role.c.id))) or 0) + 1
     now = clock.utcnow()
     today = clock.today()
@@ -144,6 +144,7 @@ def seed_scale(
         _insert(Account, batch["accounts"])
         _insert(MicrosoftTenant, batch["tenants"])
         _insert(PortalUser, batch["logins"])
+        _insert(Membership, batch["memberships"])
         _insert(assoc_user_role, batch["links"])
         _insert(M365User, batch["m365"])
         _insert(Subscription, batch["subscriptions"])
@@ -156,6 +157,7 @@ def seed_scale(
         [
             "account",
             "ab_user",
+            "membership",
             "ab_user_role",
             "microsoft_tenant",
             "m365_user",
@@ -191,9 +193,6 @@ def _login_row(uid, account_id, email, first, last, portal, password_hash, now, 
         changed_on=now,
         password_set_at=now,
         is_csp_admin=False,
-        is_admin=False,
-        is_master_admin=False,
-        cp3_enabled=False,
         login_count=0,
         fail_login_count=0,
     )
@@ -202,7 +201,8 @@ def _login_row(uid, account_id, email, first, last, portal, password_hash, now, 
 
 
 def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rng, now, today, role_link_id) -> dict:
-    out = {k: [] for k in ("accounts", "tenants", "logins", "links", "m365", "subscriptions", "assignments", "usage")}
+    kinds = ("accounts", "tenants", "logins", "memberships", "m365", "subscriptions", "assignments", "usage")
+    out = {k: [] for k in (*kinds, "links")}
     for number in numbers:
         cid = ids.take(Account)
         prefix = f"scale{number:06d}"
@@ -231,23 +231,22 @@ def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rn
             )
         )
         uid = ids.take(PortalUser)
+        reseller_id = reseller_ids[(number - 1) % len(reseller_ids)]
+        # A customer-portal login belongs to the reseller; its Master Admin role comes from its membership here.
         out["logins"].append(
-            _login_row(
-                uid,
-                cid,
-                f"admin@{prefix}.example",
-                "Master",
-                "Admin",
-                "customer",
-                shared_hash,
-                created,
+            _login_row(uid, reseller_id, f"admin@{prefix}.example", "Master", "Admin", "customer", shared_hash, created)
+        )
+        out["memberships"].append(
+            dict(
+                id=ids.take(Membership),
+                account_id=cid,
+                user_id=uid,
                 is_admin=True,
                 is_master_admin=True,
                 cp3_enabled=True,
+                active=True,
+                created_on=created,
             )
-        )
-        out["links"].append(
-            dict(id=role_link_id + len(out["links"]), user_id=uid, role_id=roles[CUSTOMER_MASTER_ADMIN])
         )
         people = []
         for i in range(rng.randint(5, 15)):

@@ -16,7 +16,7 @@ from app.models.events import Event
 from app.models.subscriptions import M365User, Subscription, UsagePoint
 from app.services.events import customer_portal_events, record_event
 from app.services.landing import cents_total
-from security.models import CUSTOMER_PORTAL, PortalUser
+from security.models import Membership, PortalUser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +56,14 @@ def layout(user: PortalUser) -> list[DashboardWidget]:
     )
 
 
+def _account_id(user: PortalUser) -> int:
+    """The account whose dashboard this is: a customer-portal login's is per account it works in (the chosen one)."""
+    from security.memberships import chosen_for
+
+    membership = chosen_for(user)
+    return membership.account_id if membership is not None else user.account_id
+
+
 def add_widget(user: PortalUser, key: str) -> DashboardWidget:
     if key not in CATALOGUE:
         raise WidgetError(f"There is no widget {key!r}.")
@@ -66,12 +74,12 @@ def add_widget(user: PortalUser, key: str) -> DashboardWidget:
     position = (
         db.session.scalar(select(func.max(DashboardWidget.position)).where(DashboardWidget.user_id == user.id)) or 0
     ) + 1
-    widget = DashboardWidget(account_id=user.account_id, user_id=user.id, widget=key, position=position)
+    widget = DashboardWidget(account_id=_account_id(user), user_id=user.id, widget=key, position=position)
     db.session.add(widget)
     db.session.flush()
     record_event(
         "dashboard.widget_added",
-        account_id=user.account_id,
+        account_id=widget.account_id,
         target=widget,
         summary=f"{CATALOGUE[key].title} added to {user.email}'s dashboard",
     )
@@ -83,7 +91,7 @@ def remove_widget(user: PortalUser, widget: DashboardWidget) -> None:
         raise WidgetError("That widget is not on your dashboard.")
     record_event(
         "dashboard.widget_removed",
-        account_id=user.account_id,
+        account_id=widget.account_id,
         target=widget,
         summary=f"{CATALOGUE[widget.widget].title} removed from {user.email}'s dashboard",
     )
@@ -99,7 +107,7 @@ def reorder(user: PortalUser, widget_ids: list[int]) -> None:
         widgets[widget_id].position = position
     record_event(
         "dashboard.reordered",
-        account_id=user.account_id,
+        account_id=_account_id(user),
         target=user,
         summary=f"{user.email}'s dashboard: " + ", ".join(CATALOGUE[widgets[i].widget].title for i in widget_ids),
     )
@@ -150,14 +158,16 @@ def users_summary(customer_id: int) -> dict:
     active = db.session.scalar(
         select(func.count(M365User.id)).where(M365User.account_id == customer_id, M365User.status == "active")
     )
+    # Its portal users are its memberships' logins; "last sign-in" is when each last worked in this account.
     sign_ins = db.session.execute(
-        select(PortalUser.first_name, PortalUser.last_name, PortalUser.last_login)
+        select(PortalUser.first_name, PortalUser.last_name, Membership.last_used_at)
+        .join(Membership, Membership.user_id == PortalUser.id)
         .where(
-            PortalUser.account_id == customer_id,
-            PortalUser.portal == CUSTOMER_PORTAL,
-            PortalUser.last_login.is_not(None),
+            Membership.account_id == customer_id,
+            Membership.deleted_at.is_(None),
+            Membership.last_used_at.is_not(None),
         )
-        .order_by(PortalUser.last_login.desc())
+        .order_by(Membership.last_used_at.desc())
         .limit(5)
     ).all()
     return {

@@ -204,16 +204,20 @@ def test_add_sub_account_with_bad_input_saves_nothing(world, reseller_a_admin_cl
     assert database_fingerprint() == before
 
 
-def test_a_second_customer_with_the_same_it_support_address_is_told_at_once(world, reseller_a_admin_client):
-    """The guide's usual master admin is the reseller's IT support: one login address each, so the second customer
-    hears it at Add Sub Account (with a plus address that reaches the same mailbox), not at Activate (CP3)."""
-    reseller = world.accounts["reseller_a"].id
+def test_the_same_it_support_address_may_be_master_admin_of_several_customers_of_one_reseller_only(
+    app, world, reseller_a_admin_client, reseller_b_admin_client
+):
+    """The guide's usual master admin is the reseller's IT support: one login that is Master Admin of several of that
+    reseller's customers (Add Sub Account takes the address again; each Activate (CP3) gives the same login access to
+    one more customer). Any other reseller hears at once, at Add Sub Account, that the address is unavailable (with a
+    plus address that reaches the same mailbox), not at Activate (CP3)."""
+    from security.models import Membership, PortalUser
 
-    def add(name, email):
-        return reseller_a_admin_client.post(
-            f"/accounts/{reseller}/sub-accounts/new",
+    def add(client, reseller_key, name, email):
+        return client.post(
+            f"/accounts/{world.accounts[reseller_key].id}/sub-accounts/new",
             data={
-                "csrf_token": csrf_token(reseller_a_admin_client),
+                "csrf_token": csrf_token(client),
                 "name": name,
                 "country": "NZ",
                 "master_admin_name": "IT Support",
@@ -221,15 +225,49 @@ def test_a_second_customer_with_the_same_it_support_address_is_told_at_once(worl
             },
         )
 
-    assert add("Kiwi Kitchens", "it@alpha.example").status_code == 302
+    assert add(reseller_a_admin_client, "reseller_a", "Kiwi Kitchens", "it@alpha.example").status_code == 302
+    assert add(reseller_a_admin_client, "reseller_a", "Harbour Hops", "it@alpha.example").status_code == 302
+
+    # Another reseller: refused with the one "unavailable" answer, nothing saved.
     before = database_fingerprint()
-    second = add("Harbour Hops", "it@alpha.example")
-    assert second.status_code == 400
-    assert 'data-error-for="master_admin_email">it@alpha.example is already used by another login' in second.text
-    assert "it+harbourhops@alpha.example" in second.text
+    other = add(reseller_b_admin_client, "reseller_b", "Harbour Brewing", "it@alpha.example")
+    assert other.status_code == 400
+    assert 'data-error-for="master_admin_email">it@alpha.example is already used by another login' in other.text
+    assert "it+harbourbrewing@alpha.example" in other.text
+    assert "Alpha" not in other.text  # never whose address it is
     assert database_fingerprint() == before
-    assert add("Harbour Hops", "it+harbourhops@alpha.example").status_code == 302
-    assert add("Other Co", "master@aardvark.example").status_code == 400  # a login already
+    plus = add(reseller_b_admin_client, "reseller_b", "Harbour Brewing", "it+harbourbrewing@alpha.example")
+    assert plus.status_code == 302
+
+    # Logins of their own are unavailable as well: this reseller's staff, and another reseller's customer login.
+    for email in ("admin@alpha.example", "master@bluebird.example"):
+        before = database_fingerprint()
+        refused = add(reseller_a_admin_client, "reseller_a", "Other Co", email)
+        assert refused.status_code == 400, email
+        assert f'data-error-for="master_admin_email">{email} is already used by another login' in refused.text
+        assert database_fingerprint() == before
+
+    # Activate (CP3) on both placeholders: one login (its reseller's), Master Admin of both customers.
+    with unscoped() as session:
+        names = ["Kiwi Kitchens", "Harbour Hops"]
+        customers = dict(session.execute(select(Account.name, Account.id).where(Account.name.in_(names))).all())
+        placeholders = {
+            name: session.scalars(select(PlaceholderUser.id).where(PlaceholderUser.account_id == cid)).one()
+            for name, cid in customers.items()
+        }
+    for name in ("Kiwi Kitchens", "Harbour Hops"):
+        activated = reseller_a_admin_client.post(
+            f"/accounts/{customers[name]}/users/placeholder/{placeholders[name]}/activate",
+            data={"csrf_token": csrf_token(reseller_a_admin_client)},
+        )
+        assert activated.status_code == 302 and activated.location == f"/accounts/{customers[name]}/users", name
+    with unscoped() as session:
+        login = session.scalars(select(PortalUser).where(PortalUser.email == "it@alpha.example")).one()
+        assert (login.portal, login.account_id) == ("customer", world.accounts["reseller_a"].id)
+        memberships = session.scalars(select(Membership).where(Membership.user_id == login.id)).all()
+        assert sorted(m.account_id for m in memberships) == sorted(customers.values())
+        assert all(m.is_master_admin and m.cp3_enabled and m.active for m in memberships)
+        assert session.scalar(select(func.count(PlaceholderUser.id)).where(PlaceholderUser.email == login.email)) == 0
 
 
 def test_products_and_services_menu(world, reseller_a_admin_client):

@@ -38,6 +38,8 @@ def test_an_id_past_any_row_is_a_404(ops_admin_client, path):
 
 
 def test_an_id_field_past_any_row_is_a_404_and_changes_nothing(world, ops_admin_client, customer_a_master_admin_client):
+    client = customer_a_master_admin_client
+    customer_token = csrf_token(client)  # a customer login's first page chooses its account (an event): before
     before = database_fingerprint()
     token = csrf_token(ops_admin_client)
     assert ops_admin_client.post(f"/accounts/{HUGE}/details", data={"csrf_token": token}).status_code == 404
@@ -45,11 +47,10 @@ def test_an_id_field_past_any_row_is_a_404_and_changes_nothing(world, ops_admin_
         "/productview/action_post", data={"csrf_token": token, "action": "retire", "rowid": HUGE}
     )
     assert response.status_code == 404
-    client = customer_a_master_admin_client
     customer, sub = world.accounts["customer_a"].id, world.rows["a"]["subscription"]
     response = client.post(
         f"/portal/{customer}/services/microsoft-csp/subscriptions/{sub}/assign",
-        data={"csrf_token": csrf_token(client), "m365_user_id": HUGE},
+        data={"csrf_token": customer_token, "m365_user_id": HUGE},
     )
     assert response.status_code == 404
     assert database_fingerprint() == before
@@ -147,8 +148,8 @@ def _orders(world) -> int:
 
 def test_an_order_without_a_quantity_or_an_unclear_auto_renew_changes_nothing(world, customer_a_master_admin_client):
     client, customer = customer_a_master_admin_client, world.accounts["customer_a"].id
+    token = csrf_token(client)  # a customer login's first page chooses its account (an event): before the snapshot
     before = database_fingerprint()
-    token = csrf_token(client)
     client.post(
         f"/portal/{customer}/services/microsoft-csp/orders",
         data={"csrf_token": token, "product_id": str(world.rows["products"]["exchange"])},
@@ -237,7 +238,8 @@ def test_error_pages_are_the_portals_own_with_a_way_home(world, reseller_a_admin
     missing = reseller_b_admin_client.get(f"/accounts/{world.accounts['customer_a'].id}/details")
     assert missing.status_code == 404 and 'data-test="error-page"' in missing.text and 'href="/"' in missing.text
     assert "Aardvark" not in missing.text
-    wrong_method = reseller_a_admin_client.get(f"/impersonation/start/{world.users['customer_a_master_admin'].id}")
+    membership = world.users["customer_a_master_admin"].membership_id
+    wrong_method = reseller_a_admin_client.get(f"/impersonation/start/{membership}")
     assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["Allow"]
     assert 'data-test="error-page"' in wrong_method.text
 
@@ -254,8 +256,8 @@ def test_customer_portal_forms_show_errors_beside_their_fields_and_keep_the_inpu
     world, customer_a_master_admin_client
 ):
     client, customer = customer_a_master_admin_client, world.accounts["customer_a"].id
+    token = csrf_token(client)  # a customer login's first page chooses its account (an event): before the snapshot
     before = database_fingerprint()
-    token = csrf_token(client)
     order = client.post(
         f"/portal/{customer}/services/microsoft-csp/orders",
         data={"csrf_token": token, "product_id": str(world.rows["products"]["exchange"]), "quantity": "0"},

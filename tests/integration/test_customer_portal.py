@@ -17,7 +17,7 @@ from app.models.csp import SandboxSubscription, SandboxUser
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
-from security.models import PortalUser
+from security.models import Membership, PortalUser
 from tests import factories
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
@@ -42,6 +42,13 @@ def _post(client, path, **data):
     return client.post(path, data={"csrf_token": csrf_token(client), **data})
 
 
+def _membership(session, user_id: int, account_id: int) -> Membership:
+    """The login's membership in the account: where a customer-portal user's flags live."""
+    return session.scalars(
+        select(Membership).where(Membership.user_id == user_id, Membership.account_id == account_id)
+    ).one()
+
+
 # -- Activate (CP3) -----------------------------------------------------------------------------------------------
 
 
@@ -62,7 +69,10 @@ def test_activate_on_the_placeholder_asks_for_a_real_address_first(app, world, r
     with unscoped() as session:
         assert session.get(PlaceholderUser, pid) is None
         user = session.scalars(select(PortalUser).where(PortalUser.email == "itsupport@aardvark.example")).one()
-        assert user.cp3_enabled and user.is_master_admin and user.roles[0].name == "Customer Master Admin"
+        membership = _membership(session, user.id, customer)
+        assert membership.cp3_enabled and membership.is_master_admin
+        assert membership.role_name == "Customer Master Admin" and user.roles == []  # the role is the membership's
+        assert (user.portal, user.account_id) == ("customer", world.accounts["reseller_a"].id)  # its reseller's login
         user_id = user.id
     assert [m["To"] for m in outbox_messages(app)] == ["itsupport@aardvark.example"]
     row = reseller_a_admin_client.get(f"/accounts/{customer}/users").text.split(f'data-user="{user_id}"')[1]
@@ -76,7 +86,7 @@ def test_activate_a_user_not_yet_enabled(app, world, reseller_a_admin_client):
         user_id = user.id
     _post(reseller_a_admin_client, f"/accounts/{world.accounts['customer_a'].id}/users/customer/{user_id}/activate")
     with unscoped() as session:
-        assert session.get(PortalUser, user_id).cp3_enabled
+        assert _membership(session, user_id, world.accounts["customer_a"].id).cp3_enabled
 
 
 # -- the dashboard -------------------------------------------------------------------------------------------------
@@ -381,6 +391,7 @@ def test_master_admin_invites_an_admin_and_admins_cannot_manage_admins(
     _post(ada, f"{base}/users/{master}/disable")
     with unscoped() as session:
         assert session.get(PortalUser, master).active
+        assert _membership(session, master, world.accounts["customer_a"].id).active
 
 
 def test_the_event_log_shows_the_customers_events(world, customer_a_master_admin_client):

@@ -14,7 +14,7 @@ from app.models.accounts import Account
 from app.models.events import Event
 from app.models.subscriptions import M365User, Subscription
 from security.impersonation import can_impersonate
-from security.models import PortalUser
+from security.models import Membership, PortalUser
 from tests import factories
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
@@ -31,11 +31,28 @@ def people(world):
         disabled.active = False
         not_cp3 = factories.user(customer, "notcp3@aardvark.example")
         session.commit()
-        return {"disabled": disabled.id, "not_cp3": not_cp3.id}
+        return {
+            "disabled": factories._named_user(disabled),
+            "not_cp3": factories._named_user(not_cp3),
+        }
 
 
-def _target_id(world, people, name):
-    return people.get(name) or world.users[name].id
+def _target(world, people, name) -> factories.Named:
+    return people.get(name) or world.users[name]
+
+
+def _target_membership(session, world, people, name) -> Membership:
+    """What a Launch (CP3) acts on: the target's membership. Staff logins have none; the policy still gets one to
+    judge (never saved), in their own account, so its refusal of staff targets stays tested."""
+    named = _target(world, people, name)
+    if named.membership_id:
+        return session.get(Membership, named.membership_id)
+    login = session.get(PortalUser, named.id)
+    assert login.portal != "customer" and not login.memberships
+    with session.no_autoflush:
+        membership = Membership(account=login.account, user_id=login.id, cp3_enabled=True, active=True)
+        membership.user = login  # in memory only: the test's session is rolled back
+    return membership
 
 
 TRUTH = [
@@ -57,10 +74,10 @@ TRUTH = [
 
 @pytest.mark.parametrize(("actor", "target", "allowed"), TRUTH)
 def test_policy_truth_table(app, world, people, actor, target, allowed):
-    with unscoped() as session:
+    with unscoped() as session, session.no_autoflush:
         decision = can_impersonate(
             actor=session.get(PortalUser, world.users[actor].id),
-            target=session.get(PortalUser, _target_id(world, people, target)),
+            target=_target_membership(session, world, people, target),
         )
     assert bool(decision) is allowed, decision.reason
     assert allowed or decision.reason
@@ -69,9 +86,11 @@ def test_policy_truth_table(app, world, people, actor, target, allowed):
 @pytest.mark.parametrize(("actor", "target", "allowed"), TRUTH)
 def test_launch_over_http_follows_the_policy(app, world, people, login, actor, target, allowed):
     client = login(world.users[actor].email)
+    token = csrf_token(client)  # a customer login's first page chooses its account (an event): before the snapshot
     before = database_fingerprint()
+    # A staff login has no membership to launch (``membership_id`` 0): nothing there to start, a 404.
     response = client.post(
-        f"/impersonation/start/{_target_id(world, people, target)}", data={"csrf_token": csrf_token(client)}
+        f"/impersonation/start/{_target(world, people, target).membership_id}", data={"csrf_token": token}
     )
     if allowed:
         assert response.status_code == 302 and response.location.startswith("/portal/")
@@ -83,11 +102,12 @@ def test_launch_over_http_follows_the_policy(app, world, people, login, actor, t
 
 
 def _launch(client, world, target="customer_a_master_admin"):
-    return client.post(f"/impersonation/start/{world.users[target].id}", data={"csrf_token": csrf_token(client)})
+    membership_id = world.users[target].membership_id
+    return client.post(f"/impersonation/start/{membership_id}", data={"csrf_token": csrf_token(client)})
 
 
 def test_launch_is_post_with_csrf_only(world, reseller_a_admin_client):
-    target = world.users["customer_a_master_admin"].id
+    target = world.users["customer_a_master_admin"].membership_id
     assert reseller_a_admin_client.get(f"/impersonation/start/{target}").status_code == 405
     assert reseller_a_admin_client.post(f"/impersonation/start/{target}").status_code == 400
     assert reseller_a_admin_client.get("/impersonation/stop").status_code == 405
@@ -268,7 +288,8 @@ def test_launch_button_and_activate_button_on_the_users_tab(world, people, resel
     page = reseller_a_admin_client.get(f"/accounts/{world.accounts['customer_a'].id}/users").text
     master = page.split(f'data-user="{world.users["customer_a_master_admin"].id}"')[1].split("</tr>")[0]
     assert re.search(r'action="/impersonation/start/\d+"', master) and "Launch (CP3)" in master
-    not_cp3 = page.split(f'data-user="{people["not_cp3"]}"')[1].split("</tr>")[0]
+    assert f'action="/impersonation/start/{world.users["customer_a_master_admin"].membership_id}"' in master
+    not_cp3 = page.split(f'data-user="{people["not_cp3"].id}"')[1].split("</tr>")[0]
     assert "Activate (CP3)" in not_cp3 and "Launch (CP3)" not in not_cp3
 
 

@@ -12,7 +12,7 @@ from app import clock
 from app.models.accounts import Account, MicrosoftTenant, PlaceholderUser
 from app.models.csp import SandboxDomain
 from app.models.subscriptions import M365User, Subscription, UsagePoint
-from security.models import PortalUser
+from security.models import Membership, PortalUser
 from tests.conftest import unscoped
 
 PASSWORD = "demo-password-for-tests"
@@ -63,6 +63,12 @@ def test_seed_demo_creates_the_named_data(app, login):
         assert placeholder.email == "default.masteradmin@mycloudstore.co.nz"
         # The placeholder is not a login.
         assert session.scalar(select(func.count(PortalUser.id)).where(PortalUser.account_id == enet.id)) == 0
+        members = select(PortalUser.email).join(Membership, Membership.user_id == PortalUser.id)
+        # Enet's one user is the guide's IT-support master admin (one login, a member of both of Demo's customers).
+        assert session.scalars(members.where(Membership.account_id == enet.id)).all() == [
+            "itsupport@demoreseller.co.nz"
+        ]
+        assert session.scalar(select(func.count(PortalUser.id)).where(PortalUser.email == placeholder.email)) == 0
         assert session.scalar(select(func.count(M365User.id)).where(M365User.account_id == enet.id)) == 20
         subs = {
             s.product.name: s for s in session.scalars(select(Subscription).where(Subscription.account_id == enet.id))
@@ -74,7 +80,13 @@ def test_seed_demo_creates_the_named_data(app, login):
 
         contoso = accounts["Contoso NZ"]
         admin = session.scalars(select(PortalUser).where(PortalUser.email == "admin@contosonz.example")).one()
-        assert admin.is_master_admin and admin.cp3_enabled and admin.account_id == contoso.id
+        # A customer-portal login belongs to the customer's reseller; its flags are its membership's in Contoso.
+        assert admin.portal == "customer" and admin.account_id == contoso.parent_id and admin.roles == []
+        membership = session.scalars(
+            select(Membership).where(Membership.user_id == admin.id, Membership.account_id == contoso.id)
+        ).one()
+        assert membership.is_master_admin and membership.cp3_enabled and membership.active
+        assert "itsupport@demoreseller.co.nz" in session.scalars(members.where(Membership.account_id == contoso.id))
         oldest = session.scalar(select(func.min(UsagePoint.recorded_at)).where(UsagePoint.account_id == contoso.id))
         assert oldest <= clock.utcnow() - dt.timedelta(days=330)
         taken = set(session.scalars(select(SandboxDomain.prefix)))
@@ -122,8 +134,23 @@ def test_scale_adds_customers_in_proportion_and_only_once(app):
         assert 5 * 30 <= users <= 15 * 30
         assert 2 * 30 <= subs <= 4 * 30
         # Every generated customer has a master admin login who can sign in, and ids kept counting.
-        logins = session.scalar(select(func.count(PortalUser.id)).where(PortalUser.account_id.in_(scale)))
+        masters = select(Membership.user_id).where(
+            Membership.account_id.in_(scale), Membership.is_master_admin.is_(True), Membership.active.is_(True)
+        )
+        logins = session.scalar(
+            select(func.count(PortalUser.id)).where(
+                PortalUser.id.in_(masters), PortalUser.portal == "customer", PortalUser.password_set_at.is_not(None)
+            )
+        )
         assert logins == 30
+        # each owned by its customer's reseller
+        owners = session.execute(
+            select(PortalUser.account_id, Account.parent_id)
+            .join(Membership, Membership.user_id == PortalUser.id)
+            .join(Account, Account.id == Membership.account_id)
+            .where(Membership.account_id.in_(scale))
+        ).all()
+        assert len(owners) == 30 and all(owner == parent for owner, parent in owners)
     _seed(app, "--scale", "45")
     with unscoped() as session:
         assert session.scalar(select(func.count(Account.id)).where(Account.name.like("Scale Customer %"))) == 45

@@ -167,7 +167,8 @@ def test_every_refusal_costs_the_same_work(app, world, disabled_login, monkeypat
 
 
 def _launch(client, world, target="customer_a_master_admin"):
-    return client.post(f"/impersonation/start/{world.users[target].id}", data={"csrf_token": csrf_token(client)})
+    membership_id = world.users[target].membership_id
+    return client.post(f"/impersonation/start/{membership_id}", data={"csrf_token": csrf_token(client)})
 
 
 def test_a_password_change_ends_a_launched_session(app, world, login):
@@ -205,15 +206,19 @@ def test_disable_then_enable_revives_no_old_session(app, world, login, reseller_
 
 def test_disabling_an_account_ends_its_users_sessions_for_good(app, world, login):
     target = world.users["customer_a_master_admin"]
-    old = login(target.email)
+    customer = world.accounts["customer_a"].id
+    old = login(target.email)  # signed in, its account not chosen yet
+    working = login(target.email)
+    assert working.get(f"/portal/{customer}/").status_code == 200  # signed in and working in the account
     with unscoped() as session:
         from app.services.accounts import set_account_status
 
-        account = session.get(Account, world.accounts["customer_a"].id)
+        account = session.get(Account, customer)
         set_account_status(account, False)
         set_account_status(account, True)
         session.commit()
-    assert "/login/" in old.get(f"/portal/{world.accounts['customer_a'].id}/").location
+    assert "/login/" in old.get(f"/portal/{customer}/").location
+    assert "/login/" in working.get(f"/portal/{customer}/").location
 
 
 def test_sessions_have_an_absolute_lifetime(app, world):

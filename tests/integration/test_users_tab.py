@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.models.accounts import PlaceholderUser
 from app.models.events import Event
-from security.models import PortalUser
+from security.models import Membership, PortalUser
 from tests import factories
 from tests.conftest import at_once, csrf_token, unscoped
 from tests.integration.test_impersonation import _launch
@@ -32,6 +32,17 @@ def _user(email: str) -> SimpleNamespace:
         user = session.scalars(select(PortalUser).where(PortalUser.email == email)).one()
         columns = {c.key: getattr(user, c.key) for c in PortalUser.__mapper__.column_attrs}
         return SimpleNamespace(**columns, roles=[role.name for role in user.roles])
+
+
+def _member(email: str, account_id: int) -> SimpleNamespace:
+    """What the database holds now for the membership of login ``email`` in ``account_id`` (its flags and status)."""
+    with unscoped() as session:
+        membership = session.scalars(
+            select(Membership)
+            .join(PortalUser, PortalUser.id == Membership.user_id)
+            .where(PortalUser.email == email, Membership.account_id == account_id)
+        ).one()
+        return SimpleNamespace(**{c.key: getattr(membership, c.key) for c in Membership.__mapper__.column_attrs})
 
 
 def _add_customer_user(client, world, **fields):
@@ -96,10 +107,13 @@ def _reseller_own_portal_user(app, world, client):
         assert response.status_code == 302
     assert [m["X-Envelope-To"] for m in inbox.messages] == ["ivy@alpha.example"]
     user = _user("ivy@alpha.example")
-    assert (user.portal, user.account_id, user.is_master_admin) == ("customer", world.accounts["reseller_a"].id, True)
+    member = _member("ivy@alpha.example", world.accounts["reseller_a"].id)
+    assert (user.portal, user.account_id, member.is_master_admin) == ("customer", world.accounts["reseller_a"].id, True)
+    assert user.roles == []  # a customer-portal login's role is its membership's
     with unscoped() as session:
         session.get(PortalUser, user.id).password = factories.password_hash()
         session.commit()
+    user.membership_id = member.id  # what Launch (CP3) acts on
     return user
 
 
@@ -119,11 +133,11 @@ def test_a_resellers_own_customer_portal_sees_its_own_account_only(app, world, r
     assert "Aardvark" not in services and "aardvark" not in services
     # its partner users launch into it; another reseller's cannot
     launched = reseller_a_admin_client.post(
-        f"/impersonation/start/{user.id}", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+        f"/impersonation/start/{user.membership_id}", data={"csrf_token": csrf_token(reseller_a_admin_client)}
     )
     assert launched.status_code == 302 and launched.location == f"/portal/{reseller}/"
     other = login(world.users["reseller_b_admin"].email)
-    refused = other.post(f"/impersonation/start/{user.id}", data={"csrf_token": csrf_token(other)})
+    refused = other.post(f"/impersonation/start/{user.membership_id}", data={"csrf_token": csrf_token(other)})
     assert refused.status_code in (403, 404)
 
 
@@ -154,7 +168,9 @@ def test_new_customer_user_gets_an_activation_email_whose_link_sets_a_password(
         response = _add_customer_user(reseller_a_admin_client, world, admin="y")
         assert response.status_code == 302
     user = _user("nina@aardvark.example")
-    assert user.cp3_enabled and user.is_admin and not user.is_master_admin and user.password_set_at is None
+    member = _member("nina@aardvark.example", world.accounts["customer_a"].id)
+    assert member.cp3_enabled and member.is_admin and not member.is_master_admin and user.password_set_at is None
+    assert (user.portal, user.account_id, user.roles) == ("customer", world.accounts["reseller_a"].id, [])
     assert [m["X-Envelope-To"] for m in inbox.messages] == ["nina@aardvark.example"]
     message = inbox.messages[0]
     assert message["Subject"] == "Activate your account"
@@ -226,8 +242,11 @@ def test_one_link_sent_three_times_at_once_sets_one_password(app, world, reselle
     ]
     assert sorted(answers) == [302, 410, 410]
     with unscoped() as session:
-        activated = select(func.count(Event.id)).where(Event.action == "user.activated")
-        assert session.scalar(activated) == 1
+        # One activation, on the login's owner and on its one membership's account: never a second.
+        activated = select(Event.account_id).where(Event.action == "user.activated").order_by(Event.account_id)
+        assert session.scalars(activated).all() == sorted(
+            [world.accounts["reseller_a"].id, world.accounts["customer_a"].id]
+        )
 
 
 def test_expired_link_says_so_and_sends_a_new_one(app, world, reseller_a_admin_client, monkeypatch):
@@ -259,12 +278,21 @@ def test_tampered_link_is_invalid(app, world, reseller_a_admin_client, tamper):
 # -- the rules ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("email", ["MASTER@aardvark.example", "admin@bravo.example", "Admin@Alpha.Example"])
-def test_emails_are_unique_among_logins_case_insensitively(world, reseller_a_admin_client, email):
+@pytest.mark.parametrize(
+    ("email", "message"),
+    [
+        # already this customer's user (one login, one membership per account)
+        ("MASTER@aardvark.example", "is already a user of Aardvark Farms."),
+        ("admin@bravo.example", "is already used by another login"),  # another reseller's staff
+        ("Admin@Alpha.Example", "is already used by another login"),  # this reseller's own staff
+        ("MASTER@bluebird.example", "is already used by another login"),  # another reseller's customer login
+    ],
+)
+def test_emails_are_unique_among_logins_case_insensitively(world, reseller_a_admin_client, email, message):
     before = database_fingerprint()
     response = _add_customer_user(reseller_a_admin_client, world, email=email)
     assert response.status_code == 400
-    assert f'data-error-for="email">{email.lower()} is already used by another login' in response.text
+    assert f'data-error-for="email">{email.lower()} {message}' in response.text
     assert "Bravo" not in response.text  # the clash never says whose address it is
     assert database_fingerprint() == before
 
@@ -313,7 +341,7 @@ def test_the_last_active_master_admin_cannot_be_demoted(world, reseller_a_admin_
         },
     )
     assert response.status_code == 400 and "last active Master Admin" in response.text
-    assert _user(master.email).is_master_admin
+    assert _member(master.email, master.account_id).is_master_admin
 
 
 def test_with_a_second_master_admin_the_first_can_go(app, world, reseller_a_admin_client, login):
@@ -378,10 +406,11 @@ def test_disable_and_enable(world, reseller_a_admin_client, login):
     master = world.users["customer_a_master_admin"]
     token = csrf_token(reseller_a_admin_client)
     reseller_a_admin_client.post(f"{_users_url(world)}/customer/{master.id}/disable", data={"csrf_token": token})
-    assert not _user(master.email).active
+    assert not _member(master.email, master.account_id).active
+    assert _user(master.email).active  # the membership is disabled; the login (the person's) stays
     assert "/login/" in user_client.get("/").location  # the signed-in session ends at its next request
     reseller_a_admin_client.post(f"{_users_url(world)}/customer/{master.id}/enable", data={"csrf_token": token})
-    assert _user(master.email).active
+    assert _member(master.email, master.account_id).active
     assert login(master.email).get("/", follow_redirects=True).status_code == 200
 
 
@@ -429,14 +458,29 @@ def test_editing_the_placeholder_to_an_address_in_use_is_refused_beside_the_fiel
         f"{_users_url(world)}/placeholder/{pid}/edit",
         data={
             "csrf_token": csrf_token(reseller_a_admin_client),
+            "first_name": "Bo",
+            "last_name": "Again",
+            # another reseller's customer login (this reseller's own logins may be the master admin of several)
+            "email": world.users["customer_b_master_admin"].email,
+        },
+    )
+    assert response.status_code == 400
+    assert 'data-error-for="email">master@bluebird.example is already used by another login' in response.text
+    assert "master+aardvarkfarms@bluebird.example" in response.text
+    assert "Bluebird" not in response.text and "Bravo" not in response.text  # never whose it is
+    assert database_fingerprint() == before
+    # The address of someone already a user of this customer: refused at once too, not at Activate (CP3).
+    same = reseller_a_admin_client.post(
+        f"{_users_url(world)}/placeholder/{pid}/edit",
+        data={
+            "csrf_token": csrf_token(reseller_a_admin_client),
             "first_name": "Mara",
             "last_name": "Again",
             "email": world.users["customer_a_master_admin"].email,
         },
     )
-    assert response.status_code == 400
-    assert 'data-error-for="email">master@aardvark.example is already used by another login' in response.text
-    assert "master+aardvarkfarms@aardvark.example" in response.text
+    assert same.status_code == 400
+    assert 'data-error-for="email">master@aardvark.example is already a user of Aardvark Farms.' in same.text
     assert database_fingerprint() == before
 
 

@@ -3,27 +3,35 @@ admins; admins manage users) and reads its own audit trail."""
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, url_for
+from flask import flash, g, redirect, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
-from sqlalchemy import func, select
 
-from app.extensions import db
 from app.services import users as user_service
-from app.services.activation import send_activation
 from app.services.events import customer_portal_events
-from app.services.users import UserChanges
+from security import memberships
 from security import permissions as P
-from security.models import CUSTOMER_PORTAL, PortalUser
-from views.base import MASTER_ADMIN_NEEDS_ORDERS, get_or_404, may_grant_master_admin
+from security.models import Membership
+from views.base import MASTER_ADMIN_NEEDS_ORDERS, may_grant_master_admin
 from views.customer.base import CustomerPortalView, customer_page
 from views.event_log import export_response, page_context
-from views.partner.account_users import apply_user_change, save_form
+from views.partner.account_users import (
+    apply_user_change,
+    login_form_rules,
+    member_form,
+    member_of,
+    save_form,
+    save_member,
+    tell_added,
+)
 from views.partner.forms import CustomerUserForm
 
 
-def _may_manage(actor: PortalUser, user: PortalUser | None, *, admin: bool, master_admin: bool) -> str | None:
-    """Why ``actor`` may not make ``user`` (None: a new one) have these flags; None when allowed."""
+def _may_manage(actor: Membership, user: Membership | None, *, admin: bool, master_admin: bool) -> str | None:
+    """Why the membership ``actor`` (the signed-in login, in this account) may not make ``user`` (None: a new one)
+    have these flags; None when allowed."""
+    if actor is None:
+        return "Only admins manage users."
     if not actor.is_master_admin:
         if not actor.is_admin:
             return "Only admins manage users."
@@ -49,11 +57,8 @@ class CustomerUsersView(CustomerPortalView):
         "delete_user": P.DELETE,
     }
 
-    def _user(self, customer_id, user_id) -> PortalUser:
-        user = get_or_404(PortalUser, user_id)
-        if user.account_id != customer_id or user.portal != CUSTOMER_PORTAL or user.deleted_at is not None:
-            abort(404)
-        return user
+    def _user(self, customer_id, user_id) -> Membership:
+        return member_of(g.customer, user_id)
 
     def _back(self, customer_id):
         return redirect(url_for(".users", customer_id=customer_id))
@@ -62,24 +67,18 @@ class CustomerUsersView(CustomerPortalView):
     @customer_page
     @has_access
     def users(self, customer_id):
-        people = db.session.scalars(
-            select(PortalUser)
-            .where(
-                PortalUser.account_id == customer_id,
-                PortalUser.portal == CUSTOMER_PORTAL,  # a reseller's own portal lists its customer logins, not staff
-                PortalUser.deleted_at.is_(None),
-            )
-            .order_by(func.lower(PortalUser.first_name), PortalUser.id)
-        ).all()
-        return self.render("users.html", people=people)
+        # Memberships: a reseller's own portal lists its customer-portal users, never its partner staff.
+        return self.render("users.html", people=user_service.members_of(g.customer))
 
     def _form_page(self, form, title, user=None, status=200):
+        login_locked = user is not None and not login_form_rules(form, user)
         return self.render(
             "user_form.html",
             form=form,
             title=title,
             user=user,
-            locked_email=user is not None and g.get("impersonator") is not None and user.id == g.user.id,
+            login_locked=login_locked,
+            locked_email=user is not None and g.get("impersonator") is not None and user.user_id == g.user.id,
         ), status
 
     @expose("/<int:customer_id>/users/new")
@@ -93,13 +92,13 @@ class CustomerUsersView(CustomerPortalView):
     @has_access
     def add_user(self, customer_id):
         form = CustomerUserForm()
-        refused = _may_manage(g.user, None, admin=form.admin.data, master_admin=form.master_admin.data)
+        refused = _may_manage(memberships.chosen(), None, admin=form.admin.data, master_admin=form.master_admin.data)
         if refused:
             form.form_errors.append(refused)
             return self._form_page(form, "Invite a user", status=403)
-        saved, user = save_form(
+        saved, added = save_form(
             form,
-            lambda: user_service.create_user(
+            lambda: user_service.add_member(
                 g.customer,
                 form.email.data,
                 form.first_name.data,
@@ -108,56 +107,40 @@ class CustomerUsersView(CustomerPortalView):
                 admin=form.admin.data,
                 master_admin=form.master_admin.data,
                 cp3_enabled=True,
-                portal=CUSTOMER_PORTAL,  # the customer portal makes customer portal logins, on any account
             ),
         )
         if not saved:
             return self._form_page(form, "Invite a user", status=400)
-        sent = send_activation(user)
-        flash(
-            f"Invited {user.email}." if sent else f"Added {user.email}, but the email was not sent.",
-            "success" if sent else "warning",
-        )
+        tell_added(added, g.customer)
         return self._back(customer_id)
 
     @expose("/<int:customer_id>/users/<int:user_id>/edit")
     @customer_page
     @has_access
     def edit_user(self, customer_id, user_id):
-        user = self._user(customer_id, user_id)
-        form = CustomerUserForm(obj=user, admin=user.is_admin, master_admin=user.is_master_admin)
-        return self._form_page(form, f"Edit {user.email}", user)
+        membership = self._user(customer_id, user_id)
+        return self._form_page(member_form(membership), f"Edit {membership.email}", membership)
 
     @expose("/<int:customer_id>/users/<int:user_id>/edit", methods=["POST"])
     @customer_page
     @has_access
     def save_user(self, customer_id, user_id):
-        user = self._user(customer_id, user_id)
+        membership = self._user(customer_id, user_id)
         form = CustomerUserForm()
-        refused = _may_manage(g.user, user, admin=form.admin.data, master_admin=form.master_admin.data)
+        refused = _may_manage(
+            memberships.chosen(), membership, admin=form.admin.data, master_admin=form.master_admin.data
+        )
         email = (form.email.data or "").strip().lower()
-        if g.get("impersonator") is not None and user.id == g.user.id and email and email != user.email:
+        launched_self = g.get("impersonator") is not None and membership.user_id == g.user.id
+        if launched_self and email and email != membership.email:
             refused = "The customer's own sign-in stays theirs: its email cannot be changed while launched."
         if refused:
             form.form_errors.append(refused)
-            return self._form_page(form, f"Edit {user.email}", user, status=403)
-        saved, _ = save_form(
-            form,
-            lambda: user_service.update_user(
-                user,
-                UserChanges(
-                    form.first_name.data,
-                    form.last_name.data,
-                    form.email.data,
-                    form.mobile.data,
-                    admin=form.admin.data,
-                    master_admin=form.master_admin.data,
-                ),
-            ),
-        )
+            return self._form_page(form, f"Edit {membership.email}", membership, status=403)
+        saved, _ = save_member(form, membership)
         if not saved:
-            return self._form_page(form, f"Edit {user.email}", user, status=400)
-        flash(f"Saved {user.email}.", "success")
+            return self._form_page(form, f"Edit {membership.email}", membership, status=400)
+        flash(f"Saved {membership.email}.", "success")
         return self._back(customer_id)
 
     def _change(self, customer_id, user_id, change, done):
@@ -167,26 +150,30 @@ class CustomerUsersView(CustomerPortalView):
             change,
             done,
             url_for(".users", customer_id=customer_id),
-            refused=_may_manage(g.user, user, admin=False, master_admin=False),
+            refused=_may_manage(memberships.chosen(), user, admin=False, master_admin=False),
         )
 
     @expose("/<int:customer_id>/users/<int:user_id>/disable", methods=["POST"])
     @customer_page
     @has_access
     def disable_user(self, customer_id, user_id):
-        return self._change(customer_id, user_id, lambda u: user_service.set_enabled(u, False), "{email} is disabled.")
+        return self._change(
+            customer_id, user_id, lambda m: user_service.set_member_enabled(m, False), "{email} is disabled."
+        )
 
     @expose("/<int:customer_id>/users/<int:user_id>/enable", methods=["POST"])
     @customer_page
     @has_access
     def enable_user(self, customer_id, user_id):
-        return self._change(customer_id, user_id, lambda u: user_service.set_enabled(u, True), "{email} is enabled.")
+        return self._change(
+            customer_id, user_id, lambda m: user_service.set_member_enabled(m, True), "{email} is enabled."
+        )
 
     @expose("/<int:customer_id>/users/<int:user_id>/delete", methods=["POST"])
     @customer_page
     @has_access
     def delete_user(self, customer_id, user_id):
-        return self._change(customer_id, user_id, user_service.soft_delete, "{email} is deleted.")
+        return self._change(customer_id, user_id, user_service.remove_member, "{email} is deleted.")
 
 
 class CustomerEventsView(CustomerPortalView):

@@ -11,11 +11,12 @@ from app.extensions import db
 from app.models.accounts import CUSTOMER, RESELLER, Account, PlaceholderUser
 from app.services import mfa as mfa_service
 from app.services import users as user_service
-from app.services.activation import send_activation
-from app.services.users import UserChanges, UserError
+from app.services.activation import send_access_granted, send_activation
+from app.services.users import Added, UserChanges, UserError
 from security import permissions as P
+from security.memberships import can_edit_login
 from security.mfa import can_reset_mfa
-from security.models import CUSTOMER_PORTAL, PARTNER_PORTAL, PortalUser
+from security.models import PARTNER_PORTAL, Membership, PortalUser
 from views.base import (
     MASTER_ADMIN_NEEDS_ORDERS,
     PortalView,
@@ -29,6 +30,7 @@ from views.partner.forms import CustomerUserForm, NewPartnerUserForm, PartnerUse
 
 
 def _users_of(account: Account, portal: str) -> list[PortalUser]:
+    """Staff logins of ``account`` (customer portal users are memberships: ``user_service.members_of``)."""
     return list(
         db.session.scalars(
             select(PortalUser)
@@ -45,10 +47,79 @@ def _user_of(account: Account, user_id, portal: str) -> PortalUser:
     return user
 
 
-def apply_user_change(user: PortalUser, change, done: str, back: str, refused: str | None = None):
-    """Run a one-click change (disable, enable, delete) — never on one's own sign-in — and go ``back`` saying what
-    happened (or why not)."""
-    if user.id == g.user.id:
+def member_of(account: Account, user_id) -> Membership:
+    """Login ``user_id``'s membership in ``account`` (through the scope), else 404."""
+    membership = user_service.membership_of(account, user_id)
+    if membership is None:
+        abort(404)
+    return membership
+
+
+def login_form_rules(form, membership: Membership | None) -> bool:
+    """May the signed-in user change the login's own fields (name, email, mobile) from this account's Users tab? If
+    not, they are shown read-only. Returns the answer (security/memberships.py decides)."""
+    if membership is None:
+        return True
+    allowed = bool(
+        can_edit_login(actor=g.user, login=membership.user, theirs_alone=user_service.login_is_theirs_alone(membership))
+    )
+    if not allowed:
+        for field in (form.first_name, form.last_name, form.email, form.mobile):
+            field.render_kw = {**(field.render_kw or {}), "readonly": True}
+    return allowed
+
+
+def member_form(membership: Membership):
+    """The Users tab's form for one membership: the person's name and email, this account's flags."""
+    login = membership.user
+    return CustomerUserForm(
+        first_name=login.first_name,
+        last_name=login.last_name,
+        email=login.email,
+        mobile=login.mobile,
+        admin=membership.is_admin,
+        master_admin=membership.is_master_admin,
+    )
+
+
+def save_member(form, membership: Membership):
+    """Save the Users tab's edit of one membership (and of the login's fields where allowed)."""
+    login_too = login_form_rules(form, membership)
+    return save_form(
+        form,
+        lambda: user_service.update_member(
+            membership,
+            UserChanges(
+                form.first_name.data,
+                form.last_name.data,
+                form.email.data,
+                form.mobile.data,
+                admin=form.admin.data,
+                master_admin=form.master_admin.data,
+            ),
+            login_too=login_too,
+        ),
+    )
+
+
+def tell_added(added: Added, account: Account) -> None:
+    """After Add New: a new login gets its activation link; a person who had one hears of their new access."""
+    email = added.login.email
+    if not added.new_login:
+        if send_access_granted(added.membership):
+            flash(f"{email} now has access to {account.name}; an email tells them.", "success")
+        else:
+            flash(f"{email} now has access to {account.name}, but the email telling them was not sent.", "warning")
+    elif send_activation(added.login, account=account):
+        flash(f"Added {email}; an email asks them to activate their account.", "success")
+    else:
+        flash(f"Added {email}, but the activation email was not sent. Use Resend.", "warning")
+
+
+def apply_user_change(user, change, done: str, back: str, refused: str | None = None):
+    """Run a one-click change (disable, enable, delete) of a login or a membership — never on one's own sign-in —
+    and go ``back`` saying what happened (or why not)."""
+    if getattr(user, "user_id", None) == g.user.id or (isinstance(user, PortalUser) and user.id == g.user.id):
         refused = "You cannot change your own sign-in this way."
     if refused:
         flash(refused, "danger")
@@ -137,7 +208,7 @@ class AccountUsersView(PortalView):
     @has_access
     def users(self, account_id):
         account = account_in_scope(account_id)
-        customer_users = _users_of(account, CUSTOMER_PORTAL) if account.kind in (CUSTOMER, RESELLER) else []
+        customer_users = user_service.members_of(account) if account.kind in (CUSTOMER, RESELLER) else []
         placeholders = (
             list(
                 db.session.scalars(
@@ -154,7 +225,7 @@ class AccountUsersView(PortalView):
             customer_users=customer_users,
             placeholders=placeholders,
             partner_users=partner_users,
-            mfa_resettable=mfa_resettable([*customer_users, *partner_users]),
+            mfa_resettable=mfa_resettable([*(m.user for m in customer_users), *partner_users]),
         )
 
     # -- customer portal users ------------------------------------------------------------------------------
@@ -181,9 +252,9 @@ class AccountUsersView(PortalView):
         if form.master_admin.data and not may_grant_master_admin():
             form.master_admin.errors = [MASTER_ADMIN_NEEDS_ORDERS]
             return self._page("user_form.html", account, form=form, title="Add customer portal user"), 403
-        saved, user = save_form(
+        saved, added = save_form(
             form,
-            lambda: user_service.create_user(
+            lambda: user_service.add_member(
                 account,
                 form.email.data,
                 form.first_name.data,
@@ -192,14 +263,10 @@ class AccountUsersView(PortalView):
                 admin=form.admin.data,
                 master_admin=form.master_admin.data,
                 cp3_enabled=True,
-                portal=CUSTOMER_PORTAL,
             ),
         )
         if saved:
-            if send_activation(user):
-                flash(f"Added {user.email}; an email asks them to activate their account.", "success")
-            else:
-                flash(f"Added {user.email}, but the activation email was not sent. Use Resend.", "warning")
+            tell_added(added, account)
             return self._back(account)
         return self._page("user_form.html", account, form=form, title="Add customer portal user"), 400
 
@@ -208,42 +275,33 @@ class AccountUsersView(PortalView):
     @has_access
     def edit_customer_user(self, account_id, user_id):
         account = self._customer(account_id)
-        user = _user_of(account, user_id, CUSTOMER_PORTAL)
-        form = CustomerUserForm(obj=user, admin=user.is_admin, master_admin=user.is_master_admin)
-        return self._page("user_form.html", account, form=form, title=f"Edit {user.email}", user=user)
+        membership = member_of(account, user_id)
+        form = member_form(membership)
+        locked = not login_form_rules(form, membership)
+        return self._page(
+            "user_form.html", account, form=form, title=f"Edit {membership.email}", user=membership, login_locked=locked
+        )
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/edit", methods=["POST"])
     @has_access
     def save_customer_user(self, account_id, user_id):
         account = self._customer(account_id)
-        user = _user_of(account, user_id, CUSTOMER_PORTAL)
+        membership = member_of(account, user_id)
         form = CustomerUserForm()
-        if form.master_admin.data and not user.is_master_admin and not may_grant_master_admin():
+        title = "Edit customer portal user"
+        if form.master_admin.data and not membership.is_master_admin and not may_grant_master_admin():
             form.master_admin.errors = [MASTER_ADMIN_NEEDS_ORDERS]
-            return self._page("user_form.html", account, form=form, title="Edit customer portal user", user=user), 403
-        saved, _ = save_form(
-            form,
-            lambda: user_service.update_user(
-                user,
-                UserChanges(
-                    form.first_name.data,
-                    form.last_name.data,
-                    form.email.data,
-                    form.mobile.data,
-                    admin=form.admin.data,
-                    master_admin=form.master_admin.data,
-                ),
-            ),
-        )
+            return self._page("user_form.html", account, form=form, title=title, user=membership), 403
+        saved, _ = save_member(form, membership)
         if saved:
-            flash(f"Saved {user.email}.", "success")
+            flash(f"Saved {membership.email}.", "success")
             return self._back(account)
-        return self._page("user_form.html", account, form=form, title="Edit customer portal user", user=user), 400
+        return self._page("user_form.html", account, form=form, title=title, user=membership), 400
 
     def _change(self, account_id, user_id, change, done: str):
         account = self._customer(account_id)
         return apply_user_change(
-            _user_of(account, user_id, CUSTOMER_PORTAL),
+            member_of(account, user_id),
             change,
             done,
             url_for("AccountUsersView.users", account_id=account.id),
@@ -255,14 +313,16 @@ class AccountUsersView(PortalView):
         return self._change(
             account_id,
             user_id,
-            lambda u: user_service.set_enabled(u, False),
-            "{email} is disabled and can no longer sign in.",
+            lambda m: user_service.set_member_enabled(m, False),
+            "{email} is disabled here: they can no longer work in this account.",
         )
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/enable", methods=["POST"])
     @has_access
     def enable_user(self, account_id, user_id):
-        return self._change(account_id, user_id, lambda u: user_service.set_enabled(u, True), "{email} is enabled.")
+        return self._change(
+            account_id, user_id, lambda m: user_service.set_member_enabled(m, True), "{email} is enabled."
+        )
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/delete", methods=["POST"])
     @has_access
@@ -270,18 +330,21 @@ class AccountUsersView(PortalView):
         return self._change(
             account_id,
             user_id,
-            user_service.soft_delete,
-            "{email} is deleted: they can no longer sign in; their history stays.",
+            user_service.remove_member,
+            "{email} is deleted from this account; their history stays.",
         )
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/resend", methods=["POST"])
     @has_access
     def resend_activation(self, account_id, user_id):
         account = self._customer(account_id)
-        user = _user_of(account, user_id, CUSTOMER_PORTAL)
-        if not user.cp3_enabled:
+        membership = member_of(account, user_id)
+        user = membership.user
+        if not membership.cp3_enabled:
             flash(f"{user.email} is not enabled for the customer portal yet.", "warning")
-        elif send_activation(user):
+        elif user.password_set_at is not None and user.activation_nonce is None:
+            flash(f"{user.email} has already set a password: they sign in with it.", "info")
+        elif send_activation(user, account=account):
             flash(f"Sent a new activation email to {user.email}; earlier links no longer work.", "success")
         else:
             flash(f"The activation email to {user.email} was not sent: {user.activation_error}", "danger")
@@ -291,23 +354,28 @@ class AccountUsersView(PortalView):
     @has_access
     def reset_mfa(self, account_id, user_id):
         account = self._customer(account_id)
-        return reset_mfa_of(_user_of(account, user_id, CUSTOMER_PORTAL), url_for(".users", account_id=account.id))
+        return reset_mfa_of(member_of(account, user_id).user, url_for(".users", account_id=account.id))
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/activate", methods=["POST"])
     @has_access
     def activate_user(self, account_id, user_id):
-        """Activate (CP3): enable the customer portal for this user and email the activation link."""
+        """Activate (CP3): enable the customer portal for this user here; a login without a password yet gets the
+        activation link, one that has a password hears of its access."""
         account = self._customer(account_id)
-        user = _user_of(account, user_id, CUSTOMER_PORTAL)
-        if user.cp3_enabled:
+        membership = member_of(account, user_id)
+        user = membership.user
+        if membership.cp3_enabled:
             flash(f"{user.email} can already use the customer portal.", "info")
             return self._back(account)
-        user_service.enable_customer_portal(user)
+        user_service.enable_customer_portal(membership)
         db.session.commit()
-        sent = send_activation(user)
+        if user.password_set_at is not None:
+            sent = send_access_granted(membership)
+        else:
+            sent = send_activation(user, account=account)
         flash(
             f"{user.email} is enabled for the customer portal; "
-            + ("the activation email is on its way." if sent else "the activation email was not sent: use Resend."),
+            + ("the email is on its way." if sent else "the email was not sent: use Resend."),
             "success" if sent else "warning",
         )
         return self._back(account)
@@ -327,15 +395,23 @@ class AccountUsersView(PortalView):
                 url_for("AccountUsersView.edit_placeholder", account_id=account.id, placeholder_id=placeholder.id)
             )
         try:
-            user = user_service.activate_placeholder(placeholder)
+            added = user_service.activate_placeholder(placeholder)
             db.session.commit()
         except UserError as exc:
             db.session.rollback()
             flash(str(exc), "danger")
             return self._back(account)
-        sent = send_activation(user)
+        if not added.new_login:
+            sent = send_access_granted(added.membership)
+            flash(
+                f"{added.login.email} is now a Master Admin of {account.name} too; "
+                + ("an email tells them." if sent else "the email telling them was not sent."),
+                "success" if sent else "warning",
+            )
+            return self._back(account)
+        sent = send_activation(added.login, account=account)
         flash(
-            f"{user.email} is now a customer portal user; "
+            f"{added.login.email} is now a customer portal user; "
             + ("the activation email is on its way." if sent else "the activation email was not sent: use Resend."),
             "success" if sent else "warning",
         )

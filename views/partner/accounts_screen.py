@@ -173,7 +173,9 @@ class AccountScreenView(PortalView):
             form.name.errors = [*form.name.errors, clash]
         address = (form.master_admin_email.data or "").strip().lower()
         if address and address != current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
-            problem = login_email_problem(address, company=form.name.data)  # heard now, not at Activate (CP3)
+            # Heard now, not at Activate (CP3). The reseller's own logins and its other customers' waiting master
+            # admins are fine: activation gives that person access to one more customer (the guide's IT support).
+            problem = login_email_problem(address, company=form.name.data, reseller_id=reseller.id)
             if problem:
                 form.master_admin_email.errors = [*form.master_admin_email.errors, problem]
         if form.name.errors or form.master_admin_email.errors:

@@ -9,6 +9,7 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
 from app.services import landing
+from security import memberships
 from security import permissions as P
 from views.base import signed_in_first
 
@@ -26,7 +27,10 @@ class HomeView(IndexView):
     def index(self):
         user = g.user
         if user.portal == "customer":
-            return redirect(url_for("CustomerDashboardView.dashboard", customer_id=user.account_id))
+            membership = memberships.chosen()  # the guard has chosen one, or sent this request to the chooser
+            if membership is None:
+                return redirect(url_for(memberships.CHOOSER))
+            return redirect(url_for("CustomerDashboardView.dashboard", customer_id=membership.account_id))
         context = {"user": user, "account": user.account, "roles": ", ".join(r.name for r in user.roles) or "no role"}
         if user.portal in ("operator", "partner"):
             context.update(

@@ -9,7 +9,7 @@ from flask_appbuilder.security.decorators import has_access
 
 from security import impersonation, mfa
 from security import permissions as P
-from security.models import PortalUser
+from security.models import Membership
 from views.base import PortalView, get_or_404
 
 
@@ -18,14 +18,15 @@ class LaunchView(PortalView):
     class_permission_name = P.IMPERSONATION
     method_permission_name = {"start": P.LAUNCH}
 
-    @expose("/start/<int:user_id>", methods=["POST"])
+    @expose("/start/<int:membership_id>", methods=["POST"])
     @has_access
-    def start(self, user_id):
+    def start(self, membership_id):
+        """Launch (CP3) as one membership: that login, in that one customer account, with that membership's role."""
         if impersonation.impersonating():
             abort(409, description="Return to the partner portal before launching another customer portal.")
         if mfa.missing_second_factor(g.user) is not None:  # the guard sends such sessions away first; never here
             abort(403, description="Launch (CP3) needs a sign-in that passed two-factor authentication.")
-        target = get_or_404(PortalUser, user_id)  # only users of accounts in the caller's scope
+        target = get_or_404(Membership, membership_id)  # only memberships of accounts in the caller's scope
         decision = impersonation.can_impersonate(actor=g.user, target=target)
         if not decision:
             flash(decision.reason, "danger")
