@@ -237,6 +237,10 @@ def _csp_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
             o.strip() for o in env.get("CSP_SANDBOX_FAIL_OPERATIONS", "").split(",") if o.strip()
         ],
         "CSP_SANDBOX_SEED": _int(env, "CSP_SANDBOX_SEED", 0),
+        # The share of sandbox changes that are made but whose answer is lost (a timeout after Microsoft acted).
+        "CSP_SANDBOX_LOST_ANSWER_RATE": _float(env, "CSP_SANDBOX_LOST_ANSWER_RATE", 0.0),
+        # How long one licence change may hold its subscription's lease (a crashed holder's lapses after this).
+        "LICENCE_LEASE_SECONDS": _int(env, "LICENCE_LEASE_SECONDS", 60, minimum=1),
         "PARTNER_CENTER_BASE_URL": env.get("PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com"),
         # Where tokens come from (msal authority host; the tenant id is appended) and which CA bundle to trust.
         "PARTNER_CENTER_AUTHORITY": env.get("PARTNER_CENTER_AUTHORITY", "https://login.microsoftonline.com"),

@@ -52,6 +52,7 @@ DEFAULT_TIMEOUT_S = 0.5
 APP_ONLY_FORBIDDEN = (  # Partner Center allows these only with App+User credentials
     re.compile(r"^/v1/customers/[^/]+/users$"),
     re.compile(r"^/v1/customers/[^/]+/users/[^/]+/licenseupdates$"),
+    re.compile(r"^/v1/customers/[^/]+/users/[^/]+/licenses$"),
 )
 BOM = b"\xef\xbb\xbf"
 
@@ -397,6 +398,21 @@ class FakePartnerCenter:
             return self._json(200, subscription)
         if rest == ["users"] and method == "POST":
             return self._create_user(tenant_id, body or {})
+        if rest[:1] == ["users"] and len(rest) == 3 and rest[2] == "licenses" and method == "GET":
+            user = self.users[tenant_id].get(rest[1])
+            if user is None:
+                return self._error(404, 404, f"user {rest[1]} not found")
+            items = [
+                {
+                    "servicePlans": [],
+                    "productSku": {"id": sku_id, "name": sku_id, "skuPartNumber": sku_id, "targetType": "User"},
+                    "attributes": {"objectType": "License"},
+                }
+                for sku_id in user["licenses"]
+            ]
+            return self._json(
+                200, {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}}
+            )
         if rest[:1] == ["users"] and len(rest) == 3 and rest[2] == "licenseupdates" and method == "POST":
             user = self.users[tenant_id].get(rest[1])
             if user is None:

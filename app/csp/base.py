@@ -150,6 +150,11 @@ class CspProvider(abc.ABC):
         """Add a Microsoft 365 user to the tenant; the user's id."""
 
     @abc.abstractmethod
+    def get_user_licences(self, tenant_id: str, user_id: str, *, correlation_id: str) -> list[str]:
+        """The SKU ids of the licences one user holds (Partner Center: GET .../users/{user-id}/licenses,
+        https://learn.microsoft.com/partner-center/developer/check-which-licenses-are-assigned-to-a-user)."""
+
+    @abc.abstractmethod
     def assign_licences(
         self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str], correlation_id: str
     ) -> None:

@@ -568,6 +568,17 @@ class PartnerCenterProvider(CspProvider):
             raise self._unexpected("POST", path, correlation_id, response.status_code, KeyError("id"))
         return str(data["id"])
 
+    def get_user_licences(self, tenant_id: str, user_id: str, *, correlation_id: str) -> list[str]:
+        """The default license group's licences of one user: ``items[].productSku.id``
+        (https://learn.microsoft.com/partner-center/developer/check-which-licenses-are-assigned-to-a-user)."""
+        path = f"/v1/customers/{tenant_id}/users/{user_id}/licenses"
+        response = self._request("GET", path, correlation_id=correlation_id, user=True)
+        data = self._json(response, "GET", path, correlation_id)
+        try:
+            return [str(item["productSku"]["id"]) for item in data["items"]]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._unexpected("GET", path, correlation_id, response.status_code, exc) from exc
+
     def assign_licences(
         self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str], correlation_id: str
     ) -> None:

@@ -48,10 +48,12 @@ class SandboxProvider(CspProvider):
         fail_rate: float = 0.0,
         seed: int = 0,
         fail_operations: frozenset[str] = frozenset(),
+        lost_answer_rate: float = 0.0,
     ):
         self._engine = engine_getter
         self.latency_ms = latency_ms
         self.fail_rate = fail_rate
+        self.lost_answer_rate = lost_answer_rate
         self.fail_operations = fail_operations  # empty: every operation may fail
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -64,6 +66,7 @@ class SandboxProvider(CspProvider):
             config.get("CSP_SANDBOX_FAIL_RATE", 0.0),
             config.get("CSP_SANDBOX_SEED", 0),
             frozenset(config.get("CSP_SANDBOX_FAIL_OPERATIONS", ())),
+            config.get("CSP_SANDBOX_LOST_ANSWER_RATE", 0.0),
         )
 
     # -- behaving like a remote service ------------------------------------------------------------------------
@@ -80,6 +83,17 @@ class SandboxProvider(CspProvider):
                 f"The sandbox failed {operation.replace('_', ' ')} (CSP_SANDBOX_FAIL_RATE)",
                 correlation_id=correlation_id,
                 status=503,
+            )
+
+    def _answer_lost(self, operation: str, correlation_id: str) -> None:
+        """After a change is made: its answer lost at the configured rate (the caller cannot tell it happened)."""
+        with self._lock:
+            lost = self.lost_answer_rate > 0 and self._random.random() < self.lost_answer_rate
+        if lost:
+            raise ProviderError(
+                f"The sandbox did not answer {operation.replace('_', ' ')} in time (CSP_SANDBOX_LOST_ANSWER_RATE)",
+                correlation_id=correlation_id,
+                status=504,
             )
 
     def _session(self) -> Session:
@@ -263,6 +277,16 @@ class SandboxProvider(CspProvider):
             ) from None
         return user_id
 
+    def get_user_licences(self, tenant_id: str, user_id: str, *, correlation_id: str) -> list[str]:
+        self._call("get_user_licences", correlation_id)
+        with self._session() as session:
+            user = session.scalars(
+                select(SandboxUser).where(SandboxUser.user_id == user_id, SandboxUser.tenant_id == tenant_id)
+            ).first()
+            if user is None:
+                raise ProviderError(f"No user {user_id}", correlation_id=correlation_id, status=404)
+            return user.sku_ids.split()
+
     def assign_licences(
         self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str], correlation_id: str
     ) -> None:
@@ -276,3 +300,4 @@ class SandboxProvider(CspProvider):
             skus = [s for s in user.sku_ids.split() if s not in remove_sku_ids]
             skus += [s for s in add_sku_ids if s not in skus]
             user.sku_ids = " ".join(skus)
+        self._answer_lost("assign_licences", correlation_id)

@@ -44,6 +44,10 @@ class Subscription(TenantOwned, Model):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     provider_subscription_id: Mapped[str | None] = mapped_column(String(64))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    # One licence change at a time (app/services/licensing.py): the lease's holder and when it lapses — claimed and
+    # committed before the call to Microsoft, released after; a crashed holder's lease lapses by itself.
+    licence_lease: Mapped[str | None] = mapped_column(String(36))
+    licence_lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     product: Mapped[Product] = relationship()
 

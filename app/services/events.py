@@ -145,6 +145,8 @@ ACTION_NAMES: dict[str, str] = {
     "subscription.auto_renew": "Changed auto-renew",
     "licence.assigned": "Assigned a licence",
     "licence.unassigned": "Removed a licence",
+    "licence.repaired": "Matched a licence to Microsoft's record",
+    "licence.unconfirmed": "Licence change not confirmed by Microsoft",
     "m365_user.created": "Added a Microsoft 365 user",
     "m365_user.enabled": "Enabled a Microsoft 365 user",
     "m365_user.disabled": "Disabled a Microsoft 365 user",

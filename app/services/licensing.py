@@ -6,10 +6,13 @@ usage change point. A refusal (``LicenceError``) changes nothing; a provider fai
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
+import uuid
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from flask import current_app
+from sqlalchemy import or_, select, update
 
 from app import clock
 from app.csp import get_provider
@@ -21,6 +24,8 @@ from app.models.base import utcnow
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from app.services.events import record_event
+
+log = logging.getLogger(__name__)
 
 DECREASE_WINDOW_DAYS = 7  # Microsoft's new-commerce rule: licences can be reduced only this long after buying
 
@@ -109,6 +114,18 @@ def change_quantity(sub: Subscription, quantity: int, today: dt.date | None = No
     if quantity < 1 or quantity > 10000:
         raise LicenceError("Use a quantity between 1 and 10,000.")
     if quantity < sub.quantity:
+        # A decrease must not race a licence being given: it holds the same lease, and checks again under it.
+        _check_decrease(sub, quantity, today)
+        with _Lease(sub).held():
+            db.session.refresh(sub)
+            _check_decrease(sub, quantity, today)
+            _send_quantity(sub, quantity)
+        return
+    _send_quantity(sub, quantity)
+
+
+def _check_decrease(sub: Subscription, quantity: int, today: dt.date) -> None:
+    if quantity < sub.quantity:
         if quantity < sub.assigned:
             raise LicenceError(
                 f"{sub.assigned} licences of {sub.product.name} are assigned: unassign some before "
@@ -120,6 +137,9 @@ def change_quantity(sub: Subscription, quantity: int, today: dt.date | None = No
                 f"{decrease_deadline(sub):%d/%m/%Y} (7 days after it was bought or renewed); "
                 f"you can reduce them at renewal on {sub.renew_on:%d/%m/%Y}."
             )
+
+
+def _send_quantity(sub: Subscription, quantity: int) -> None:
     tenant_id, before = _tenant_id(sub.account), sub.quantity
     if not sub.provider_subscription_id:
         raise LicenceError("This subscription is not linked to Partner Center.")
@@ -158,97 +178,187 @@ def set_auto_renew(sub: Subscription, enabled: bool) -> None:
     )
 
 
-def assign(sub: Subscription, person: M365User) -> None:
-    """Give ``person`` a licence of ``sub``. Microsoft is asked first (no database lock is held across the call);
-    then one conditional UPDATE takes the licence, so two requests for the last free one cannot both win (the
-    database also refuses assigned > quantity); the loser's assignment at Microsoft is taken back."""
-    if person.account_id != sub.account_id:
-        raise LicenceError("That user belongs to another customer.")
-    if person.status != "active":
-        raise LicenceError(f"{person.user_principal_name} is disabled.")
-    if db.session.scalar(
-        select(LicenceAssignment.id).where(
-            LicenceAssignment.subscription_id == sub.id, LicenceAssignment.m365_user_id == person.id
+# -- licences: one change at a time per subscription ------------------------------------------------------------
+class _Lease:
+    """The subscription's licence lease: claimed by a conditional UPDATE and committed BEFORE Microsoft is asked, so
+    two requests never change one subscription's licences at once — without a database transaction held open through
+    the call (the sandbox writes the same SQLite file on its own connection and would wait out the busy timeout). It
+    lapses by itself after ``LICENCE_LEASE_SECONDS``: a crashed holder does not hold it for ever."""
+
+    def __init__(self, sub: Subscription):
+        self.sub_id, self.name = sub.id, sub.product.name
+        self.token = str(uuid.uuid4())
+
+    def claim(self) -> None:
+        now = utcnow()
+        until = now + dt.timedelta(seconds=current_app.config["LICENCE_LEASE_SECONDS"])
+        won = db.session.execute(
+            update(Subscription)
+            .where(
+                Subscription.id == self.sub_id,
+                or_(Subscription.licence_lease_until.is_(None), Subscription.licence_lease_until < now),
+            )
+            .values(licence_lease=self.token, licence_lease_until=until)
+            .execution_options(synchronize_session=False)
         )
-    ):
-        raise LicenceError(f"{person.user_principal_name} already has {sub.product.name}.")
-    full = LicenceError(f"All {sub.quantity} licences of {sub.product.name} are assigned: raise the quantity first.")
-    if sub.assigned >= sub.quantity:
-        raise full
-    tenant_id, sku = _tenant_id(sub.account), sub.product.sku
-    _provider_call(
-        "assign the licence",
-        lambda cid: get_provider().assign_licences(
-            tenant_id, person.provider_user_id or "", add_sku_ids=[sku], remove_sku_ids=[], correlation_id=cid
-        ),
-    )
-    taken = db.session.execute(
-        update(Subscription)
-        .where(Subscription.id == sub.id, Subscription.assigned < Subscription.quantity)
-        .values(assigned=Subscription.assigned + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if taken.rowcount == 1:
-        db.session.add(LicenceAssignment(account_id=sub.account_id, subscription_id=sub.id, m365_user_id=person.id))
+        if won.rowcount != 1:
+            db.session.rollback()
+            raise LicenceError(f"Another licence change of {self.name} is under way: try again in a moment.")
+        db.session.commit()
+
+    @contextlib.contextmanager
+    def held(self):
+        """Claimed (and committed) on entry; on exit released in the caller's transaction (committed with the
+        change), or — after a refusal — rolled back, released and committed at once."""
+        self.claim()
         try:
-            db.session.flush()
-        except IntegrityError:
-            taken = None  # the same user, assigned by a concurrent request
-    if taken is None or taken.rowcount != 1:
-        db.session.rollback()
-        _provider_call(
-            "take the licence back",
-            lambda cid: get_provider().assign_licences(
-                tenant_id, person.provider_user_id or "", add_sku_ids=[], remove_sku_ids=[sku], correlation_id=cid
-            ),
+            yield self
+        except LicenceError:
+            db.session.rollback()
+            self.release()
+            db.session.commit()
+            raise
+        self.release()
+
+    def release(self) -> None:
+        """In the caller's transaction: released when the change it guarded is committed."""
+        db.session.execute(
+            update(Subscription)
+            .where(Subscription.id == self.sub_id, Subscription.licence_lease == self.token)
+            .values(licence_lease=None, licence_lease_until=None)
+            .execution_options(synchronize_session=False)
         )
-        raise full
-    db.session.refresh(sub)
-    record_usage(sub)
-    record_event(
-        "licence.assigned",
-        account_id=sub.account_id,
-        target=person,
-        summary=f"{sub.product.name} assigned to {person.user_principal_name} ({sub.assigned}/{sub.quantity})",
-    )
 
 
-def unassign(sub: Subscription, person: M365User) -> None:
-    """Take a licence back: at Microsoft first, then here."""
-    assignment = db.session.scalars(
+def _assignment(sub: Subscription, person: M365User) -> LicenceAssignment | None:
+    return db.session.scalars(
         select(LicenceAssignment).where(
             LicenceAssignment.subscription_id == sub.id, LicenceAssignment.m365_user_id == person.id
         )
     ).first()
-    if assignment is None:
-        raise LicenceError(f"{person.user_principal_name} does not have {sub.product.name}.")
-    tenant_id = _tenant_id(sub.account)
-    _provider_call(
-        "remove the licence",
-        lambda cid: get_provider().assign_licences(
-            tenant_id,
-            person.provider_user_id or "",
-            add_sku_ids=[],
-            remove_sku_ids=[sub.product.sku],
-            correlation_id=cid,
-        ),
-    )
-    db.session.delete(assignment)
-    db.session.execute(
-        update(Subscription)
-        .where(Subscription.id == sub.id)
-        .values(assigned=Subscription.assigned - 1)
-        .execution_options(synchronize_session=False)
-    )
+
+
+def _record_assignment(sub: Subscription, person: M365User, held: bool) -> bool:
+    """Make the portal's record of ``person`` holding a licence of ``sub`` say ``held``; whether it changed."""
+    current = _assignment(sub, person)
+    if held and current is None and sub.assigned >= sub.quantity:
+        # Microsoft holds more licences than the subscription has: the portal cannot record it; say so loudly.
+        log.error("Subscription %s: Microsoft holds more licences than its quantity %s", sub.id, sub.quantity)
+        return False
+    if held and current is None:
+        db.session.add(LicenceAssignment(account_id=sub.account_id, subscription_id=sub.id, m365_user_id=person.id))
+        sub.assigned += 1
+    elif not held and current is not None:
+        db.session.delete(current)
+        sub.assigned -= 1
+    else:
+        return False
     db.session.flush()
-    db.session.refresh(sub)
     record_usage(sub)
-    record_event(
-        "licence.unassigned",
-        account_id=sub.account_id,
-        target=person,
-        summary=f"{sub.product.name} removed from {person.user_principal_name} ({sub.assigned}/{sub.quantity})",
+    return True
+
+
+def _licence_change(sub: Subscription, person: M365User, held: bool) -> None:
+    """Give (``held``) or take back one licence: under the subscription's lease, Microsoft first, then the portal's
+    record. After a failed or unanswered call nothing is guessed and nothing compensated blindly: Microsoft's own
+    record of the user's licences is read and the portal made to match it; the user is told what is now true, and a
+    repair is an event."""
+    verb = "assign" if held else "remove"
+    with _Lease(sub).held():
+        db.session.refresh(sub)
+        _check_change(sub, person, held)  # again, now that nobody else can change this subscription's licences
+        tenant_id, sku, user_id = _tenant_id(sub.account), sub.product.sku, person.provider_user_id or ""
+        try:
+            get_provider().assign_licences(
+                tenant_id,
+                user_id,
+                add_sku_ids=[sku] if held else [],
+                remove_sku_ids=[] if held else [sku],
+                correlation_id=new_correlation_id(),
+            )
+        except ProviderError as exc:
+            db.session.rollback()
+            outcome = _settle(sub, person, held, exc, verb)
+            if outcome is not None:
+                db.session.commit()  # what was learnt from Microsoft (a repair, an event) stands
+                raise LicenceError(outcome) from exc
+        else:
+            _record_assignment(sub, person, held)
+        done = "assigned to" if held else "removed from"
+        record_event(
+            "licence.assigned" if held else "licence.unassigned",
+            account_id=sub.account_id,
+            target=person,
+            summary=f"{sub.product.name} {done} {person.user_principal_name} ({sub.assigned}/{sub.quantity})",
+        )
+
+
+def _settle(sub: Subscription, person: M365User, held: bool, exc: ProviderError, verb: str) -> str | None:
+    """After ``exc``: ask Microsoft which licences ``person`` holds and make the portal match. None when Microsoft did
+    do what was asked (its answer was lost); else what the user must be told, in words that are true."""
+    what = f"{verb} {sub.product.name} {'to' if held else 'from'} {person.user_principal_name}"
+    try:
+        holds = sub.product.sku in get_provider().get_user_licences(
+            _tenant_id(sub.account), person.provider_user_id or "", correlation_id=new_correlation_id()
+        )
+    except ProviderError as read_exc:
+        log.warning("Licence change unconfirmed: %s (%s); reading it back failed: %s", what, exc, read_exc)
+        record_event(
+            "licence.unconfirmed",
+            account_id=sub.account_id,
+            target=person,
+            summary=f"Microsoft did not confirm: {what} ({exc}, correlation id {exc.correlation_id}); not known yet",
+        )
+        return (
+            f"Microsoft did not confirm that it could {what} ({exc}, correlation id {exc.correlation_id}), and could "
+            "not be asked what is true now. Whether the licence changed is not known yet: look again in a minute."
+        )
+    repaired = _record_assignment(sub, person, holds)
+    if repaired:
+        record_event(
+            "licence.repaired",
+            account_id=sub.account_id,
+            target=person,
+            summary=(
+                f"Microsoft says {person.user_principal_name} {'holds' if holds else 'does not hold'} "
+                f"{sub.product.name} after an unanswered call: the portal now matches ({sub.assigned}/{sub.quantity})"
+            ),
+        )
+    if holds == held:
+        return None  # done at Microsoft: the portal records it like any success
+    return (
+        f"Microsoft did not {what}: {exc} (correlation id {exc.correlation_id}). "
+        f"{person.user_principal_name} {'does not hold' if not holds else 'still holds'} it, as Microsoft confirms; "
+        "try again."
     )
+
+
+def _check_change(sub: Subscription, person: M365User, held: bool) -> None:
+    if held:
+        if person.account_id != sub.account_id:
+            raise LicenceError("That user belongs to another customer.")
+        if person.status != "active":
+            raise LicenceError(f"{person.user_principal_name} is disabled.")
+        if _assignment(sub, person) is not None:
+            raise LicenceError(f"{person.user_principal_name} already has {sub.product.name}.")
+        if sub.assigned >= sub.quantity:
+            raise LicenceError(
+                f"All {sub.quantity} licences of {sub.product.name} are assigned: raise the quantity first."
+            )
+    elif _assignment(sub, person) is None:
+        raise LicenceError(f"{person.user_principal_name} does not have {sub.product.name}.")
+
+
+def assign(sub: Subscription, person: M365User) -> None:
+    """Give ``person`` a licence of ``sub`` (checked before the lease is taken, and again under it)."""
+    _check_change(sub, person, True)
+    _licence_change(sub, person, True)
+
+
+def unassign(sub: Subscription, person: M365User) -> None:
+    """Take a licence back: at Microsoft first, then here."""
+    _check_change(sub, person, False)
+    _licence_change(sub, person, False)
 
 
 def add_m365_user(customer: Account, first_name: str, last_name: str, username: str, password: str) -> M365User:

@@ -418,6 +418,29 @@ def test_users_and_licences_use_app_plus_user_and_the_rest_app_only(pc):
     assert {t.client_id for t in pc.token_requests} == {pc.client_id}
 
 
+def test_a_users_licences_are_read_back_with_app_plus_user(pc):
+    """What Microsoft says a user holds: the read that settles a licence change whose answer was lost."""
+    client = provider(pc)
+    tenant, _ = customer_with_subscription(pc, client, quantity=5)
+    [sku] = client.list_subscribed_skus(tenant, correlation_id=new_correlation_id())
+    user_id = client.create_user(
+        tenant,
+        first_name="Ari",
+        last_name="Tane",
+        user_principal_name="ari@kiwibikes.nz",
+        password="Str0ng-Passw0rd!",
+        usage_location="NZ",
+        correlation_id=new_correlation_id(),
+    )
+    assert client.get_user_licences(tenant, user_id, correlation_id=new_correlation_id()) == []
+    client.assign_licences(tenant, user_id, add_sku_ids=[sku.sku_id], remove_sku_ids=[], correlation_id="c-1")
+    assert client.get_user_licences(tenant, user_id, correlation_id=new_correlation_id()) == [sku.sku_id]
+    read = pc.requests[-1]
+    assert (read.method, read.path, read.token) == ("GET", f"/v1/customers/{tenant}/users/{user_id}/licenses", "user")
+    with pytest.raises(ProviderError):
+        client.get_user_licences(tenant, "no-such-user", correlation_id=new_correlation_id())
+
+
 def test_user_calls_without_a_refresh_token_fail_before_sending(pc):
     tenant = provider(pc).create_customer(PROFILE, correlation_id=new_correlation_id()).tenant_id
     client = provider(pc, PARTNER_CENTER_REFRESH_TOKEN="")
