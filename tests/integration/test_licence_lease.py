@@ -99,13 +99,11 @@ def _people(customer_id: int) -> list[tuple[int, str]]:
         )
 
 
-def _change(app, customer_id: int, sub_id: int, person_id: int, held: bool) -> str:
-    """One request's worth: the change under the customer's scope, committed; what the user would be told."""
+def _as_request(app, customer_id: int, change) -> str:
+    """One request's worth: ``change()`` under the customer's scope, committed; what the user would be told."""
     with app.app_context(), scoping.use_scope(scoping.Scope(scoping.CUSTOMER_SCOPE, customer_id)):
         try:
-            sub = db.session.get(Subscription, sub_id)
-            person = db.session.get(M365User, person_id)
-            (licensing.assign if held else licensing.unassign)(sub, person)
+            change()
             db.session.commit()
             return "done"
         except LicenceError as exc:
@@ -113,6 +111,16 @@ def _change(app, customer_id: int, sub_id: int, person_id: int, held: bool) -> s
             return str(exc)
         finally:
             db.session.remove()
+
+
+def _change(app, customer_id: int, sub_id: int, person_id: int, held: bool) -> str:
+    return _as_request(
+        app,
+        customer_id,
+        lambda: (licensing.assign if held else licensing.unassign)(
+            db.session.get(Subscription, sub_id), db.session.get(M365User, person_id)
+        ),
+    )
 
 
 def _raise_quantity(sub_id: int, quantity: int) -> None:
@@ -248,16 +256,9 @@ def test_a_decrease_waits_for_the_licence_lease_and_rechecks_under_it(app, aardv
         session.commit()
 
     def decrease() -> str:
-        with app.app_context(), scoping.use_scope(scoping.Scope(scoping.CUSTOMER_SCOPE, customer)):
-            try:
-                licensing.change_quantity(db.session.get(Subscription, sub_id), len(holders))
-                db.session.commit()
-                return "done"
-            except LicenceError as exc:
-                db.session.rollback()
-                return str(exc)
-            finally:
-                db.session.remove()
+        return _as_request(
+            app, customer, lambda: licensing.change_quantity(db.session.get(Subscription, sub_id), len(holders))
+        )
 
     assert "under way" in decrease()
     with unscoped() as session:
