@@ -8,6 +8,7 @@ sandbox has done stays done even when the portal's request rolls back. Ids are d
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import threading
 import time
@@ -55,6 +56,8 @@ class SandboxProvider(CspProvider):
         self.fail_rate = fail_rate
         self.lost_answer_rate = lost_answer_rate
         self.fail_operations = fail_operations  # empty: every operation may fail
+        self.seed = seed
+        self._pid = os.getpid()
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -77,7 +80,7 @@ class SandboxProvider(CspProvider):
         if self.fail_operations and operation not in self.fail_operations:
             return
         with self._lock:
-            failed = self.fail_rate > 0 and self._random.random() < self.fail_rate
+            failed = self.fail_rate > 0 and self._draw() < self.fail_rate
         if failed:
             raise ProviderError(
                 f"The sandbox failed {operation.replace('_', ' ')} (CSP_SANDBOX_FAIL_RATE)",
@@ -85,10 +88,18 @@ class SandboxProvider(CspProvider):
                 status=503,
             )
 
+    def _draw(self) -> float:
+        """The next draw of this process (called under the lock). Each worker process draws its own sequence: a
+        forked copy would otherwise fail in lock-step with its siblings."""
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._random = random.Random(f"{self.seed}:{self._pid}")
+        return self._random.random()
+
     def _answer_lost(self, operation: str, correlation_id: str) -> None:
         """After a change is made: its answer lost at the configured rate (the caller cannot tell it happened)."""
         with self._lock:
-            lost = self.lost_answer_rate > 0 and self._random.random() < self.lost_answer_rate
+            lost = self.lost_answer_rate > 0 and self._draw() < self.lost_answer_rate
         if lost:
             raise ProviderError(
                 f"The sandbox did not answer {operation.replace('_', ' ')} in time (CSP_SANDBOX_LOST_ANSWER_RATE)",

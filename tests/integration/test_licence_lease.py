@@ -269,3 +269,24 @@ def test_a_decrease_waits_for_the_licence_lease_and_rechecks_under_it(app, aardv
     with unscoped() as session:
         sub = session.get(Subscription, sub_id)
         assert (sub.quantity, sub.licence_lease) == (len(holders), None)
+
+
+def test_forked_sandbox_processes_draw_their_own_failures(app, sandbox):
+    """Item 8: two worker processes forked from one parent do not fail in lock-step. (The child only draws and
+    leaves with ``os._exit``: it touches no connection, lock or thread it inherited but the sandbox's own lock.)"""
+    import json
+    import os
+
+    sandbox.fail_rate = 0.5
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own draws
+        with sandbox._lock:
+            draws = [sandbox._draw() for _ in range(8)]
+        os.write(write, json.dumps(draws).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = json.loads(os.read(read, 4096).decode())
+    with sandbox._lock:
+        mine = [sandbox._draw() for _ in range(8)]
+    assert child != mine
