@@ -343,6 +343,12 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "EXPORT_DIR": env.get("EXPORT_DIR") or str(instance / "exports"),
         "EXPORT_JOB_THRESHOLD": _int(env, "EXPORT_JOB_THRESHOLD", 20000, minimum=0),
         "EXPORT_RETENTION_HOURS": _int(env, "EXPORT_RETENTION_HOURS", 24, minimum=1),
+        # A running job beats every JOB_HEARTBEAT_SECONDS; one silent for JOB_STALE_SECONDS lost its worker (killed,
+        # restarted) and is failed, ready for Retry. A thread-mode job still queued that long never started.
+        "JOB_HEARTBEAT_SECONDS": _float_seconds(env, "JOB_HEARTBEAT_SECONDS", 10.0),
+        "JOB_STALE_SECONDS": _float_seconds(env, "JOB_STALE_SECONDS", 60.0),
+        # Tests of crashes: the process exits at this named point (app/faults.py); never honoured in production.
+        "PORTAL_FAULT_POINT": env.get("PORTAL_FAULT_POINT", "") if mode != "production" else "",
         "EXPORT_ROWS_PER_SHEET": _int(env, "EXPORT_ROWS_PER_SHEET", 0),
         "LIST_PAGE_SIZE_MAX": _int(env, "LIST_PAGE_SIZE_MAX", 100, minimum=1),
         "DEMO_PASSWORD": env.get("DEMO_PASSWORD", ""),

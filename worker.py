@@ -9,7 +9,7 @@ from redis import Redis
 from rq import Worker
 
 from app import create_app
-from app.services.jobs import QUEUE
+from app.services.jobs import QUEUE, fail_abandoned
 
 app = create_app()
 
@@ -19,6 +19,7 @@ def main(argv: list[str]) -> int:
         print("The worker needs REDIS_URL (without it, jobs run in the web process).", file=sys.stderr)
         return 2
     with app.app_context():
+        fail_abandoned()  # jobs a killed worker was running: failed, ready for Retry
         worker = Worker([QUEUE], connection=Redis.from_url(app.config["REDIS_URL"]))
         worker.work(burst="--burst" in argv)
     return 0

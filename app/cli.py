@@ -100,6 +100,14 @@ def purge_exports_command() -> None:
     click.echo(f"Expired export files deleted: {purge_expired()}.")
 
 
+@portal.command("fail-abandoned-jobs")
+def fail_abandoned_jobs_command() -> None:
+    """Fail the background jobs whose worker is gone (silent for JOB_STALE_SECONDS), so they can be retried."""
+    from app.services.jobs import fail_abandoned
+
+    click.echo(f"Abandoned jobs failed: {fail_abandoned()}.")
+
+
 @portal.command("purge-events")
 def purge_events_command() -> None:
     """Delete events older than EVENT_RETENTION_DAYS (for a daily cron); the purge is itself an event."""

@@ -34,6 +34,8 @@ class BackgroundJob(TenantOwned, Model):
     error: Mapped[str | None] = mapped_column(String(1000))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     started_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Beaten while the job runs (app/services/jobs.py): silent too long, its worker is gone and the job is failed.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
     expires_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
 

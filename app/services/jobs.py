@@ -19,9 +19,11 @@ import uuid
 from pathlib import Path
 
 from flask import Flask, current_app, has_app_context
+from sqlalchemy import func as sa_func
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app import faults
 from app.extensions import appbuilder, db
 from app.models.accounts import Account
 from app.models.base import utcnow
@@ -88,6 +90,7 @@ def record_download(job: BackgroundJob) -> None:
 
 def retry(job: BackgroundJob) -> None:
     job.status, job.error, job.rows_done, job.started_on, job.finished_on = "queued", None, 0, None, None
+    job.created_on, job.heartbeat_at = utcnow(), None  # queued again now: the stale check counts from here
     record_event("report.export_retried", account_id=job.account_id, target=job, summary="Export retried")
     db.session.commit()
     dispatch(job.id)
@@ -178,6 +181,64 @@ def requester_scope(job: BackgroundJob, params: dict) -> scoping.Scope:
     return scoping.Scope(scope.kind, scope.account_id, reason=f"job {job.id} for {email}", login_id=scope.login_id)
 
 
+WORKER_GONE = "The worker running this export stopped (a restart or a crash): Retry runs it again."
+NEVER_STARTED = "This export never started (the server restarted before it ran): Retry runs it again."
+
+
+def fail_abandoned(job_id: str | None = None) -> int:
+    """Jobs whose worker is gone become ``failed`` (Retry is then offered): running ones silent for longer than
+    ``JOB_STALE_SECONDS``, and — where jobs run as threads of the web process — queued ones never started in that
+    time. One conditional UPDATE each, so a job that beats again is never failed. ``job_id``: that one job only.
+    Runs when a job's state is read, at worker start and from ``flask portal fail-abandoned-jobs``."""
+    stale = utcnow() - dt.timedelta(seconds=current_app.config["JOB_STALE_SECONDS"])
+    table = BackgroundJob.__table__
+    which = [table.c.id == job_id] if job_id is not None else []
+    beat = sa_func.coalesce(table.c.heartbeat_at, table.c.started_on, table.c.created_on)
+    changed = 0
+    with scoping.bypass("jobs whose worker is gone"), Session(db.engine) as session, session.begin():
+        changed += session.execute(
+            table.update()
+            .where(table.c.status == "running", beat < stale, *which)
+            .values(status="failed", error=WORKER_GONE, finished_on=utcnow())
+        ).rowcount
+        if not current_app.config.get("REDIS_URL"):  # with RQ, a queued job waits in Redis for a worker
+            changed += session.execute(
+                table.update()
+                .where(table.c.status == "queued", table.c.created_on < stale, *which)
+                .values(status="failed", error=NEVER_STARTED, finished_on=utcnow())
+            ).rowcount
+    if changed:
+        log.warning("Failed %d background job(s) whose worker is gone", changed)
+    return changed
+
+
+class _Heartbeat:
+    """Beats ``heartbeat_at`` every ``JOB_HEARTBEAT_SECONDS`` from a thread of its own while the job runs (a long
+    sheet written between two progress reports is still a live job); it dies with its process, which is the point."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self.every = current_app.config["JOB_HEARTBEAT_SECONDS"]
+        self.stopped = threading.Event()
+        self.app = current_app._get_current_object()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _beat(self) -> None:
+        with self.app.app_context():
+            while not self.stopped.wait(self.every):
+                with contextlib.suppress(Exception):  # a missed beat is only a late one
+                    _state(self.job_id, heartbeat_at=utcnow())
+
+    def __enter__(self):
+        _state(self.job_id, heartbeat_at=utcnow())
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=self.every + 5)
+
+
 def run(job_id: str) -> None:
     """Write the job's workbook under its requester's scope; record progress, the file, or the failure."""
     with scoping.bypass(f"job {job_id}: reading its own parameters"):
@@ -199,31 +260,12 @@ def run(job_id: str) -> None:
         db.session.rollback()
         _state(job_id, status="failed", error=f"Not run: {exc}.", started_on=now, finished_on=utcnow())
         return
-    _state(job_id, status="running", started_on=now, rows_done=0, error=None)
+    _state(job_id, status="running", started_on=now, heartbeat_at=now, rows_done=0, error=None)
     path = None
     try:
         path = export_dir() / f"{job_id}.xlsx"
-        with scoping.use_scope(scope):
-            account = db.session.scalars(select(Account).where(Account.id == params["account_id"])).one()
-            sheets = exports.report_sheets(params["kind"], account, params["with_costs"])
-            written = exports.write_workbook(
-                str(path),
-                exports.report_title(params["kind"], account, now),
-                sheets,
-                progress=lambda n: _state(job_id, rows_done=n),
-            )
-            name = exports.file_name(params["kind"], account, now)
-        hours = current_app.config["EXPORT_RETENTION_HOURS"]
-        _state(
-            job_id,
-            status="done",
-            rows_done=written,
-            rows_total=written,
-            file_path=str(path),
-            file_name=name,
-            finished_on=utcnow(),
-            expires_on=utcnow() + dt.timedelta(hours=hours),
-        )
+        with _Heartbeat(job_id):
+            _write(job_id, path, scope, params, now)
     except Exception as exc:  # a failed job says so and can be retried; the worker carries on
         log.error("Export job %s failed: %s\n%s", job_id, exc, traceback.format_exc())
         if path is not None:
@@ -231,6 +273,36 @@ def run(job_id: str) -> None:
         _state(job_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:1000], finished_on=utcnow())
     finally:
         db.session.rollback()
+
+
+def _progress(job_id: str, rows: int) -> None:
+    _state(job_id, rows_done=rows, heartbeat_at=utcnow())
+    faults.point(faults.EXPORT_PROGRESS)
+
+
+def _write(job_id: str, path: Path, scope, params: dict, now) -> None:
+    """The workbook, written to ``path`` under the requester's scope; the job marked done."""
+    with scoping.use_scope(scope):
+        account = db.session.scalars(select(Account).where(Account.id == params["account_id"])).one()
+        sheets = exports.report_sheets(params["kind"], account, params["with_costs"])
+        written = exports.write_workbook(
+            str(path),
+            exports.report_title(params["kind"], account, now),
+            sheets,
+            progress=lambda n: _progress(job_id, n),
+        )
+        name = exports.file_name(params["kind"], account, now)
+    hours = current_app.config["EXPORT_RETENTION_HOURS"]
+    _state(
+        job_id,
+        status="done",
+        rows_done=written,
+        rows_total=written,
+        file_path=str(path),
+        file_name=name,
+        finished_on=utcnow(),
+        expires_on=utcnow() + dt.timedelta(hours=hours),
+    )
 
 
 def purge_expired() -> int:

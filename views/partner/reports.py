@@ -102,6 +102,7 @@ class ReportsView(PortalView):
             "cost": Decimal(int(cost_cents)) / 100,
         }
         totals["margin"] = totals["monthly"] - totals["cost"]
+        jobs.fail_abandoned()  # nothing listed as running whose worker is gone
         recent = db.session.scalars(
             select(BackgroundJob)
             .where(
@@ -169,7 +170,9 @@ class ReportsView(PortalView):
 
 
 def _own_job(job_id: str) -> BackgroundJob:
-    """A job of an account in scope, and (operator staff aside) one the signed-in user asked for."""
+    """A job of an account in scope, and (operator staff aside) one the signed-in user asked for — as it is: failed
+    first if its worker is gone."""
+    jobs.fail_abandoned(str(job_id))
     job = db.session.scalars(select(BackgroundJob).where(BackgroundJob.id == str(job_id))).first()
     if job is None or (g.user.portal != "operator" and job.requested_by_id != g.user.id):
         abort(404)

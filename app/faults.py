@@ -1,0 +1,25 @@
+"""Deterministic crash points for fault tests: ``PORTAL_FAULT_POINT=<name>`` makes the process exit at the point of
+that name, as a ``kill -9`` would (no clean-up, no answer), so a test of a crash never depends on timing. The setting
+is read as empty in production (config.py): there, no point ever fires."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import current_app, has_app_context
+
+log = logging.getLogger(__name__)
+
+#: The points the code offers, by name.
+EXPORT_PROGRESS = "export_progress"  # a background export, after writing its first rows
+POINTS = frozenset({EXPORT_PROGRESS})
+
+
+def point(name: str) -> None:
+    """Exit the process here if the configured fault point is ``name``."""
+    if name not in POINTS:
+        raise ValueError(f"unknown fault point {name!r}")
+    if has_app_context() and current_app.config.get("PORTAL_FAULT_POINT") == name:
+        log.warning("Fault point %s: the process exits now (PORTAL_FAULT_POINT)", name)
+        os._exit(137)
