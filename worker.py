@@ -10,6 +10,8 @@ from rq import Worker
 
 from app import create_app
 from app.services.jobs import QUEUE, fail_abandoned
+from app.services.tenants import recover_stuck
+from security import scoping
 
 app = create_app()
 
@@ -20,6 +22,8 @@ def main(argv: list[str]) -> int:
         return 2
     with app.app_context():
         fail_abandoned()  # jobs a killed worker was running: failed, ready for Retry
+        with scoping.bypass("worker start: interrupted tenants"):
+            recover_stuck()  # tenants a killed process was creating: settled by asking Microsoft
         worker = Worker([QUEUE], connection=Redis.from_url(app.config["REDIS_URL"]))
         worker.work(burst="--burst" in argv)
     return 0

@@ -108,6 +108,15 @@ def fail_abandoned_jobs_command() -> None:
     click.echo(f"Abandoned jobs failed: {fail_abandoned()}.")
 
 
+@portal.command("recover-tenants")
+def recover_tenants_command() -> None:
+    """Settle tenants stuck in "provisioning" (TENANT_PROVISIONING_TIMEOUT_SECONDS) by asking Microsoft what exists."""
+    from app.services.tenants import recover_stuck
+
+    with scoping.bypass("cli:recover-tenants"):
+        click.echo(f"Interrupted tenants settled: {recover_stuck()}.")
+
+
 @portal.command("purge-events")
 def purge_events_command() -> None:
     """Delete events older than EVENT_RETENTION_DAYS (for a daily cron); the purge is itself an event."""

@@ -360,7 +360,10 @@ class FakePartnerCenter:
                 response = self._error(403, 403, "This operation is only supported with App+User credentials")
             else:
                 with self._lock:
-                    response = self._route(method, path, body)
+                    if method == "GET" and path.rstrip("/") == "/v1/customers":
+                        response = self._find_customers(request.args.get("filter", ""))
+                    else:
+                        response = self._route(method, path, body)
         entry.status = response.status_code
         return response
 
@@ -430,6 +433,19 @@ class FakePartnerCenter:
                 },
             )
         return self._error(404, 404, f"no such resource {method} {path}")
+
+    def _find_customers(self, filter_text: str) -> Response:
+        """GET /v1/customers?filter={"Field": "Domain", "Value": …, "Operator": "starts_with"}: this partner's customers
+        whose domain starts with the value (the one operator Partner Center's customers endpoint has)."""
+        try:
+            query = json.loads(filter_text)
+            field, value, operator = query["Field"], str(query["Value"]).lower(), query["Operator"]
+        except (ValueError, KeyError, TypeError):
+            return self._error(400, 400, "filter must be a JSON field filter")
+        if field != "Domain" or operator != "starts_with":
+            return self._error(400, 400, "only a Domain starts_with filter is supported here")
+        items = [c for c in self.customers.values() if str(c["companyProfile"]["domain"]).lower().startswith(value)]
+        return self._json(200, {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}})
 
     def _create_customer(self, body: dict[str, Any]) -> Response:
         domain = str((body.get("companyProfile") or {}).get("domain", "")).lower()

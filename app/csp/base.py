@@ -106,6 +106,12 @@ class CspProvider(abc.ABC):
         """Create the customer and its Microsoft tenant; DomainTaken when the domain exists."""
 
     @abc.abstractmethod
+    def find_customer(self, domain_prefix: str, *, correlation_id: str) -> str | None:
+        """The tenant id of this partner's customer whose default domain is ``<domain_prefix>.onmicrosoft.com``, or
+        None: what an interrupted create may have made (Partner Center: GET /v1/customers filtered by Domain,
+        https://learn.microsoft.com/partner-center/developer/get-a-customer-by-name)."""
+
+    @abc.abstractmethod
     def accept_agreement(self, tenant_id: str, acceptance: AgreementAcceptance, *, correlation_id: str) -> None:
         """Record the customer's acceptance of the Microsoft Customer Agreement."""
 

@@ -27,6 +27,7 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -476,6 +477,22 @@ class PartnerCenterProvider(CspProvider):
         self._request(
             "POST", f"/v1/customers/{tenant_id}/agreements", correlation_id=correlation_id, body=body, creates=True
         )
+
+    def find_customer(self, domain_prefix: str, *, correlation_id: str) -> str | None:
+        """GET /v1/customers?filter=… with the Domain field (starts_with is the one operator the endpoint has), then
+        the exact default domain among the matches."""
+        domain = f"{domain_prefix.lower()}.onmicrosoft.com"
+        query = urllib.parse.quote(json.dumps({"Field": "Domain", "Value": domain, "Operator": "starts_with"}))
+        path = f"/v1/customers?size=50&filter={query}"
+        response = self._request("GET", path, correlation_id=correlation_id)
+        data = self._json(response, "GET", "/v1/customers", correlation_id)
+        try:
+            for item in data["items"]:
+                if str(item["companyProfile"]["domain"]).lower() == domain:
+                    return str(item["id"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._unexpected("GET", "/v1/customers", correlation_id, response.status_code, exc) from exc
+        return None
 
     def list_subscribed_skus(self, tenant_id: str, *, correlation_id: str) -> list[SkuUsage]:
         path = f"/v1/customers/{tenant_id}/subscribedskus"

@@ -132,6 +132,13 @@ class SandboxProvider(CspProvider):
             raise DomainTaken(f"{profile.domain} already exists", correlation_id=correlation_id, status=409) from None
         return ProvisionedTenant(tenant_id=tenant_id, domain=profile.domain)
 
+    def find_customer(self, domain_prefix: str, *, correlation_id: str) -> str | None:
+        self._call("find_customer", correlation_id)
+        with self._session() as session:
+            return session.scalar(
+                select(SandboxCustomer.tenant_id).where(SandboxCustomer.domain_prefix == domain_prefix.lower())
+            )
+
     def adopt_customer(self, domain_prefix: str, company_name: str) -> str:
         """Sandbox only (demo data): a customer that "already existed" at Microsoft; its tenant id. Idempotent."""
         tenant_id = sandbox_id("tenant", domain_prefix)

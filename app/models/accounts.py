@@ -100,6 +100,8 @@ class MicrosoftTenant(TenantOwned, Model):
     provisioning_request: Mapped[str | None] = mapped_column(Text)
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     provisioned_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # When it last went into "provisioning": past TENANT_PROVISIONING_TIMEOUT_SECONDS, the recoverer asks Microsoft.
+    provisioning_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     @property
     def primary_domain(self) -> str:

@@ -137,6 +137,7 @@ ACTION_NAMES: dict[str, str] = {
     "tenant.failed": "Microsoft tenant not created",
     "tenant.retried": "Retried a Microsoft tenant",
     "tenant.discarded": "Discarded a Microsoft tenant",
+    "tenant.recovered": "Settled an interrupted Microsoft tenant",
     "tenant.linked": "Linked a Microsoft tenant",
     "tenant.relationship_accepted": "Reseller relationship accepted",
     "subscription.ordered": "Ordered a subscription",

@@ -14,9 +14,10 @@ import json
 import logging
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app import faults
 from app.csp import get_provider
 from app.csp.base import AgreementAcceptance, CompanyProfile, DomainTaken, ProviderError, new_correlation_id
 from app.csp.rules import DOMAIN_SUFFIX, normalise_prefix, prefix_problem
@@ -120,6 +121,7 @@ def create_tenant(customer: Account, request: TenantRequest, idempotency_key: st
         account_id=customer.id,
         domain_prefix=verdict.prefix,
         status="provisioning",
+        provisioning_since=utcnow(),
         link_type="created",
         idempotency_key=idempotency_key,
         provisioning_request=request.to_json(),
@@ -155,10 +157,13 @@ def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
     provider = get_provider()
     correlation_id = new_correlation_id()
     tenant.status = "provisioning"
+    tenant.provisioning_since = utcnow()
     db.session.commit()
     try:
         if not tenant.tenant_guid:
+            faults.point(faults.BEFORE_CREATE_CUSTOMER)
             created = provider.create_customer(request.profile, correlation_id=correlation_id)
+            faults.point(faults.AFTER_CREATE_CUSTOMER)
             tenant.tenant_guid = created.tenant_id
             db.session.commit()  # the customer exists at Microsoft now: never create it twice
         provider.accept_agreement(tenant.tenant_guid, request.acceptance, correlation_id=correlation_id)
@@ -202,7 +207,7 @@ def retry(tenant: MicrosoftTenant) -> MicrosoftTenant:
     claimed = db.session.execute(
         update(MicrosoftTenant)
         .where(MicrosoftTenant.id == tenant.id, MicrosoftTenant.status == "failed")
-        .values(status="provisioning")
+        .values(status="provisioning", provisioning_since=utcnow())
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:
@@ -214,6 +219,69 @@ def retry(tenant: MicrosoftTenant) -> MicrosoftTenant:
     db.session.commit()
     db.session.refresh(tenant)
     return provision(tenant)
+
+
+INTERRUPTED = "The request to Microsoft was interrupted (a restart or a crash)"
+
+
+def is_stuck(tenant: MicrosoftTenant) -> bool:
+    """Provisioning for longer than TENANT_PROVISIONING_TIMEOUT_SECONDS: whoever was doing it is gone."""
+    limit = dt.timedelta(seconds=current_app.config["TENANT_PROVISIONING_TIMEOUT_SECONDS"])
+    since = tenant.provisioning_since or tenant.created_on
+    return tenant.status == "provisioning" and since is not None and utcnow() - since > limit
+
+
+def recover(tenant: MicrosoftTenant) -> MicrosoftTenant:
+    """Settle a stuck tenant by asking Microsoft, never by guessing: a customer with its domain that this partner has
+    is the one the interrupted request made (adopted: never created twice), and the tenant waits for Retry to finish
+    the agreement; none, and the tenant failed before Microsoft made anything (Retry or change the name). If Microsoft
+    cannot be asked, it stays "provisioning" (still being confirmed). Claimed by one conditional UPDATE, so two
+    recoverers settle it once."""
+    if not is_stuck(tenant):
+        return tenant
+    correlation_id = new_correlation_id()
+    try:
+        found = tenant.tenant_guid or get_provider().find_customer(tenant.domain_prefix, correlation_id=correlation_id)
+    except ProviderError as exc:
+        log.warning("Tenant %s stuck; Microsoft could not be asked (%s): still being confirmed", tenant.id, exc)
+        db.session.rollback()
+        return tenant
+    if found:
+        message = (
+            f"{INTERRUPTED} after Microsoft created the customer (tenant id {found}); the Customer Agreement is not "
+            "confirmed yet. Retry completes it (the tenant is not created twice)."
+        )
+    else:
+        message = f"{INTERRUPTED} before Microsoft created anything. Retry, or change the domain name."
+    claimed = db.session.execute(
+        update(MicrosoftTenant)
+        .where(
+            MicrosoftTenant.id == tenant.id,
+            MicrosoftTenant.status == "provisioning",
+            MicrosoftTenant.provisioning_since == tenant.provisioning_since,
+        )
+        .values(status="failed", tenant_guid=found or None, last_error=f"{message} (correlation id {correlation_id})")
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        db.session.rollback()  # settled (or retried) by someone else meanwhile
+    else:
+        record_event("tenant.recovered", account_id=tenant.account_id, target=tenant, summary=message)
+        db.session.commit()
+    db.session.refresh(tenant)
+    return tenant
+
+
+def recover_stuck() -> int:
+    """Every stuck tenant (``flask portal recover-tenants``, the worker's start): how many were settled."""
+    limit = utcnow() - dt.timedelta(seconds=current_app.config["TENANT_PROVISIONING_TIMEOUT_SECONDS"])
+    stuck = db.session.scalars(
+        select(MicrosoftTenant).where(
+            MicrosoftTenant.status == "provisioning",
+            func.coalesce(MicrosoftTenant.provisioning_since, MicrosoftTenant.created_on) < limit,
+        )
+    ).all()
+    return sum(recover(tenant).status != "provisioning" for tenant in stuck)
 
 
 def discard_failed(tenant: MicrosoftTenant) -> TenantRequest:

@@ -201,10 +201,13 @@ class AccountScreenView(PortalView):
         account = account_in_scope(account_id)
         if account.kind != CUSTOMER:
             abort(404)
-        from app.services.tenants import invitation_url
+        from app.services.tenants import invitation_url, is_stuck, recover
 
+        tenant = account.tenant
+        if tenant is not None and is_stuck(tenant):
+            tenant = recover(tenant)  # interrupted: Microsoft is asked what exists
         return self._render(
-            "microsoft_tenant.html", account, "products", tenant=account.tenant, invitation_url=invitation_url()
+            "microsoft_tenant.html", account, "products", tenant=tenant, invitation_url=invitation_url()
         )
 
 
