@@ -241,6 +241,9 @@ def _csp_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
         "CSP_SANDBOX_LOST_ANSWER_RATE": _float(env, "CSP_SANDBOX_LOST_ANSWER_RATE", 0.0),
         # How long one licence change may hold its subscription's lease (a crashed holder's lapses after this).
         "LICENCE_LEASE_SECONDS": _int(env, "LICENCE_LEASE_SECONDS", 60, minimum=1),
+        # A provider operation "pending" longer than this lost its sender (a crash, a kill): it is sent again, with
+        # the same MS-RequestId, by whoever finds it (a resend of its form, recover-operations, the worker's start).
+        "OPERATION_TIMEOUT_SECONDS": _float_seconds(env, "OPERATION_TIMEOUT_SECONDS", 120.0),
         # A tenant "provisioning" longer than this lost its request (a crash, a kill): Microsoft is asked what exists.
         "TENANT_PROVISIONING_TIMEOUT_SECONDS": _float_seconds(env, "TENANT_PROVISIONING_TIMEOUT_SECONDS", 300.0),
         "PARTNER_CENTER_BASE_URL": env.get("PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com"),

@@ -10,6 +10,7 @@ from rq import Worker
 
 from app import create_app
 from app.services.jobs import QUEUE, fail_abandoned
+from app.services.licensing import recover_orders
 from app.services.tenants import recover_stuck
 from security import scoping
 
@@ -24,6 +25,7 @@ def main(argv: list[str]) -> int:
         fail_abandoned()  # jobs a killed worker was running: failed, ready for Retry
         with scoping.bypass("worker start: interrupted tenants"):
             recover_stuck()  # tenants a killed process was creating: settled by asking Microsoft
+            recover_orders()  # orders a killed process was placing: sent again with the same request id
         worker = Worker([QUEUE], connection=Redis.from_url(app.config["REDIS_URL"]))
         worker.work(burst="--burst" in argv)
     return 0

@@ -108,6 +108,15 @@ def fail_abandoned_jobs_command() -> None:
     click.echo(f"Abandoned jobs failed: {fail_abandoned()}.")
 
 
+@portal.command("recover-operations")
+def recover_operations_command() -> None:
+    """Send again (with the same MS-RequestId) the orders a crash left pending past OPERATION_TIMEOUT_SECONDS."""
+    from app.services.licensing import recover_orders
+
+    with scoping.bypass("cli:recover-operations"):
+        click.echo(f"Interrupted orders settled: {recover_orders()}.")
+
+
 @portal.command("recover-tenants")
 def recover_tenants_command() -> None:
     """Settle tenants stuck in "provisioning" (TENANT_PROVISIONING_TIMEOUT_SECONDS) by asking Microsoft what exists."""

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 EXPORT_PROGRESS = "export_progress"  # a background export, after writing its first rows
 BEFORE_CREATE_CUSTOMER = "before_create_customer"  # a new tenant, before Microsoft is asked to create it
 AFTER_CREATE_CUSTOMER = "after_create_customer"  # a new tenant, created at Microsoft, before the portal records it
-POINTS = frozenset({EXPORT_PROGRESS, BEFORE_CREATE_CUSTOMER, AFTER_CREATE_CUSTOMER})
+AFTER_CREATE_ORDER = "after_create_order"  # an order, placed at Microsoft, before the portal records it
+POINTS = frozenset({EXPORT_PROGRESS, BEFORE_CREATE_CUSTOMER, AFTER_CREATE_CUSTOMER, AFTER_CREATE_ORDER})
 
 
 def point(name: str) -> None:

@@ -134,6 +134,7 @@ class FakePartnerCenter:
             self._release = threading.Event()
             self.taken: set[str] = set(DEFAULT_TAKEN)
             self.customers: dict[str, dict[str, Any]] = {}
+            self.orders_by_request: dict[str, Any] = {}  # MS-RequestId → the order it made (idempotency)
             self.agreements: dict[str, list[dict[str, Any]]] = {}
             self.subscriptions: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> id -> subscription
             self.users: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> id -> user
@@ -360,6 +361,7 @@ class FakePartnerCenter:
                 response = self._error(403, 403, "This operation is only supported with App+User credentials")
             else:
                 with self._lock:
+                    self._request_id = entry.header("MS-RequestId")
                     if method == "GET" and path.rstrip("/") == "/v1/customers":
                         response = self._find_customers(request.args.get("filter", ""))
                     else:
@@ -387,7 +389,13 @@ class FakePartnerCenter:
         if rest == ["subscribedskus"] and method == "GET":
             return self._json(200, self._subscribed_skus(tenant_id))
         if rest == ["orders"] and method == "POST":
-            return self._create_order(tenant_id, body or {})
+            request_id = self._request_id
+            if request_id and request_id in self.orders_by_request:  # the same request again: its first answer
+                return self._json(201, self.orders_by_request[request_id])
+            response = self._create_order(tenant_id, body or {})
+            if request_id and response.status_code == 201:
+                self.orders_by_request[request_id] = json.loads(response.get_data().lstrip(BOM))
+            return response
         if rest[:1] == ["subscriptions"] and len(rest) == 2 and method in ("GET", "PATCH"):
             subscription = self.subscriptions[tenant_id].get(rest[1])
             if subscription is None:

@@ -121,9 +121,19 @@ class CspProvider(abc.ABC):
 
     @abc.abstractmethod
     def create_order(
-        self, tenant_id: str, offer_id: str, quantity: int, billing_cycle: str, *, correlation_id: str
+        self,
+        tenant_id: str,
+        offer_id: str,
+        quantity: int,
+        billing_cycle: str,
+        *,
+        correlation_id: str,
+        request_id: str | None = None,
     ) -> ProviderSubscription:
-        """Buy ``quantity`` licences of an offer; the new subscription."""
+        """Buy ``quantity`` licences of an offer; the new subscription. ``request_id`` is sent as MS-RequestId, the
+        same on every try: Microsoft's idempotency key — the same request sent again (after a timeout, a crash)
+        answers with what the first one made instead of buying twice
+        (https://learn.microsoft.com/partner-center/developer/headers)."""
 
     @abc.abstractmethod
     def change_quantity(

@@ -272,6 +272,7 @@ class PartnerCenterProvider(CspProvider):
         user: bool = False,
         creates: bool = False,
         expect: tuple[int, ...] = (200, 201),
+        request_id: str | None = None,
     ) -> requests.Response:
         """Send one API call with retries; the response when its status is in ``expect``, else ProviderError.
 
@@ -279,13 +280,16 @@ class PartnerCenterProvider(CspProvider):
         ``user``: an App+User call (token from the refresh token)."""
         token = self._token(correlation_id, user=user)
         url = self.base_url + path
+        # MS-RequestId is the same on every try of this call (Microsoft's idempotency key); MS-CorrelationId ties the
+        # call to the portal's operation (https://learn.microsoft.com/partner-center/developer/headers).
+        request_id = request_id or str(uuid.uuid4())
         tries = 0
         while True:
             tries += 1
             headers = {
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
-                "MS-RequestId": str(uuid.uuid4()),
+                "MS-RequestId": request_id,
                 "MS-CorrelationId": correlation_id,
                 "X-Locale": LOCALE,
             }
@@ -512,14 +516,23 @@ class PartnerCenterProvider(CspProvider):
             raise self._unexpected("GET", path, correlation_id, response.status_code, exc) from exc
 
     def create_order(
-        self, tenant_id: str, offer_id: str, quantity: int, billing_cycle: str, *, correlation_id: str
+        self,
+        tenant_id: str,
+        offer_id: str,
+        quantity: int,
+        billing_cycle: str,
+        *,
+        correlation_id: str,
+        request_id: str | None = None,
     ) -> ProviderSubscription:
         path = f"/v1/customers/{tenant_id}/orders"
         body = {
             "lineItems": [{"lineItemNumber": 0, "offerId": offer_id, "quantity": quantity}],
             "billingCycle": billing_cycle,
         }
-        response = self._request("POST", path, correlation_id=correlation_id, body=body, creates=True)
+        response = self._request(
+            "POST", path, correlation_id=correlation_id, body=body, creates=True, request_id=request_id
+        )
         data = self._json(response, "POST", path, correlation_id)
         try:
             subscription_id = str(data["lineItems"][0]["subscriptionId"])

@@ -213,13 +213,26 @@ class SandboxProvider(CspProvider):
         ]
 
     def create_order(
-        self, tenant_id: str, offer_id: str, quantity: int, billing_cycle: str, *, correlation_id: str
+        self,
+        tenant_id: str,
+        offer_id: str,
+        quantity: int,
+        billing_cycle: str,
+        *,
+        correlation_id: str,
+        request_id: str | None = None,
     ) -> ProviderSubscription:
         self._call("create_order", correlation_id)
         for _attempt in range(5):  # two orders of one tenant at once: the later one takes the next number
             try:
                 with self._session() as session, session.begin():
                     self._customer(session, tenant_id, correlation_id)
+                    if request_id and (
+                        made := session.scalars(
+                            select(SandboxSubscription).where(SandboxSubscription.request_id == request_id)
+                        ).first()
+                    ):
+                        return self._as_provider(made)  # the same request again: what it made, not a second one
                     number = len(
                         session.scalars(
                             select(SandboxSubscription.id).where(SandboxSubscription.tenant_id == tenant_id)
@@ -232,8 +245,10 @@ class SandboxProvider(CspProvider):
                         quantity=quantity,
                         billing_cycle=billing_cycle,
                         purchased_on=clock.today(),
+                        request_id=request_id,
                     )
                     session.add(sub)
+                self._answer_lost("create_order", correlation_id)
                 return self._as_provider(sub)
             except IntegrityError:
                 continue

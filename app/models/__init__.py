@@ -7,6 +7,7 @@ from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.jobs import BackgroundJob, FormSubmission
 from app.models.mfa import MfaCredential, MfaRecoveryCode
+from app.models.operations import ProviderOperation
 from app.models.sessions import ServerSession
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from security.models import Membership, PortalUser
@@ -26,6 +27,7 @@ __all__ = [
     "PlaceholderUser",
     "PortalUser",
     "Product",
+    "ProviderOperation",
     "SandboxCustomer",
     "SandboxDomain",
     "SandboxSubscription",

@@ -48,6 +48,8 @@ class SandboxSubscription(Model):
     billing_cycle: Mapped[str] = mapped_column(String(16), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     purchased_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    # The MS-RequestId of the order that made it: the same request sent again returns this subscription.
+    request_id: Mapped[str | None] = mapped_column(String(36), unique=True)
 
 
 class SandboxUser(Model):

@@ -14,7 +14,7 @@ import uuid
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from app import clock
+from app import clock, faults
 from app.csp import get_provider
 from app.csp.base import ProviderError, new_correlation_id
 from app.extensions import db
@@ -22,7 +22,9 @@ from app.formatting import format_money
 from app.models.accounts import Account
 from app.models.base import utcnow
 from app.models.catalog import Product
+from app.models.operations import SUCCEEDED, ProviderOperation
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
+from app.services import operations
 from app.services.events import record_event
 
 log = logging.getLogger(__name__)
@@ -69,42 +71,125 @@ def decrease_deadline(sub: Subscription) -> dt.date:
     return sub.term_started_on + dt.timedelta(days=DECREASE_WINDOW_DAYS)
 
 
-def order(customer: Account, product: Product, quantity: int) -> Subscription:
+class AlreadyPlaced(Exception):
+    """The form was sent before and its order is placed: ``subscription`` is what it bought."""
+
+    def __init__(self, subscription: Subscription | None):
+        super().__init__("already placed")
+        self.subscription = subscription
+
+
+class StillBeingConfirmed(Exception):
+    """The form was sent before and its order is still with Microsoft (another request is sending it)."""
+
+
+def order(customer: Account, product: Product, quantity: int, key: str | None = None) -> Subscription:
+    """Place an order, durably (app/services/operations.py): written as an operation and committed before Microsoft is
+    asked, with one MS-RequestId for every try. The same form again (``key``) is answered from its operation:
+    placed (``AlreadyPlaced``), still being confirmed (``StillBeingConfirmed``), or — failed before, or left pending
+    by a crash — sent again with the same request id, so Microsoft never buys twice."""
     if product.is_retired:
         raise LicenceError(f"{product.name} is no longer sold.")
     if not 1 <= quantity <= 10000:
         raise LicenceError("Order between 1 and 10,000 licences.")
+    _tenant_id(customer)
+    params = {
+        "product_id": product.id,
+        "sku": product.sku,
+        "quantity": quantity,
+        "billing_cycle": product.billing_cycle,
+    }
+    try:
+        operation = operations.begin("order", customer.id, params, key)
+    except operations.AlreadySent as sent:
+        operation = sent.operation
+        if operation is None:
+            raise LicenceError("This form is out of date: open it again.") from None
+        if operation.state == SUCCEEDED:
+            placed = operations.result_of(operation).get("subscription_id")
+            raise AlreadyPlaced(db.session.get(Subscription, placed) if placed else None) from None
+        if not operations.claim_retry(operation):
+            raise StillBeingConfirmed from None
+    return send_order(operation, customer)
+
+
+def send_order(operation: ProviderOperation, customer: Account) -> Subscription:
+    """Send ``operation`` (pending, claimed by the caller) to Microsoft and record what it answered; the subscription
+    (created once: an answer for a request already recorded finds its subscription)."""
+    params = operations.params_of(operation)
+    product = db.session.get(Product, params["product_id"])
     tenant_id = _tenant_id(customer)
-    bought = _provider_call(
-        "place the order",
-        lambda cid: get_provider().create_order(
-            tenant_id, product.sku, quantity, product.billing_cycle, correlation_id=cid
-        ),
-    )
-    today = clock.today()
-    sub = Subscription(
-        account_id=customer.id,
-        product_id=product.id,
-        quantity=quantity,
-        assigned=0,
-        billing_cycle=product.billing_cycle,
-        unit_price=product.unit_price,
-        unit_cost=product.unit_cost,
-        auto_renew=bought.auto_renew,
-        term_started_on=today,
-        renew_on=bought.renew_on or today + dt.timedelta(days=365),
-        provider_subscription_id=bought.subscription_id,
-    )
-    db.session.add(sub)
-    db.session.flush()
-    record_usage(sub)
-    record_event(
-        "subscription.ordered",
-        account_id=customer.id,
-        target=sub,
-        summary=f"Ordered {quantity} × {product.name} at {format_money(product.unit_price)} a licence a month",
+    correlation_id = new_correlation_id()
+    try:
+        bought = get_provider().create_order(
+            tenant_id,
+            params["sku"],
+            params["quantity"],
+            params["billing_cycle"],
+            correlation_id=correlation_id,
+            request_id=operation.request_id,
+        )
+    except ProviderError as exc:
+        operations.failed(operation, exc, correlation_id)
+        raise LicenceError(
+            f"Microsoft did not confirm the order of {params['quantity']} × {product.name}: {exc} (correlation id "
+            f"{exc.correlation_id or correlation_id}). Send this form again to retry it: the same request is sent, so "
+            "Microsoft will not buy twice."
+        ) from exc
+    faults.point(faults.AFTER_CREATE_ORDER)
+    sub = db.session.scalars(
+        select(Subscription).where(
+            Subscription.account_id == customer.id, Subscription.provider_subscription_id == bought.subscription_id
+        )
+    ).first()
+    if sub is None:
+        today = clock.today()
+        sub = Subscription(
+            account_id=customer.id,
+            product_id=product.id,
+            quantity=params["quantity"],
+            assigned=0,
+            billing_cycle=product.billing_cycle,
+            unit_price=product.unit_price,
+            unit_cost=product.unit_cost,
+            auto_renew=bought.auto_renew,
+            term_started_on=today,
+            renew_on=bought.renew_on or today + dt.timedelta(days=365),
+            provider_subscription_id=bought.subscription_id,
+        )
+        db.session.add(sub)
+        db.session.flush()
+        record_usage(sub)
+        record_event(
+            "subscription.ordered",
+            account_id=customer.id,
+            target=sub,
+            summary=(
+                f"Ordered {params['quantity']} × {product.name} at {format_money(product.unit_price)} a licence a "
+                f"month (request id {operation.request_id})"
+            ),
+        )
+    operations.succeeded(
+        operation, {"subscription_id": sub.id, "provider_subscription_id": bought.subscription_id}, correlation_id
     )
     return sub
+
+
+def recover_orders() -> int:
+    """Orders left pending by a crash: sent again with their request id (Microsoft answers with what the first send
+    made, or places it now); how many were settled. Run under a bypass (CLI, worker start)."""
+    settled = 0
+    for operation in operations.stale_pending("order"):
+        if not operations.claim_retry(operation):
+            continue
+        customer = db.session.get(Account, operation.account_id)
+        try:
+            send_order(operation, customer)
+            db.session.commit()
+        except LicenceError as exc:
+            log.warning("Recovering order operation %s: %s", operation.id, exc)
+        settled += 1
+    return settled
 
 
 def change_quantity(sub: Subscription, quantity: int, today: dt.date | None = None) -> None:

@@ -180,7 +180,7 @@ def test_an_order_sent_twice_is_placed_once(world, customer_a_master_admin_clien
     for _ in range(2):
         assert client.post(f"/portal/{customer}/services/microsoft-csp/orders", data={**data, "submission_key": key})
     assert _orders(world) == ordered + 1
-    assert "was already sent" in client.get(f"/portal/{customer}/services/microsoft-csp").text
+    assert "was already placed" in client.get(f"/portal/{customer}/services/microsoft-csp").text
     # a refused order releases its key: the same form, corrected, goes through
     other = uuid.uuid4().hex
     client.post(

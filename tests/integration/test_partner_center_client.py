@@ -147,8 +147,11 @@ def test_busy_with_retry_after_is_retried_after_the_pause(pc):
     assert (first.status, second.status) == (429, 404)
     assert 1.0 <= second.at - first.at < 1.8  # Retry-After: 1, not the 0.01 s backoff
     assert first.header("MS-CorrelationId") == second.header("MS-CorrelationId") == correlation_id
-    assert first.header("MS-RequestId") != second.header("MS-RequestId")
-    assert is_uuid(first.header("MS-RequestId")) and is_uuid(second.header("MS-RequestId"))
+    # One call's tries share its MS-RequestId (Microsoft's idempotency key); a new call gets a new one.
+    assert first.header("MS-RequestId") == second.header("MS-RequestId")
+    assert is_uuid(first.header("MS-RequestId"))
+    provider(pc).check_domain("kiwibikes", correlation_id=correlation_id)
+    assert pc.requests[-1].header("MS-RequestId") != first.header("MS-RequestId")
 
 
 def test_a_long_retry_after_is_capped(pc):
@@ -167,7 +170,7 @@ def test_still_busy_after_the_last_try(pc):
     assert str(caught.value) == "Partner Center is busy"
     assert (caught.value.status, caught.value.correlation_id) == (429, correlation_id)
     assert len(pc.requests) == 4
-    assert len({r.header("MS-RequestId") for r in pc.requests}) == 4
+    assert len({r.header("MS-RequestId") for r in pc.requests}) == 1  # four tries of one request
     assert {r.header("MS-CorrelationId") for r in pc.requests} == {correlation_id}
 
 
@@ -326,6 +329,19 @@ def test_get_subscription_parses_dates_and_a_missing_cancellation_window(pc):
     stored["cancellationAllowedUntilDate"] = "2025-11-30T13:45:10.1234567Z"  # Partner Center's 7 decimals
     got = client.get_subscription(tenant, subscription.subscription_id, correlation_id=new_correlation_id())
     assert got.cancellation_allowed_until == dt.datetime(2025, 11, 30, 13, 45, 10, 123456, tzinfo=dt.UTC)
+
+
+def test_partner_center_answers_the_same_order_request_with_its_first_order(pc):
+    """MS-RequestId is Microsoft's idempotency key: the same order request sent again (after a timeout, a crash)
+    answers with the order the first one made; a new request buys again."""
+    client = provider(pc)
+    tenant, _ = customer_with_subscription(pc, client, quantity=1)
+    first = client.create_order(tenant, "offer-x", 3, "monthly", correlation_id=new_correlation_id(), request_id="r-1")
+    again = client.create_order(tenant, "offer-x", 3, "monthly", correlation_id=new_correlation_id(), request_id="r-1")
+    other = client.create_order(tenant, "offer-x", 3, "monthly", correlation_id=new_correlation_id(), request_id="r-2")
+    assert first.subscription_id == again.subscription_id != other.subscription_id
+    posts = [r for r in pc.requests if r.method == "POST" and r.path.endswith("/orders")]
+    assert [r.header("MS-RequestId") for r in posts[-3:]] == ["r-1", "r-1", "r-2"]
 
 
 def test_change_quantity_and_auto_renew(pc):

@@ -198,18 +198,22 @@ class CustomerOrdersView(CustomerPortalView):
             return _services_page(self, customer_id, order_form=form, status=400)
         product = get_or_404(Product, form.product_id.data)
         try:
-            key = submissions.claim(form.submission_key.data, customer_id, "order")
-        except submissions.AlreadySubmitted as exc:
-            flash(str(exc) or "This order was already sent (the form was submitted twice): it was placed once.", "info")
+            sub = licensing.order(g.customer, product, form.quantity.data, key=form.submission_key.data)
+            db.session.commit()
+        except licensing.AlreadyPlaced as placed:
+            what = f"{placed.subscription.quantity} × {placed.subscription.product.name}" if placed.subscription else ""
+            flash(f"This order was already placed ({what}): it was bought once.", "info")
             return _csp_page(customer_id)
-        response, done = _apply_once(
-            lambda: licensing.order(g.customer, product, form.quantity.data),
-            f"Ordered {form.quantity.data} × {product.name}.",
-            customer_id,
-        )
-        if not done:
-            submissions.release(key)
-        return response
+        except licensing.StillBeingConfirmed:
+            flash("This order is still being confirmed with Microsoft: reload the page in a moment.", "info")
+            return _csp_page(customer_id)
+        except LicenceError as exc:
+            # Shown again with the same form key: sending it again retries the same request, never a second order.
+            db.session.rollback()
+            form.form_errors.append(str(exc))
+            return _services_page(self, customer_id, order_form=form, status=400)
+        flash(f"Ordered {sub.quantity} × {product.name}.", "success")
+        return _csp_page(customer_id)
 
     @expose("/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>/quantity", methods=["POST"])
     @customer_page
