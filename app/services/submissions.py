@@ -41,17 +41,45 @@ def claim(key: str | None, account_id: int, kind: str) -> str | None:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        with scoping.bypass("form key owner"):  # columns only: no other tenant's row enters the session
-            first = db.session.execute(
-                select(FormSubmission.account_id, FormSubmission.kind, FormSubmission.user_id).where(
-                    FormSubmission.key == key
-                )
-            ).first()
-        if first is not None and tuple(first) == (account_id, kind, user_id):
-            raise AlreadySubmitted("") from None
-        # Issued with another form, user or account (copied, or guessed): this is not a resend of that one.
-        raise AlreadySubmitted("This form is out of date: open it again.") from None
+        raise _already(key, account_id, kind, user_id) from None
     return key
+
+
+def _already(key: str, account_id: int, kind: str, user_id) -> AlreadySubmitted:
+    """What to say about a claimed key: a resend of this very form, or a key issued with another one."""
+    with scoping.bypass("form key owner"):  # columns only: no other tenant's row enters the session
+        first = db.session.execute(
+            select(FormSubmission.account_id, FormSubmission.kind, FormSubmission.user_id).where(
+                FormSubmission.key == key
+            )
+        ).first()
+    if first is not None and tuple(first) == (account_id, kind, user_id):
+        return AlreadySubmitted("")
+    # Issued with another form, user or account (copied, or guessed): this is not a resend of that one.
+    return AlreadySubmitted("This form is out of date: open it again.")
+
+
+def hold(key: str | None, account_id: int, kind: str) -> str | None:
+    """Claim ``key`` in the caller's transaction (not committed): the claim and the change it guards commit together,
+    so a crash between them leaves neither — never a claimed key with nothing made. Raises ``AlreadySubmitted`` when
+    the key is already claimed (a resend of a form whose change was made). The caller treats an IntegrityError at its
+    commit with ``was_claimed``."""
+    key = (key or "").strip().lower()
+    if not _KEY.match(key):
+        return None
+    user_id = getattr(g, "user", None) and g.user.id
+    if was_claimed(key):
+        raise _already(key, account_id, kind, user_id)
+    db.session.add(FormSubmission(key=key, account_id=account_id, kind=kind, user_id=user_id))
+    return key
+
+
+def was_claimed(key: str | None) -> bool:
+    """Is ``key`` claimed (committed)? Only the key is read, whoever claimed it."""
+    if not key:
+        return False
+    with scoping.bypass("form key claimed?"):
+        return db.session.scalar(select(FormSubmission.key).where(FormSubmission.key == key)) is not None
 
 
 def release(key: str | None) -> None:

@@ -6,6 +6,7 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
@@ -162,33 +163,39 @@ class AccountScreenView(PortalView):
         form = self._sub_account_form(reseller)
         if not form.validate_on_submit():
             return self._render("sub_account_new.html", reseller, "sub_accounts", form=form), 400
-        # Claim the form's key before the checks that read what a twin request may be writing: the twin hears
-        # "already sent", not "that name is taken".
+        # The form's key is claimed in the same transaction as the customer it guards: a crash between them leaves
+        # neither (never "already sent" with nothing added). A resend of a form that was added hears "already sent",
+        # not "that name is taken"; twins sent at once clash at commit, and the loser hears the same.
+        already = "This form was already sent (submitted twice): the sub-account was added once."
         try:
-            key = submissions.claim(form.submission_key.data, reseller.id, "sub-account")
+            key = submissions.hold(form.submission_key.data, reseller.id, "sub-account")
         except submissions.AlreadySubmitted as exc:
-            flash(str(exc) or "This form was already sent (submitted twice): the sub-account was added once.", "info")
+            flash(str(exc) or already, "info")
             return redirect(url_for(".sub_accounts", account_id=reseller.id))
-        if clash := sibling_name_problem(reseller, form.name.data):
-            form.name.errors = [*form.name.errors, clash]
-        address = (form.master_admin_email.data or "").strip().lower()
-        if address and address != current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
-            # Heard now, not at Activate (CP3). The reseller's own logins and its other customers' waiting master
-            # admins are fine: activation gives that person access to one more customer (the guide's IT support).
-            problem = login_email_problem(address, company=form.name.data, reseller_id=reseller.id)
-            if problem:
-                form.master_admin_email.errors = [*form.master_admin_email.errors, problem]
+        with db.session.no_autoflush:  # the held key is written with the customer, at the commit below
+            if clash := sibling_name_problem(reseller, form.name.data):
+                form.name.errors = [*form.name.errors, clash]
+            address = (form.master_admin_email.data or "").strip().lower()
+            if address and address != current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower():
+                # Heard now, not at Activate (CP3). The reseller's own logins and its other customers' waiting master
+                # admins are fine: activation gives that person access to one more customer (the guide's IT support).
+                problem = login_email_problem(address, company=form.name.data, reseller_id=reseller.id)
+                if problem:
+                    form.master_admin_email.errors = [*form.master_admin_email.errors, problem]
         if form.name.errors or form.master_admin_email.errors:
-            submissions.release(key)
+            db.session.rollback()
             return self._render("sub_account_new.html", reseller, "sub_accounts", form=form), 400
         try:
             customer = create_sub_account(
                 reseller, form.company_values(), form.master_admin_name.data, form.master_admin_email.data
             )
             db.session.commit()
-        except Exception:
-            submissions.release(key)
-            raise
+        except IntegrityError:
+            db.session.rollback()
+            if not submissions.was_claimed(key):
+                raise
+            flash(already, "info")  # its twin, sent at the same moment, added it
+            return redirect(url_for(".sub_accounts", account_id=reseller.id))
         flash(f"Added sub-account {customer.name}. Its master admin is {customer_master_label(customer)}.", "success")
         if form.setup_tenant.data:
             return redirect(url_for("TenantSetupView.new_tenant", account_id=customer.id))
