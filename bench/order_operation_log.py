@@ -1,0 +1,120 @@
+"""What the provider operation log costs an order, run by hand (never by ``make test``)::
+
+    .venv/bin/python -m bench.order_operation_log                   # fresh temporary SQLite file, 200 orders each way
+    .venv/bin/python -m bench.order_operation_log --runs 300 --database-url postgresql://postgres@127.0.0.1/portal_bench
+
+Issue 12's goal: the operation log adds under 5 ms (median) to an order. Each round places one order through
+``licensing.order`` (operation written and committed with its form key before the sandbox is asked, its outcome
+recorded after) and one without it (the same sandbox call and the same subscription rows, committed once), interleaved
+so drift hits both alike; the difference of the medians is the log's cost. With ``--database-url`` pointing at
+PostgreSQL its ``public`` schema is dropped and recreated: give the benchmark a database of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+PASSWORD = "bench-order-operation-log"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-orders-"))
+    url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+    if url.startswith("postgresql"):
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+
+    import flask_migrate
+
+    from app import clock, create_app
+    from app.csp import get_provider
+    from app.csp.base import new_correlation_id
+    from app.extensions import db
+    from app.models.accounts import Account
+    from app.models.catalog import Product
+    from app.models.subscriptions import Subscription
+    from app.services import licensing
+    from app.services.demo import seed_demo
+    from security import scoping
+    from security.roles import sync_roles
+
+    environ = {**os.environ, "PORTAL_ENV": "development", "PORTAL_INSTANCE_PATH": str(workdir), "DATABASE_URL": url}
+    environ.pop("REDIS_URL", None)
+    app = create_app(environ=environ)
+    with app.app_context():
+        flask_migrate.upgrade()
+        with scoping.bypass("bench"):
+            sync_roles(db.session)
+            seed_demo(PASSWORD)
+            db.session.commit()
+            customer_id = db.session.query(Account.id).filter_by(name="Contoso NZ").scalar()
+            product_id = db.session.query(Product.id).filter_by(name="Exchange Online (Plan 1)").scalar()
+
+    def with_log() -> float:
+        with app.app_context(), scoping.use_scope(scoping.Scope(scoping.CUSTOMER_SCOPE, customer_id)):
+            customer, product = db.session.get(Account, customer_id), db.session.get(Product, product_id)
+            started = time.perf_counter()
+            licensing.order(customer, product, 1, key=uuid.uuid4().hex)
+            db.session.commit()
+            elapsed = time.perf_counter() - started
+            db.session.remove()
+            return elapsed * 1000
+
+    def without_log() -> float:
+        with app.app_context(), scoping.use_scope(scoping.Scope(scoping.CUSTOMER_SCOPE, customer_id)):
+            customer, product = db.session.get(Account, customer_id), db.session.get(Product, product_id)
+            started = time.perf_counter()
+            bought = get_provider().create_order(
+                customer.tenant.tenant_guid, product.sku, 1, product.billing_cycle, correlation_id=new_correlation_id()
+            )
+            sub = Subscription(
+                account_id=customer.id,
+                product_id=product.id,
+                quantity=1,
+                assigned=0,
+                billing_cycle=product.billing_cycle,
+                unit_price=product.unit_price,
+                unit_cost=product.unit_cost,
+                term_started_on=clock.today(),
+                renew_on=bought.renew_on or clock.today(),
+                provider_subscription_id=bought.subscription_id,
+            )
+            db.session.add(sub)
+            db.session.flush()
+            licensing.record_usage(sub)
+            licensing.record_event("subscription.ordered", account_id=customer.id, target=sub, summary="bench")
+            db.session.commit()
+            elapsed = time.perf_counter() - started
+            db.session.remove()
+            return elapsed * 1000
+
+    with_log(), without_log()  # warm-up
+    logged, bare = [], []
+    for _ in range(args.runs):
+        logged.append(with_log())
+        bare.append(without_log())
+    print(f"database: {url.split(':')[0]}, orders each way: {args.runs}, cpus: {os.cpu_count()}")
+    for name, values in (("with the operation log", logged), ("without it", bare)):
+        values.sort()
+        p95 = values[int(0.95 * (len(values) - 1))]
+        print(f"{name:24} p50 {statistics.median(values):6.2f} ms   p95 {p95:6.2f} ms")
+    print(f"added by the log (p50): {statistics.median(logged) - statistics.median(bare):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
