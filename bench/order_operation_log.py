@@ -15,12 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
-
-from sqlalchemy import create_engine, text
 
 PASSWORD = "bench-order-operation-log"
 
@@ -30,18 +26,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-orders-"))
-    url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
-    if url.startswith("postgresql"):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-
-    import flask_migrate
-
-    from app import clock, create_app
+    from app import clock
     from app.csp import get_provider
     from app.csp.base import new_correlation_id
     from app.extensions import db
@@ -49,21 +34,13 @@ def main() -> None:
     from app.models.catalog import Product
     from app.models.subscriptions import Subscription
     from app.services import licensing
-    from app.services.demo import seed_demo
+    from bench._app import demo_app
     from security import scoping
-    from security.roles import sync_roles
 
-    environ = {**os.environ, "PORTAL_ENV": "development", "PORTAL_INSTANCE_PATH": str(workdir), "DATABASE_URL": url}
-    environ.pop("REDIS_URL", None)
-    app = create_app(environ=environ)
-    with app.app_context():
-        flask_migrate.upgrade()
-        with scoping.bypass("bench"):
-            sync_roles(db.session)
-            seed_demo(PASSWORD)
-            db.session.commit()
-            customer_id = db.session.query(Account.id).filter_by(name="Contoso NZ").scalar()
-            product_id = db.session.query(Product.id).filter_by(name="Exchange Online (Plan 1)").scalar()
+    app, url = demo_app("bench-orders-", args.database_url, PASSWORD)
+    with app.app_context(), scoping.bypass("bench"):
+        customer_id = db.session.query(Account.id).filter_by(name="Contoso NZ").scalar()
+        product_id = db.session.query(Product.id).filter_by(name="Exchange Online (Plan 1)").scalar()
 
     def with_log() -> float:
         with app.app_context(), scoping.use_scope(scoping.Scope(scoping.CUSTOMER_SCOPE, customer_id)):

@@ -17,11 +17,7 @@ import argparse
 import os
 import re
 import statistics
-import tempfile
 import time
-from pathlib import Path
-
-from sqlalchemy import create_engine, text
 
 PASSWORD = "bench-sign-in-password"
 
@@ -40,36 +36,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-sign-in-"))
-    url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
-    if url.startswith("postgresql"):
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-
-    import flask_migrate
-
-    from app import create_app
     from app.extensions import db
-    from app.services.demo import seed_demo
+    from bench._app import demo_app
     from security import scoping
     from security.models import PortalUser
-    from security.roles import sync_roles
 
-    environ = {**os.environ, "PORTAL_ENV": "development", "PORTAL_INSTANCE_PATH": str(workdir), "DATABASE_URL": url}
-    environ.pop("REDIS_URL", None)
     config = {"RATELIMIT_ENABLED": False, "SIGN_IN_FREE_ATTEMPTS": 10**6}
-    app = create_app(config=config, environ=environ)
-    with app.app_context():
-        flask_migrate.upgrade()
-        with scoping.bypass("bench"):
-            sync_roles(db.session)
-            seed_demo(PASSWORD)
-            jane = db.session.query(PortalUser).filter_by(email="jane@demoreseller.co.nz").one()
-            jane.active = False
-            db.session.commit()
+    app, url = demo_app("bench-sign-in-", args.database_url, PASSWORD, config)
+    with app.app_context(), scoping.bypass("bench"):
+        jane = db.session.query(PortalUser).filter_by(email="jane@demoreseller.co.nz").one()
+        jane.active = False
+        db.session.commit()
     cases = {
         "wrong password": ("simon@demoreseller.co.nz", "not the password at all"),
         "disabled, wrong password": ("jane@demoreseller.co.nz", "not the password at all"),
