@@ -137,11 +137,13 @@ def send_order(operation: ProviderOperation, customer: Account) -> Subscription:
             "Microsoft will not buy twice."
         ) from exc
     faults.point(faults.AFTER_CREATE_ORDER)
-    sub = db.session.scalars(
-        select(Subscription).where(
-            Subscription.account_id == customer.id, Subscription.provider_subscription_id == bought.subscription_id
-        )
-    ).first()
+    sub = None
+    if not operations.is_first_try(operation):  # an earlier try may have recorded it (its answer came after all)
+        sub = db.session.scalars(
+            select(Subscription).where(
+                Subscription.account_id == customer.id, Subscription.provider_subscription_id == bought.subscription_id
+            )
+        ).first()
     if sub is None:
         today = clock.today()
         sub = Subscription(

@@ -41,7 +41,10 @@ def begin(kind: str, account_id: int, params: dict, key: str | None) -> Provider
     key = (key or "").strip().lower()
     key = key if _KEY.match(key) else None
     user_id = getattr(g, "user", None) and g.user.id
+    now = utcnow()
     operation = ProviderOperation(
+        created_on=now,
+        attempted_on=now,
         account_id=account_id,
         kind=kind,
         state=PENDING,
@@ -53,8 +56,12 @@ def begin(kind: str, account_id: int, params: dict, key: str | None) -> Provider
     if key:
         db.session.add(FormSubmission(key=key, account_id=account_id, kind=kind, user_id=user_id))
     db.session.add(operation)
+    session = db.session()
     try:
-        db.session.commit()
+        # Committed now, before anything is sent; what the caller just read stays loaded (nothing it holds changed
+        # here), so the call is not delayed by reading it all again.
+        session.expire_on_commit = False
+        session.commit()
     except IntegrityError:
         db.session.rollback()
         first = db.session.scalars(
@@ -65,7 +72,14 @@ def begin(kind: str, account_id: int, params: dict, key: str | None) -> Provider
             )
         ).first()  # through the scope: another tenant's key is no operation of ours
         raise AlreadySent(first) from None
+    finally:
+        session.expire_on_commit = True
     return operation
+
+
+def is_first_try(operation: ProviderOperation) -> bool:
+    """Sent once only so far: nothing an earlier try made can exist yet."""
+    return operation.attempted_on == operation.created_on
 
 
 def params_of(operation: ProviderOperation) -> dict:
