@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 
 import redis
 import time_machine
@@ -17,6 +16,7 @@ import time_machine
 from app import clock
 from app.models.jobs import BackgroundJob
 from app.services import jobs
+from tests import clocked
 from tests.conftest import csrf_token, login_to, make_app, unscoped
 from tests.integration.test_reports import ROOT, _join_job_thread, _start_job
 
@@ -57,13 +57,12 @@ def test_a_web_process_killed_mid_export_leaves_a_failed_job_that_retry_finishes
     """The thread-mode export dies with its process (here: the process exits at the fault point, as a kill would)."""
     job_id, client = _queued_job(app, world, tmp_path, database_url)
     killed = subprocess.run(
-        [
-            sys.executable,
+        clocked.command(
             "-c",
             "import sys; from app import create_app; from app.services import jobs; app = create_app(); "
             "app.app_context().push(); jobs.run(sys.argv[1])",
             job_id,
-        ],
+        ),
         cwd=ROOT,
         env=_env(database_url, tmp_path, PORTAL_FAULT_POINT="export_progress"),
         capture_output=True,
@@ -129,7 +128,7 @@ def test_an_rq_work_horse_killed_mid_export_is_failed_and_retry_finishes_it(app,
 
     def worker(**extra):
         return subprocess.run(
-            [sys.executable, "worker.py", "--burst"],
+            clocked.command("worker.py", "--burst"),
             cwd=ROOT,
             env=_env(database_url, tmp_path, REDIS_URL=redis_url, **extra),
             capture_output=True,

@@ -10,7 +10,6 @@ import datetime as dt
 import os
 import re
 import subprocess
-import sys
 
 import time_machine
 from sqlalchemy import func, select
@@ -20,6 +19,7 @@ from app.csp import get_provider
 from app.models.csp import SandboxSubscription
 from app.models.operations import ProviderOperation
 from app.models.subscriptions import Subscription
+from tests import clocked
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_reports import ROOT
 
@@ -74,7 +74,7 @@ def _killed_order(database_url, tmp_path, customer_id: int, product_id: int) -> 
         "PORTAL_FAULT_POINT": "after_create_order",
     }
     done = subprocess.run(
-        [sys.executable, "-c", ORDER, str(customer_id), str(product_id), KEY],
+        clocked.command("-c", ORDER, str(customer_id), str(product_id), KEY),
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
-import sys
 
 import pytest
 import time_machine
@@ -19,6 +18,7 @@ from app import clock
 from app.models.accounts import MicrosoftTenant
 from app.models.csp import SandboxCustomer
 from app.models.events import Event
+from tests import clocked
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_reports import ROOT
 
@@ -57,7 +57,7 @@ def _killed_creation(database_url: str, tmp_path, customer_id: int, point: str) 
         "PORTAL_FAULT_POINT": point,
     }
     done = subprocess.run(
-        [sys.executable, "-c", CREATE, str(customer_id), PREFIX],
+        clocked.command("-c", CREATE, str(customer_id), PREFIX),
         cwd=ROOT,
         env=env,
         capture_output=True,
