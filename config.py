@@ -20,6 +20,8 @@ BASE_DIR = Path(__file__).resolve().parent
 MODES = ("development", "testing", "production")
 CSP_PROVIDERS = ("sandbox", "partner_center")
 LOG_FORMATS = ("text", "json")
+# A silent mail server holds the outbox worker this long per SMTP step, at most.
+MAIL_TIMEOUT_MAX = 60
 
 
 class ConfigError(Exception):
@@ -203,7 +205,15 @@ def _mail_settings(env: Mapping[str, str], instance: Path, mode: str) -> dict[st
             "MAIL_DEFAULT_SENDER", "Mycloudstore Partner Portal <no-reply@mycloudstore.co.nz>"
         ),
         "MAIL_FILE_PATH": str(instance / "outbox"),
+        # The mail outbox (app/services/outbox.py): each SMTP step gives up after MAIL_TIMEOUT seconds (the worker's
+        # time, never a web request's); a failed mail is tried again after MAIL_RETRY_SECONDS, doubling each time, up
+        # to MAIL_MAX_ATTEMPTS tries in all, then shows as failed (with Resend) on the Users tab.
+        "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 5, minimum=1),
+        "MAIL_RETRY_SECONDS": _int(env, "MAIL_RETRY_SECONDS", 30, minimum=1),
+        "MAIL_MAX_ATTEMPTS": _int(env, "MAIL_MAX_ATTEMPTS", 6, minimum=1),
     }
+    if settings["MAIL_TIMEOUT"] > MAIL_TIMEOUT_MAX:
+        raise ConfigError(f"MAIL_TIMEOUT must be at most {MAIL_TIMEOUT_MAX} seconds, not {settings['MAIL_TIMEOUT']}")
     if not server:
         if mode == "production":
             raise ConfigError("MAIL_SERVER is required in production (the SMTP host for activation emails)")
@@ -217,7 +227,6 @@ def _mail_settings(env: Mapping[str, str], instance: Path, mode: str) -> dict[st
         MAIL_PASSWORD=env.get("MAIL_PASSWORD") or None,
         MAIL_USE_TLS=_bool(env, "MAIL_USE_TLS", True),
         MAIL_USE_SSL=_bool(env, "MAIL_USE_SSL", False),
-        MAIL_TIMEOUT=_int(env, "MAIL_TIMEOUT", 10, minimum=1),
     )
     if settings["MAIL_USE_TLS"] and settings["MAIL_USE_SSL"]:
         raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL cannot both be on")
@@ -352,6 +361,11 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         # restarted) and is failed, ready for Retry. A thread-mode job still queued that long never started.
         "JOB_HEARTBEAT_SECONDS": _float_seconds(env, "JOB_HEARTBEAT_SECONDS", 10.0),
         "JOB_STALE_SECONDS": _float_seconds(env, "JOB_STALE_SECONDS", 60.0),
+        # The periodic work (app/services/maintenance.py): recovery, mail retries, the reconciliation with Microsoft.
+        # 0 turns the loop off (tests drive the tasks themselves).
+        "MAINTENANCE_INTERVAL_SECONDS": _int(env, "MAINTENANCE_INTERVAL_SECONDS", 0 if mode == "testing" else 30),
+        # `flask portal reconcile` also runs on its own this often (0: only when asked).
+        "RECONCILE_EVERY_HOURS": _int(env, "RECONCILE_EVERY_HOURS", 0 if mode == "testing" else 24),
         # Tests of crashes: the process exits at this named point (app/faults.py); never honoured in production.
         "PORTAL_FAULT_POINT": env.get("PORTAL_FAULT_POINT", "") if mode != "production" else "",
         "EXPORT_ROWS_PER_SHEET": _int(env, "EXPORT_ROWS_PER_SHEET", 0),

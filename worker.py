@@ -9,9 +9,10 @@ from redis import Redis
 from rq import Worker
 
 from app import create_app
+from app.services import maintenance
 from app.services.jobs import QUEUE, fail_abandoned
-from app.services.licensing import recover_orders
-from app.services.tenants import recover_stuck
+from app.services.outbox import send_due
+from app.services.recovery import recover_all
 from security import scoping
 
 app = create_app()
@@ -23,9 +24,11 @@ def main(argv: list[str]) -> int:
         return 2
     with app.app_context():
         fail_abandoned()  # jobs a killed worker was running: failed, ready for Retry
-        with scoping.bypass("worker start: interrupted tenants"):
-            recover_stuck()  # tenants a killed process was creating: settled by asking Microsoft
-            recover_orders()  # orders a killed process was placing: sent again with the same request id
+        with scoping.bypass("worker start: interrupted provider operations"):
+            recover_all()  # what a killed process was asking Microsoft (tenants, orders, every change): settled
+        send_due()  # mail queued while no worker ran (and retries now due)
+        # Then the same, and the daily reconciliation with Microsoft, every MAINTENANCE_INTERVAL_SECONDS.
+        maintenance.start(app)
         worker = Worker([QUEUE], connection=Redis.from_url(app.config["REDIS_URL"]))
         worker.work(burst="--burst" in argv)
     return 0

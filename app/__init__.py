@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     _log_to_stderr(values.get("PORTAL_ENV"), values.get("LOG_FORMAT"))
 
     from app import failure, formatting, logs, request_id, web
-    from app.services import audit
+    from app.services import audit, maintenance
     from security import headers, impersonation, memberships, mfa, scoping, throttle
     from security.sessions import init_sessions
 
@@ -65,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     cli.init_app(app)
     logs.init_app(app)  # after the hooks that load the signed-in user: log lines name them
     failure.init_app(app)  # last: its session check runs before every other request hook
+    maintenance.init_app(app)  # the periodic work, in this process when jobs run here
     return app
 
 

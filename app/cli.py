@@ -110,11 +110,51 @@ def fail_abandoned_jobs_command() -> None:
 
 @portal.command("recover-operations")
 def recover_operations_command() -> None:
-    """Send again (with the same MS-RequestId) the orders a crash left pending past OPERATION_TIMEOUT_SECONDS."""
-    from app.services.licensing import recover_orders
+    """Settle the provider operations a crash left pending past OPERATION_TIMEOUT_SECONDS by asking Microsoft (orders
+    are sent again with the same MS-RequestId), and stuck tenants."""
+    from app.services.recovery import recover_all
 
     with scoping.bypass("cli:recover-operations"):
-        click.echo(f"Interrupted orders settled: {recover_orders()}.")
+        click.echo(f"Interrupted operations settled: {recover_all()}.")
+
+
+@portal.command("reconcile")
+@click.option("--account", "account_id", type=int, default=None, help="Only this customer, or this reseller's.")
+@click.option("--repair", is_flag=True, help="Make the portal match Microsoft (each repair is an event).")
+@click.option(
+    "--limit", type=click.IntRange(min=0, max=1000), default=200, help="Differences printed (0: counts only)."
+)
+def reconcile_command(account_id: int | None, repair: bool, limit: int) -> None:
+    """Compare every customer's subscriptions, Microsoft 365 users and licences with Microsoft's; keep the drift report
+    (the Reconciliation page) and, with --repair, make the portal match Microsoft."""
+    from app.models.accounts import Account
+    from app.services import reconcile
+
+    with scoping.bypass("cli:reconcile"):
+        account = None
+        if account_id is not None:
+            account = db.session.get(Account, account_id)
+            if account is None:
+                raise click.BadParameter(f"there is no account {account_id}", param_hint="--account")
+        echo = (lambda line: click.echo(line, err=True)) if not os.environ.get("PORTAL_QUIET") else None
+        report = reconcile.reconcile(scope_account=account, repair=repair, trigger="cli", echo=echo)
+        for found in report.differences[:limit]:
+            click.echo(
+                f"{found.customer}: {reconcile.kind_label(found.kind)} — {found.subject}: "
+                f"portal {found.portal}, Microsoft {found.microsoft}"
+            )
+        if limit and report.run.differences > limit:
+            click.echo(f"… and {report.run.differences - limit} more (see the Reconciliation page).")
+        for customer, problem in report.problems[:limit]:
+            click.echo(f"{customer}: {problem}")
+        run = report.run
+        click.echo(
+            f"Customers checked: {run.customers_checked}; differing: {run.customers_differing}; "
+            f"differences: {run.differences}; repaired: {run.repaired}; unreadable: {run.customers_unreadable}; "
+            f"skipped: {run.customers_skipped}."
+        )
+        if run.customers_unreadable:
+            raise SystemExit(1)
 
 
 @portal.command("recover-tenants")

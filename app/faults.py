@@ -16,7 +16,19 @@ EXPORT_PROGRESS = "export_progress"  # a background export, after writing its fi
 BEFORE_CREATE_CUSTOMER = "before_create_customer"  # a new tenant, before Microsoft is asked to create it
 AFTER_CREATE_CUSTOMER = "after_create_customer"  # a new tenant, created at Microsoft, before the portal records it
 AFTER_CREATE_ORDER = "after_create_order"  # an order, placed at Microsoft, before the portal records it
-POINTS = frozenset({EXPORT_PROGRESS, BEFORE_CREATE_CUSTOMER, AFTER_CREATE_CUSTOMER, AFTER_CREATE_ORDER})
+AFTER_PROVIDER_CALL = "after_provider_call"  # any other change (quantity, auto-renew, licence, user): Microsoft
+# answered, the portal has not recorded it yet
+AFTER_ADD_SUB_ACCOUNT = "after_add_sub_account"  # Add Sub Account committed, before the page answers
+POINTS = frozenset(
+    {
+        EXPORT_PROGRESS,
+        BEFORE_CREATE_CUSTOMER,
+        AFTER_CREATE_CUSTOMER,
+        AFTER_CREATE_ORDER,
+        AFTER_PROVIDER_CALL,
+        AFTER_ADD_SUB_ACCOUNT,
+    }
+)
 
 
 def point(name: str) -> None:

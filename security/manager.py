@@ -70,7 +70,7 @@ def _may_sign_in(user: PortalUser) -> bool:
 
 def _in_words(seconds: int) -> str:
     if seconds < 90:
-        return f"{seconds} seconds"
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
     return f"{-(-seconds // 60)} minutes"
 
 

@@ -27,6 +27,8 @@ M365_USERS = "Microsoft 365 Users"
 PRODUCTS = "Products"
 EVENTS = "Event Log"
 REPORTS = "Reports"
+RECONCILIATION = "Reconciliation"  # differences between the portal's records and Microsoft's
+RECONCILIATION_REPAIR = "Reconciliation Repair"  # make the portal's records match Microsoft's (operator staff)
 IMPERSONATION = "Impersonation"
 # Customer-portal pages
 DASHBOARD = "Dashboard"
@@ -53,6 +55,7 @@ MENU_CATALOGUE = "Catalogue"
 MENU_PRODUCTS = "Products"
 MENU_EVENTS = "Event Log"
 MENU_ADD_RESELLER = "Add reseller"
+MENU_RECONCILIATION = "Reconciliation"
 MENU = {
     MENU_ACCOUNTS: ACCOUNTS,
     MENU_ACCOUNTS_LIST: ACCOUNTS,
@@ -63,6 +66,7 @@ MENU = {
     MENU_PRODUCTS: PRODUCTS,
     MENU_EVENTS: EVENTS,
     MENU_ADD_RESELLER: RESELLERS,
+    MENU_RECONCILIATION: RECONCILIATION,
 }
 
 # Role names
@@ -95,6 +99,7 @@ _PARTNER_USER = (
     | _grant(PRODUCTS, READ)
     | _grant(EVENTS, READ, EXPORT)
     | _grant(REPORTS, READ, EXPORT)
+    | _grant(RECONCILIATION, READ)
     | _grant(IMPERSONATION, LAUNCH)
     # Day-to-day help for a customer (inside a Launch (CP3) visit): who holds which licence, its Microsoft 365
     # users. What costs money — orders, quantities, auto-renew — and prices stay with the CSP Admin (issue 5).
@@ -107,6 +112,7 @@ _PARTNER_CSP_ADMIN = (
     | _grant(TENANT_SETUP, WRITE)
     | _grant(ORDERS, WRITE)
     | _grant(COSTS, READ)
+    | _grant(RECONCILIATION, WRITE)  # check one customer against Microsoft now
 )
 _CUSTOMER_LOGIN = _grant(ACCOUNT_SWITCHER, READ, WRITE)
 _CUSTOMER_USER = (
@@ -138,6 +144,8 @@ RESOURCE_ACTIONS = {
     PRODUCTS: (READ, WRITE),
     EVENTS: (READ, EXPORT),
     REPORTS: (READ, EXPORT),
+    RECONCILIATION: (READ, WRITE),
+    RECONCILIATION_REPAIR: (WRITE,),
     IMPERSONATION: (LAUNCH,),
     DASHBOARD: (READ, WRITE),
     CUSTOMER_SERVICES: (READ,),
@@ -167,7 +175,7 @@ ROLES: dict[str, set[tuple[str, str]]] = {
 # Pages of the partner portal: no customer role may hold any of them.
 PARTNER_PORTAL_RESOURCES = frozenset(
     {ACCOUNTS, RESELLERS, PORTAL_USERS, PARTNER_USERS, TENANTS, SUBSCRIPTIONS, M365_USERS, PRODUCTS, EVENTS, REPORTS}
-    | {IMPERSONATION}
+    | {IMPERSONATION, RECONCILIATION, RECONCILIATION_REPAIR}
 )
 
 # CRUD views collapse FAB's methods onto these actions.

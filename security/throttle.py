@@ -16,8 +16,8 @@ import hashlib
 import math
 
 from flask import current_app
-from sqlalchemy import case, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.clock import utcnow
@@ -58,7 +58,12 @@ class DatabaseThrottle:
         self._engine = engine_getter
 
     def attempt(self, name: str, rules: Rules) -> int:
-        """Charge one attempt; 0 when it may go ahead, else the seconds to wait (and nothing is charged)."""
+        """Charge one attempt; 0 when it may go ahead, else the seconds to wait (and nothing is charged).
+
+        One atomic upsert (INSERT … ON CONFLICT DO UPDATE … WHERE not locked, on PostgreSQL and SQLite alike): a new
+        address's row is made, a known one's charged — never lost to a race with another attempt's insert or with a
+        successful sign-in's ``clear()`` deleting the row (the database resolves those itself). Only a lock in force
+        is a wait."""
         key, now = _key(name), _now()
         table = SignInThrottle.__table__
         forgotten = table.c.last_attempt < now - FORGET_AFTER_SECONDS
@@ -69,42 +74,37 @@ class DatabaseThrottle:
             (table.c.delay * 2 > rules.max_delay, rules.max_delay),
             else_=table.c.delay * 2,
         )
+        first = rules.delay if rules.free_attempts <= 1 else 0
         with Session(self._engine()) as store:
-            for _ in range(3):  # an insert race with another process: the loser updates the winner's row
+            upsert = (postgresql.insert if store.bind.dialect.name == "postgresql" else sqlite.insert)(table)
+            statement = (
+                upsert.values(
+                    key=key, attempts=1, delay=first, locked_until=now + first if first else 0, last_attempt=now
+                )
+                .on_conflict_do_update(
+                    index_elements=[table.c.key],
+                    set_={
+                        "attempts": case((forgotten, 1), else_=table.c.attempts + 1),
+                        "delay": delay,
+                        # No lock is 0, not "now": another server whose clock is a second behind must not wait.
+                        "locked_until": case((delay == 0, 0), else_=now + delay),
+                        "last_attempt": now,
+                    },
+                    where=table.c.locked_until <= now,
+                )
+                .returning(table.c.attempts)
+            )
+            for _ in range(3):
                 with store.begin():
-                    charged = store.execute(
-                        update(table)
-                        .where(table.c.key == key, table.c.locked_until <= now)
-                        .values(
-                            attempts=case((forgotten, 1), else_=table.c.attempts + 1),
-                            delay=delay,
-                            # No lock is 0, not "now": another server whose clock is a second behind must not wait.
-                            locked_until=case((delay == 0, 0), else_=now + delay),
-                            last_attempt=now,
-                        )
-                    ).rowcount
-                    if charged:
+                    charged = store.execute(statement).first()
+                    if charged is not None:
+                        if charged.attempts == 1:  # a new (or forgotten) address: forget those quiet for a day
+                            store.execute(delete(table).where(table.c.last_attempt < now - FORGET_AFTER_SECONDS))
                         return 0
                     locked = store.execute(select(table.c.locked_until).where(table.c.key == key)).scalar()
-                    if locked is not None:
-                        return max(int(locked) - now, 1)
-                try:
-                    with store.begin():
-                        # A new address: forget those quiet for a day (Redis expires them; here rows would pile up).
-                        store.execute(delete(table).where(table.c.last_attempt < now - FORGET_AFTER_SECONDS))
-                        first = rules.delay if rules.free_attempts <= 1 else 0
-                        store.execute(
-                            insert(table).values(
-                                key=key,
-                                attempts=1,
-                                delay=first,
-                                locked_until=now + first if first else 0,
-                                last_attempt=now,
-                            )
-                        )
-                    return 0
-                except IntegrityError:
-                    continue
+                    if locked is not None and int(locked) > now:
+                        return int(locked) - now
+                # Unlocked since (a sign-in cleared it): charge it again.
         return rules.delay
 
     def clear(self, name: str) -> None:

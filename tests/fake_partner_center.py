@@ -53,6 +53,7 @@ APP_ONLY_FORBIDDEN = (  # Partner Center allows these only with App+User credent
     re.compile(r"^/v1/customers/[^/]+/users$"),
     re.compile(r"^/v1/customers/[^/]+/users/[^/]+/licenseupdates$"),
     re.compile(r"^/v1/customers/[^/]+/users/[^/]+/licenses$"),
+    re.compile(r"^/v1/customers/[^/]+/users/[^/]+$"),  # one user: read, update (state, password), delete
 )
 BOM = b"\xef\xbb\xbf"
 
@@ -146,6 +147,7 @@ class FakePartnerCenter:
             self._tokens: dict[str, str] = {}  # access token -> "app" | "user"
             self._refresh_tokens: set[str] = {REFRESH_TOKEN}
             self.bom = True  # answer JSON with a UTF-8 byte order mark, as some Microsoft APIs do
+            self.users_page_size = 100  # users per page of GET …/users (the next page: MS-ContinuationToken)
 
     def release(self) -> None:
         """End every slow answer now (called after each test)."""
@@ -362,6 +364,7 @@ class FakePartnerCenter:
             else:
                 with self._lock:
                     self._request_id = entry.header("MS-RequestId")
+                    self._continuation = entry.header("MS-ContinuationToken")
                     if method == "GET" and path.rstrip("/") == "/v1/customers":
                         response = self._find_customers(request.args.get("filter", ""))
                     else:
@@ -407,6 +410,13 @@ class FakePartnerCenter:
                 if not isinstance(subscription["quantity"], int) or subscription["quantity"] < 1:
                     return self._error(400, 800, "quantity must be a whole number of at least 1")
             return self._json(200, subscription)
+        if rest == ["subscriptions"] and method == "GET":
+            items = list(self.subscriptions[tenant_id].values())
+            return self._json(
+                200, {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}}
+            )
+        if rest == ["users"] and method == "GET":
+            return self._json(200, self._user_page(tenant_id))
         if rest == ["users"] and method == "POST":
             return self._create_user(tenant_id, body or {})
         if rest[:1] == ["users"] and len(rest) == 3 and rest[2] == "licenses" and method == "GET":
@@ -440,7 +450,27 @@ class FakePartnerCenter:
                     "attributes": {"objectType": "LicenseUpdate"},
                 },
             )
+        if rest[:1] == ["users"] and len(rest) == 2 and method in ("GET", "PATCH", "DELETE"):
+            return self._one_user(method, tenant_id, rest[1], body)
         return self._error(404, 404, f"no such resource {method} {path}")
+
+    def _one_user(self, method: str, tenant_id: str, user_id: str, body: Any) -> Response:
+        """GET, PATCH (``state``, ``passwordProfile``: the password is checked, never kept) and DELETE of one user."""
+        user = self.users[tenant_id].get(user_id)
+        if user is None:
+            return self._error(404, 404, f"user {user_id} not found")
+        if method == "DELETE":
+            del self.users[tenant_id][user_id]
+            return Response(status=204)
+        if method == "PATCH":
+            body = body or {}
+            if "state" in body and body["state"] not in ("active", "inactive"):
+                return self._error(400, 400, "state must be active or inactive")
+            if "passwordProfile" in body and not (body["passwordProfile"] or {}).get("password"):
+                return self._error(400, 400, "passwordProfile.password is required")
+            user.update({key: body[key] for key in ("state", "displayName", "usageLocation") if key in body})
+        public = {k: v for k, v in user.items() if k != "licenses"}
+        return self._json(200, dict(public, userDomainType="none", attributes={"objectType": "CustomerUser"}))
 
     def _find_customers(self, filter_text: str) -> Response:
         """GET /v1/customers?filter={"Field": "Domain", "Value": …, "Operator": "starts_with"}: this partner's customers
@@ -559,6 +589,26 @@ class FakePartnerCenter:
             )
         return {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}}
 
+    def _user_page(self, tenant_id: str) -> dict[str, Any]:
+        """One page of a tenant's users; a ``links.next`` with the continuation token while more remain."""
+        users = list(self.users[tenant_id].values())
+        start = int(self._continuation or 0)
+        page = users[start : start + self.users_page_size]
+        items = [
+            dict({k: v for k, v in user.items() if k != "licenses"}, attributes={"objectType": "CustomerUser"})
+            for user in page
+        ]
+        body: dict[str, Any] = {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}}
+        if start + self.users_page_size < len(users):
+            body["links"] = {
+                "next": {
+                    "uri": f"/customers/{tenant_id}/users?size={self.users_page_size}",
+                    "method": "GET",
+                    "headers": [{"key": "MS-ContinuationToken", "value": str(start + self.users_page_size)}],
+                }
+            }
+        return body
+
     def _create_user(self, tenant_id: str, body: dict[str, Any]) -> Response:
         upn = str(body.get("userPrincipalName", "")).lower()
         if not upn or not (body.get("passwordProfile") or {}).get("password"):
@@ -573,12 +623,11 @@ class FakePartnerCenter:
             "lastName": body.get("lastName"),
             "displayName": body.get("displayName"),
             "usageLocation": body.get("usageLocation"),
+            "state": "active",
             "licenses": [],
         }
         public = {k: v for k, v in self.users[tenant_id][user_id].items() if k != "licenses"}
-        return self._json(
-            201, dict(public, userDomainType="none", state="active", attributes={"objectType": "CustomerUser"})
-        )
+        return self._json(201, dict(public, userDomainType="none", attributes={"objectType": "CustomerUser"}))
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import email
 import email.policy
 import re
 import socket
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,9 +33,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_server():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+def smtp_server(port: int | None = None, inbox: Inbox | None = None):
+    """An SMTP server on ``port`` (a free one by default) keeping what it receives in ``inbox``."""
+    inbox = inbox or Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port or free_port())
     controller.start()
     try:
         yield inbox, controller.port
@@ -42,9 +44,20 @@ def smtp_server():
         controller.stop()
 
 
+def wait_for_mail(timeout: float = 30) -> None:
+    """Wait until this process's mail outbox sender (app/services/outbox.py) has nothing left to try: mail is sent
+    after the answer of the request that queued it, by that thread (it exits once it finds nothing more due)."""
+    for thread in threading.enumerate():
+        if thread.name == "mail-outbox":
+            thread.join(timeout)
+            assert not thread.is_alive(), "the mail outbox sender is still busy"
+
+
 @contextmanager
 def mail_through_smtp(app, port: int):
-    """Point the app's Flask-Mailman at an SMTP server (as MAIL_SERVER/MAIL_PORT would in production)."""
+    """Point the app's Flask-Mailman at an SMTP server (as MAIL_SERVER/MAIL_PORT would in production). Mail queued
+    in the block is sent through it: leaving the block waits for the outbox sender."""
+    wait_for_mail()  # mail queued before goes where it was meant to
     state = app.extensions["mailman"]
     saved = (state.backend, state.server, state.port, state.use_tls, state.use_ssl, state.timeout)
     state.backend, state.server, state.port, state.use_tls, state.use_ssl, state.timeout = (
@@ -57,6 +70,7 @@ def mail_through_smtp(app, port: int):
     )
     try:
         yield
+        wait_for_mail()
     finally:
         state.backend, state.server, state.port, state.use_tls, state.use_ssl, state.timeout = saved
 
@@ -73,6 +87,8 @@ def link_in(message, base: str = "") -> str:
 
 
 def outbox_messages(app) -> list:
+    """The messages the embedded backend has written, once the outbox sender is done."""
+    wait_for_mail()
     folder = Path(app.config["MAIL_FILE_PATH"])
     return (
         [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted(folder.glob("*.eml"))]
@@ -82,5 +98,6 @@ def outbox_messages(app) -> list:
 
 
 def empty_outbox(app) -> None:
+    wait_for_mail()
     for path in Path(app.config["MAIL_FILE_PATH"]).glob("*.eml"):
         path.unlink()

@@ -24,6 +24,7 @@ def register(appbuilder) -> None:
     from views.partner.catalog import ProductView
     from views.partner.events import EventView
     from views.partner.launch import LaunchView, ReturnView
+    from views.partner.reconciliation import ReconciliationView
     from views.partner.reports import ReportJobsView, ReportsView
     from views.partner.resellers import ResellerAdminView
     from views.partner.search import AccountSearchView
@@ -49,6 +50,7 @@ def register(appbuilder) -> None:
         ProductView, P.MENU_PRODUCTS, icon="fa-tags", category=P.MENU_CATALOGUE, category_icon="fa-tags"
     )
     appbuilder.add_view(EventView, P.MENU_EVENTS, icon="fa-history")
+    appbuilder.add_view(ReconciliationView, P.MENU_RECONCILIATION, icon="fa-balance-scale")
     for view in (
         AccountScreenView,
         AccountUsersView,

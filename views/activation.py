@@ -3,15 +3,12 @@ itself is the credential. Expired or used links say so and offer a new one."""
 
 from __future__ import annotations
 
-import threading
-
-from flask import abort, current_app, flash, redirect, render_template
+from flask import abort, flash, redirect, render_template
 from flask_appbuilder import BaseView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.utils.limit import Limit
 from flask_limiter.util import get_remote_address
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import EmailField
 from wtforms.validators import DataRequired, Email, Length
 
@@ -24,10 +21,10 @@ from app.services.activation import (
     LinkAlreadyUsed,
     check_link,
     complete_activation,
+    request_reset,
     send_activation,
 )
 from security import scoping
-from security.models import PortalUser
 from security.passwords import hash_password
 from views.partner.forms import PasswordForm
 
@@ -48,18 +45,6 @@ def _forgot_page(form, status: int = 200):
         "portal/forgot.html", form=form, appbuilder=appbuilder, base_template=appbuilder.base_template
     )
     return page, status
-
-
-def _send_reset(app, user_id: int | None) -> None:
-    if user_id is None:
-        return
-    # The link is built on PORTAL_BASE_URL (app/links.py), never on the Host header the request came with.
-    with app.app_context(), scoping.bypass("password reset"):
-        user = db.session.get(PortalUser, user_id)
-        if user is not None and user.is_active and (user.portal != "customer" or user.may_use_customer_portal):
-            send_activation(user, reset=True)
-        db.session.commit()
-        db.session.remove()
 
 
 class ActivationView(BaseView):
@@ -90,18 +75,12 @@ class ActivationView(BaseView):
         form = ForgotPasswordForm()
         if not form.validate_on_submit():
             return _forgot_page(form, 400)
+        # The same work whatever the address (no look-up here): one request row in the mail outbox, committed before
+        # the answer, so it survives a restart; the outbox looks the address up and mails a link only to a login.
+        # Neither the answer's words nor its timing tell who uses the portal.
         with scoping.bypass("password reset"):
-            user_id = db.session.scalar(
-                select(PortalUser.id).where(PortalUser.email == form.email.data.strip().lower())
-            )
-        # The work (a new link, the mail) happens after the answer, in a thread started whether or not the address
-        # has a login: the answer's timing says no more than its words.
-        threading.Thread(
-            target=_send_reset,
-            args=(current_app._get_current_object(), user_id),
-            name="password-reset",
-            daemon=True,
-        ).start()
+            request_reset(form.email.data.strip().lower())
+            db.session.commit()
         # The same words whether or not the address has a login: the page must not tell who uses the portal.
         flash(
             f"If {form.email.data.strip().lower()} has a login, an email with a link to set a new password is on its "

@@ -92,6 +92,17 @@ class ProviderSubscription:
     cancellation_allowed_until: dt.datetime | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class ProviderUser:
+    """A Microsoft 365 user of a customer's tenant as Microsoft has it, with the SKU ids of the licences it holds."""
+
+    user_id: str
+    user_principal_name: str
+    display_name: str
+    enabled: bool
+    sku_ids: frozenset[str]
+
+
 class CspProvider(abc.ABC):
     """What the portal needs of Microsoft Partner Center. Each method raises ProviderError when it gets no answer."""
 
@@ -137,19 +148,31 @@ class CspProvider(abc.ABC):
 
     @abc.abstractmethod
     def change_quantity(
-        self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str
+        self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str, request_id: str | None = None
     ) -> ProviderSubscription:
-        """Set a subscription's licence count."""
+        """Set a subscription's licence count. ``request_id``: sent as MS-RequestId (the operation's, on every try)."""
 
     @abc.abstractmethod
     def set_auto_renew(
-        self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str
+        self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None
     ) -> ProviderSubscription:
         """Turn a subscription's auto-renew on or off."""
 
     @abc.abstractmethod
     def get_subscription(self, tenant_id: str, subscription_id: str, *, correlation_id: str) -> ProviderSubscription:
         """A subscription with its renew date, commitment end and cancellation window."""
+
+    @abc.abstractmethod
+    def list_subscriptions(self, tenant_id: str, *, correlation_id: str) -> list[ProviderSubscription]:
+        """Every subscription of the customer (Partner Center: GET /v1/customers/{id}/subscriptions,
+        https://learn.microsoft.com/partner-center/developer/get-all-of-a-customer-s-subscriptions); a
+        ProviderError with status 404 when Microsoft has no such customer."""
+
+    @abc.abstractmethod
+    def list_users(self, tenant_id: str, *, correlation_id: str) -> list[ProviderUser]:
+        """Every Microsoft 365 user of the tenant with the licences each holds (Partner Center: GET
+        /v1/customers/{id}/users, https://learn.microsoft.com/partner-center/developer/get-a-list-of-all-user-accounts-for-a-customer,
+        then each user's licences)."""
 
     @abc.abstractmethod
     def create_user(
@@ -162,8 +185,9 @@ class CspProvider(abc.ABC):
         password: str,
         usage_location: str,
         correlation_id: str,
+        request_id: str | None = None,
     ) -> str:
-        """Add a Microsoft 365 user to the tenant; the user's id."""
+        """Add a Microsoft 365 user to the tenant; the user's id. The password goes to Microsoft only: never logged."""
 
     @abc.abstractmethod
     def get_user_licences(self, tenant_id: str, user_id: str, *, correlation_id: str) -> list[str]:
@@ -172,6 +196,40 @@ class CspProvider(abc.ABC):
 
     @abc.abstractmethod
     def assign_licences(
-        self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str], correlation_id: str
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        add_sku_ids: list[str],
+        remove_sku_ids: list[str],
+        correlation_id: str,
+        request_id: str | None = None,
     ) -> None:
         """Assign and unassign licences of one user."""
+
+    # -- one Microsoft 365 user: what an interrupted change may have done, and the changes (issue 12) --------------
+    @abc.abstractmethod
+    def find_user(self, tenant_id: str, user_principal_name: str, *, correlation_id: str) -> ProviderUser | None:
+        """The tenant's user of this user name, or None: what an interrupted create may have made."""
+
+    @abc.abstractmethod
+    def get_user(self, tenant_id: str, user_id: str, *, correlation_id: str) -> ProviderUser | None:
+        """One user, or None when Microsoft has no such user (deleted) (Partner Center: GET .../users/{user-id},
+        https://learn.microsoft.com/partner-center/developer/get-a-user-account-by-id)."""
+
+    @abc.abstractmethod
+    def set_user_enabled(
+        self, tenant_id: str, user_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None
+    ) -> None:
+        """Let the user sign in (``enabled``) or stop them."""
+
+    @abc.abstractmethod
+    def delete_user(self, tenant_id: str, user_id: str, *, correlation_id: str, request_id: str | None = None) -> None:
+        """Delete the user (Microsoft frees its licences; Partner Center keeps it restorable for 30 days,
+        https://learn.microsoft.com/partner-center/developer/delete-user-accounts-for-a-customer)."""
+
+    @abc.abstractmethod
+    def reset_user_password(
+        self, tenant_id: str, user_id: str, *, password: str, correlation_id: str, request_id: str | None = None
+    ) -> None:
+        """Give the user the temporary ``password``, to be changed at their next sign-in. Never logged."""

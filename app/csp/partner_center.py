@@ -43,6 +43,7 @@ from app.csp.base import (
     DomainTaken,
     ProviderError,
     ProviderSubscription,
+    ProviderUser,
     ProvisionedTenant,
     SkuUsage,
 )
@@ -273,6 +274,7 @@ class PartnerCenterProvider(CspProvider):
         creates: bool = False,
         expect: tuple[int, ...] = (200, 201),
         request_id: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """Send one API call with retries; the response when its status is in ``expect``, else ProviderError.
 
@@ -292,6 +294,7 @@ class PartnerCenterProvider(CspProvider):
                 "MS-RequestId": request_id,
                 "MS-CorrelationId": correlation_id,
                 "X-Locale": LOCALE,
+                **(extra_headers or {}),
             }
             try:
                 response = self.session.request(
@@ -549,28 +552,92 @@ class PartnerCenterProvider(CspProvider):
         return self.get_subscription(tenant_id, subscription_id, correlation_id=correlation_id)
 
     def _patch_subscription(
-        self, tenant_id: str, subscription_id: str, changes: dict[str, Any], correlation_id: str
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        changes: dict[str, Any],
+        correlation_id: str,
+        request_id: str | None = None,
     ) -> ProviderSubscription:
         path = f"/v1/customers/{tenant_id}/subscriptions/{subscription_id}"
-        response = self._request("PATCH", path, correlation_id=correlation_id, body=changes)
+        response = self._request("PATCH", path, correlation_id=correlation_id, body=changes, request_id=request_id)
         data = self._json(response, "PATCH", path, correlation_id)
         return self._subscription(data, "PATCH", path, correlation_id, response.status_code)
 
     def change_quantity(
-        self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str
+        self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str, request_id: str | None = None
     ) -> ProviderSubscription:
-        return self._patch_subscription(tenant_id, subscription_id, {"quantity": quantity}, correlation_id)
+        return self._patch_subscription(tenant_id, subscription_id, {"quantity": quantity}, correlation_id, request_id)
 
     def set_auto_renew(
-        self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str
+        self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None
     ) -> ProviderSubscription:
-        return self._patch_subscription(tenant_id, subscription_id, {"autoRenewEnabled": enabled}, correlation_id)
+        changes = {"autoRenewEnabled": enabled}
+        return self._patch_subscription(tenant_id, subscription_id, changes, correlation_id, request_id)
 
     def get_subscription(self, tenant_id: str, subscription_id: str, *, correlation_id: str) -> ProviderSubscription:
         path = f"/v1/customers/{tenant_id}/subscriptions/{subscription_id}"
         response = self._request("GET", path, correlation_id=correlation_id)
         data = self._json(response, "GET", path, correlation_id)
         return self._subscription(data, "GET", path, correlation_id, response.status_code)
+
+    def list_subscriptions(self, tenant_id: str, *, correlation_id: str) -> list[ProviderSubscription]:
+        """https://learn.microsoft.com/partner-center/developer/get-all-of-a-customer-s-subscriptions: the
+        collection's ``items`` are subscription resources."""
+        path = f"/v1/customers/{tenant_id}/subscriptions"
+        response = self._request("GET", path, correlation_id=correlation_id)
+        data = self._json(response, "GET", path, correlation_id)
+        items = data.get("items")
+        if not isinstance(items, list):
+            raise self._unexpected("GET", path, correlation_id, response.status_code, KeyError("items"))
+        return [self._subscription(item, "GET", path, correlation_id, response.status_code) for item in items]
+
+    def _pages(self, path: str, correlation_id: str, *, user: bool):
+        """Each page of a Partner Center collection: the next page is asked for at ``links.next.uri`` with the
+        headers it names (its MS-ContinuationToken), as Microsoft's paged collections say
+        (https://learn.microsoft.com/partner-center/developer/get-a-list-of-all-user-accounts-for-a-customer)."""
+        headers: dict[str, str] = {}
+        for _page in range(10_000):  # a bound, not a limit anyone reaches: 10,000 pages of users
+            response = self._request("GET", path, correlation_id=correlation_id, user=user, extra_headers=headers)
+            data = self._json(response, "GET", path, correlation_id)
+            yield data, response.status_code
+            following = (data.get("links") or {}).get("next") if isinstance(data.get("links"), dict) else None
+            if not isinstance(following, dict) or not following.get("uri"):
+                return
+            uri = str(following["uri"])
+            path = uri if uri.startswith("/") else f"/{uri}"
+            path = path if path.startswith("/v1/") else f"/v1{path}"
+            headers = {
+                str(h.get("key")): str(h.get("value")) for h in following.get("headers") or [] if isinstance(h, dict)
+            }
+
+    def list_users(self, tenant_id: str, *, correlation_id: str) -> list[ProviderUser]:
+        """The tenant's users, page by page (``state``: ``active`` or ``inactive``), then each one's licences."""
+        path = f"/v1/customers/{tenant_id}/users?size=500"
+        found: list[tuple[str, str, str, bool]] = []
+        for data, status in self._pages(path, correlation_id, user=True):
+            try:
+                for item in data["items"]:
+                    found.append(
+                        (
+                            str(item["id"]),
+                            str(item["userPrincipalName"]).lower(),
+                            str(item.get("displayName") or ""),
+                            str(item.get("state") or "active").lower() == "active",
+                        )
+                    )
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise self._unexpected("GET", path, correlation_id, status, exc) from exc
+        return [
+            ProviderUser(
+                user_id=user_id,
+                user_principal_name=upn,
+                display_name=name,
+                enabled=enabled,
+                sku_ids=frozenset(self.get_user_licences(tenant_id, user_id, correlation_id=correlation_id)),
+            )
+            for user_id, upn, name, enabled in found
+        ]
 
     def create_user(
         self,
@@ -582,6 +649,7 @@ class PartnerCenterProvider(CspProvider):
         password: str,
         usage_location: str,
         correlation_id: str,
+        request_id: str | None = None,
     ) -> str:
         path = f"/v1/customers/{tenant_id}/users"
         body = {
@@ -592,7 +660,9 @@ class PartnerCenterProvider(CspProvider):
             "displayName": f"{first_name} {last_name}".strip(),
             "passwordProfile": {"password": password, "forceChangePassword": True},
         }
-        response = self._request("POST", path, correlation_id=correlation_id, body=body, user=True, creates=True)
+        response = self._request(
+            "POST", path, correlation_id=correlation_id, body=body, user=True, creates=True, request_id=request_id
+        )
         data = self._json(response, "POST", path, correlation_id)
         if not data.get("id"):
             raise self._unexpected("POST", path, correlation_id, response.status_code, KeyError("id"))
@@ -610,7 +680,14 @@ class PartnerCenterProvider(CspProvider):
             raise self._unexpected("GET", path, correlation_id, response.status_code, exc) from exc
 
     def assign_licences(
-        self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str], correlation_id: str
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        add_sku_ids: list[str],
+        remove_sku_ids: list[str],
+        correlation_id: str,
+        request_id: str | None = None,
     ) -> None:
         # Setting the same licences twice changes nothing, so unlike the creating POSTs this one is retried.
         body = {
@@ -623,4 +700,86 @@ class PartnerCenterProvider(CspProvider):
             correlation_id=correlation_id,
             body=body,
             user=True,
+            request_id=request_id,
         )
+
+    # --- one Microsoft 365 user (issue 12: reads for recovery, and the changes) ---------------------------------
+
+    def _user_of(self, item: Any, tenant_id: str, method: str, path: str, correlation_id: str, status: int):
+        """A CustomerUser resource as a ProviderUser, with its licences. ``state`` is "active", or "inactive" for a
+        user Partner Center holds deleted or stopped (https://learn.microsoft.com/partner-center/developer/user-resources)."""
+        try:
+            user_id = str(item["id"])
+            upn = str(item["userPrincipalName"]).lower()
+            name = str(item.get("displayName") or "")
+            enabled = str(item.get("state") or "active").lower() == "active"
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._unexpected(method, path, correlation_id, status, exc) from exc
+        licences = self.get_user_licences(tenant_id, user_id, correlation_id=correlation_id)
+        return ProviderUser(user_id, upn, name, enabled, frozenset(licences))
+
+    def find_user(self, tenant_id: str, user_principal_name: str, *, correlation_id: str) -> ProviderUser | None:
+        """Partner Center filters a customer's users by state only: its pages are read until the user name is met
+        (https://learn.microsoft.com/partner-center/developer/get-a-list-of-all-user-accounts-for-a-customer)."""
+        wanted = user_principal_name.lower()
+        path = f"/v1/customers/{tenant_id}/users?size=500"
+        for data, status in self._pages(path, correlation_id, user=True):
+            items = data.get("items")
+            if not isinstance(items, list):
+                raise self._unexpected("GET", path, correlation_id, status, KeyError("items"))
+            for item in items:
+                if isinstance(item, dict) and str(item.get("userPrincipalName", "")).lower() == wanted:
+                    return self._user_of(item, tenant_id, "GET", path, correlation_id, status)
+        return None
+
+    def get_user(self, tenant_id: str, user_id: str, *, correlation_id: str) -> ProviderUser | None:
+        """GET .../users/{user-id} (https://learn.microsoft.com/partner-center/developer/get-a-user-account-by-id);
+        404: no such user."""
+        path = f"/v1/customers/{tenant_id}/users/{user_id}"
+        response = self._request("GET", path, correlation_id=correlation_id, user=True, expect=(200, 404))
+        if response.status_code == 404:
+            return None
+        data = self._json(response, "GET", path, correlation_id)
+        return self._user_of(data, tenant_id, "GET", path, correlation_id, response.status_code)
+
+    def _patch_user(
+        self, tenant_id: str, user_id: str, changes: dict[str, Any], correlation_id: str, request_id: str | None
+    ) -> None:
+        """PATCH .../users/{user-id} with the CustomerUser fields to change: Partner Center's "update user accounts for
+        a customer" (https://learn.microsoft.com/partner-center/developer/update-user-accounts-for-a-customer; its body
+        fields: https://learn.microsoft.com/rest/api/partner-center/manage-customer-accounts/update-customer). Setting
+        the same fields again changes nothing, so it is retried like any PATCH, with the same MS-RequestId."""
+        body = {**changes, "attributes": {"objectType": "CustomerUser"}}
+        path = f"/v1/customers/{tenant_id}/users/{user_id}"
+        self._request("PATCH", path, correlation_id=correlation_id, body=body, user=True, request_id=request_id)
+
+    def set_user_enabled(
+        self, tenant_id: str, user_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None
+    ) -> None:
+        """Refused, without a call: Partner Center cannot block a user's sign-in. Its user update has no
+        ``accountEnabled``; its only switch, ``state`` "inactive", DELETES the user (restorable for 30 days, dropped
+        from the user list, its licences freed: https://learn.microsoft.com/partner-center/developer/restore-a-user-for-a-customer).
+        Blocking sign-in is Microsoft Graph's ``accountEnabled`` (the Microsoft 365 admin centre's "Block sign-in"),
+        outside the Partner Center API: the portal says so rather than delete someone asked only to be disabled."""
+        raise ProviderError(
+            "Partner Center cannot block a user's sign-in (only delete the user): block it in the Microsoft 365 "
+            "admin centre",
+            correlation_id=correlation_id,
+            status=501,
+        )
+
+    def delete_user(self, tenant_id: str, user_id: str, *, correlation_id: str, request_id: str | None = None) -> None:
+        """DELETE .../users/{user-id}; 404 (already gone) is what was asked
+        (https://learn.microsoft.com/partner-center/developer/delete-user-accounts-for-a-customer)."""
+        path = f"/v1/customers/{tenant_id}/users/{user_id}"
+        self._request(
+            "DELETE", path, correlation_id=correlation_id, user=True, expect=(200, 204, 404), request_id=request_id
+        )
+
+    def reset_user_password(
+        self, tenant_id: str, user_id: str, *, password: str, correlation_id: str, request_id: str | None = None
+    ) -> None:
+        """A new ``passwordProfile`` with ``forceChangePassword``: the user must change it at the next sign-in
+        (https://learn.microsoft.com/partner-center/developer/reset-user-password-for-a-customer)."""
+        changes = {"passwordProfile": {"password": password, "forceChangePassword": True}}
+        self._patch_user(tenant_id, user_id, changes, correlation_id, request_id)

@@ -26,6 +26,7 @@ from app.csp.base import (
     DomainTaken,
     ProviderError,
     ProviderSubscription,
+    ProviderUser,
     ProvisionedTenant,
     SkuUsage,
 )
@@ -257,27 +258,53 @@ class SandboxProvider(CspProvider):
         )
 
     def change_quantity(
-        self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str
+        self, tenant_id: str, subscription_id: str, quantity: int, *, correlation_id: str, request_id: str | None = None
     ) -> ProviderSubscription:
         self._call("change_quantity", correlation_id)
         with self._session() as session, session.begin():
             sub = self._subscription(session, tenant_id, subscription_id, correlation_id)
             sub.quantity = quantity
+        self._answer_lost("change_quantity", correlation_id)
         return self._as_provider(sub)
 
     def set_auto_renew(
-        self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str
+        self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None
     ) -> ProviderSubscription:
         self._call("set_auto_renew", correlation_id)
         with self._session() as session, session.begin():
             sub = self._subscription(session, tenant_id, subscription_id, correlation_id)
             sub.auto_renew = enabled
+        self._answer_lost("set_auto_renew", correlation_id)
         return self._as_provider(sub)
 
     def get_subscription(self, tenant_id: str, subscription_id: str, *, correlation_id: str) -> ProviderSubscription:
         self._call("get_subscription", correlation_id)
         with self._session() as session:
             return self._as_provider(self._subscription(session, tenant_id, subscription_id, correlation_id))
+
+    def backdate(self, subscription_id: str, *, renew_on: dt.date, auto_renew: bool) -> None:
+        """Demo data only: a subscription the demo says was bought earlier ends its one-year term on ``renew_on``."""
+        with self._session() as session, session.begin():
+            sub = session.scalars(
+                select(SandboxSubscription).where(SandboxSubscription.subscription_id == subscription_id)
+            ).one()
+            sub.purchased_on = renew_on - dt.timedelta(days=365)
+            sub.auto_renew = auto_renew
+
+    def list_subscriptions(self, tenant_id: str, *, correlation_id: str) -> list[ProviderSubscription]:
+        self._call("list_subscriptions", correlation_id)
+        t = SandboxSubscription
+        with self._session() as session:
+            # Rows, not objects: the reconciliation reads every customer's (_as_provider reads them by name).
+            subs = session.execute(
+                select(t.subscription_id, t.offer_id, t.quantity, t.auto_renew, t.status, t.billing_cycle)
+                .add_columns(t.purchased_on)
+                .where(t.tenant_id == tenant_id)
+                .order_by(t.id)
+            ).all()
+            if not subs:
+                self._customer(session, tenant_id, correlation_id)  # none, or no such customer (404)?
+            return [self._as_provider(sub) for sub in subs]
 
     # -- users and licences --------------------------------------------------------------------------------------
     def create_user(
@@ -290,6 +317,7 @@ class SandboxProvider(CspProvider):
         password: str,
         usage_location: str,
         correlation_id: str,
+        request_id: str | None = None,
     ) -> str:
         self._call("create_user", correlation_id)
         user_id = sandbox_id("user", user_principal_name.lower())
@@ -308,7 +336,30 @@ class SandboxProvider(CspProvider):
             raise ProviderError(
                 f"{user_principal_name} already exists", correlation_id=correlation_id, status=409
             ) from None
+        self._answer_lost("create_user", correlation_id)
         return user_id
+
+    def list_users(self, tenant_id: str, *, correlation_id: str) -> list[ProviderUser]:
+        self._call("list_users", correlation_id)
+        t = SandboxUser
+        with self._session() as session:
+            users = session.execute(
+                select(t.user_id, t.user_principal_name, t.display_name, t.enabled, t.sku_ids)
+                .where(t.tenant_id == tenant_id)
+                .order_by(t.id)
+            ).all()
+            if not users:
+                self._customer(session, tenant_id, correlation_id)  # none, or no such customer (404)?
+            return [
+                ProviderUser(
+                    user_id=user.user_id,
+                    user_principal_name=user.user_principal_name,
+                    display_name=user.display_name,
+                    enabled=user.enabled,
+                    sku_ids=frozenset(user.sku_ids.split()),
+                )
+                for user in users
+            ]
 
     def get_user_licences(self, tenant_id: str, user_id: str, *, correlation_id: str) -> list[str]:
         self._call("get_user_licences", correlation_id)
@@ -321,7 +372,14 @@ class SandboxProvider(CspProvider):
             return user.sku_ids.split()
 
     def assign_licences(
-        self, tenant_id: str, user_id: str, *, add_sku_ids: list[str], remove_sku_ids: list[str], correlation_id: str
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        add_sku_ids: list[str],
+        remove_sku_ids: list[str],
+        correlation_id: str,
+        request_id: str | None = None,
     ) -> None:
         self._call("assign_licences", correlation_id)
         with self._session() as session, session.begin():
@@ -334,3 +392,63 @@ class SandboxProvider(CspProvider):
             skus += [s for s in add_sku_ids if s not in skus]
             user.sku_ids = " ".join(skus)
         self._answer_lost("assign_licences", correlation_id)
+
+    # -- one user: reads for recovery, and the changes -------------------------------------------------------------
+    @staticmethod
+    def _as_user(user: SandboxUser) -> ProviderUser:
+        return ProviderUser(
+            user_id=user.user_id,
+            user_principal_name=user.user_principal_name,
+            display_name=user.display_name,
+            enabled=user.enabled,
+            sku_ids=frozenset(user.sku_ids.split()),
+        )
+
+    @staticmethod
+    def _user(session: Session, tenant_id: str, user_id: str, correlation_id: str) -> SandboxUser:
+        user = session.scalars(
+            select(SandboxUser).where(SandboxUser.user_id == user_id, SandboxUser.tenant_id == tenant_id)
+        ).first()
+        if user is None:
+            raise ProviderError(f"No user {user_id}", correlation_id=correlation_id, status=404)
+        return user
+
+    def find_user(self, tenant_id: str, user_principal_name: str, *, correlation_id: str) -> ProviderUser | None:
+        self._call("find_user", correlation_id)
+        with self._session() as session:
+            user = session.scalars(
+                select(SandboxUser).where(
+                    SandboxUser.tenant_id == tenant_id, SandboxUser.user_principal_name == user_principal_name.lower()
+                )
+            ).first()
+            return self._as_user(user) if user is not None else None
+
+    def get_user(self, tenant_id: str, user_id: str, *, correlation_id: str) -> ProviderUser | None:
+        self._call("get_user", correlation_id)
+        with self._session() as session:
+            user = session.scalars(
+                select(SandboxUser).where(SandboxUser.user_id == user_id, SandboxUser.tenant_id == tenant_id)
+            ).first()
+            return self._as_user(user) if user is not None else None
+
+    def set_user_enabled(
+        self, tenant_id: str, user_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None
+    ) -> None:
+        self._call("set_user_enabled", correlation_id)
+        with self._session() as session, session.begin():
+            self._user(session, tenant_id, user_id, correlation_id).enabled = enabled
+        self._answer_lost("set_user_enabled", correlation_id)
+
+    def delete_user(self, tenant_id: str, user_id: str, *, correlation_id: str, request_id: str | None = None) -> None:
+        self._call("delete_user", correlation_id)
+        with self._session() as session, session.begin():
+            session.delete(self._user(session, tenant_id, user_id, correlation_id))  # its licences are freed with it
+        self._answer_lost("delete_user", correlation_id)
+
+    def reset_user_password(
+        self, tenant_id: str, user_id: str, *, password: str, correlation_id: str, request_id: str | None = None
+    ) -> None:
+        self._call("reset_user_password", correlation_id)
+        with self._session() as session, session.begin():
+            self._user(session, tenant_id, user_id, correlation_id).password_reset_on = clock.utcnow()
+        self._answer_lost("reset_user_password", correlation_id)

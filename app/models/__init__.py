@@ -8,12 +8,15 @@ from app.models.events import Event
 from app.models.jobs import BackgroundJob, FormSubmission
 from app.models.mfa import MfaCredential, MfaRecoveryCode
 from app.models.operations import ProviderOperation
+from app.models.outbox import OutboxMail
+from app.models.reconciliation import Drift, ReconciliationRun, ReconciliationStatus
 from app.models.sessions import ServerSession
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from security.models import Membership, PortalUser
 
 __all__ = [
     "Account",
+    "Drift",
     "BackgroundJob",
     "DashboardWidget",
     "Event",
@@ -24,10 +27,13 @@ __all__ = [
     "MfaCredential",
     "MfaRecoveryCode",
     "MicrosoftTenant",
+    "OutboxMail",
     "PlaceholderUser",
     "PortalUser",
     "Product",
     "ProviderOperation",
+    "ReconciliationRun",
+    "ReconciliationStatus",
     "SandboxCustomer",
     "SandboxDomain",
     "SandboxSubscription",

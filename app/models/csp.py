@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask_appbuilder import Model
-from sqlalchemy import Date, DateTime, Integer, String, Text
+from sqlalchemy import Boolean, Date, DateTime, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import utcnow
@@ -63,3 +63,7 @@ class SandboxUser(Model):
     user_principal_name: Mapped[str] = mapped_column(String(320), nullable=False, unique=True)
     display_name: Mapped[str] = mapped_column(String(256), nullable=False)
     sku_ids: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # May sign in (a disabled user keeps its licences, as in Microsoft 365); a deleted user's row is removed.
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
+    # When its password was last reset (the password itself is never kept, not even here).
+    password_reset_on: Mapped[dt.datetime | None] = mapped_column(DateTime)

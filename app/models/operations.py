@@ -27,6 +27,9 @@ class ProviderOperation(TenantOwned, Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    # What it changes, as "<kind>:<id>" ("subscription:12", "m365_user:7", "tenant:3"; "account:5" for what does not
+    # exist yet: an order, a new user): reconciliation leaves alone what has an operation in flight on it.
+    target: Mapped[str | None] = mapped_column(String(80), index=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=PENDING)
     submission_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     request_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)

@@ -11,13 +11,15 @@ import secrets
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.links import external_url
 from app.models.base import utcnow
+from app.models.outbox import OutboxMail
+from app.services import outbox
+from app.services.accounts import operator_account
 from app.services.events import record_event
-from app.services.mail import MailError, send_mail
 from security import scoping
 from security.models import PortalUser
 
@@ -65,48 +67,56 @@ def check_link(token: str) -> LinkCheck:
     return LinkCheck(state, user)
 
 
-def send_activation(user: PortalUser, *, reset: bool = False, account=None) -> bool:
-    """Email ``user`` a new link (customers: "activate your account"; partner and operator staff: a welcome) and
-    commit. ``account``: the customer account it is sent for (its name in the mail, its event log); a staff login's
-    own by default. If sending fails the user is kept, the failure is recorded on the user (the Users tab shows it)
-    and in the event log, and False is returned.
+def send_activation(user: PortalUser, *, reset: bool = False, account=None) -> OutboxMail:
+    """Queue a mail to ``user`` with a new link (customers: "activate your account"; partner and operator staff: a
+    welcome; ``reset``: set a new password) in the caller's transaction: the caller commits, the mail outbox sends it
+    afterwards and retries; after its last try the Users tab shows the failure. Any earlier link stops working.
+    ``account``: the account it is sent for (its name in the mail, its event log); a staff login's own by default.
 
     The link's columns are the login's own, which a customer admin's scope may not write (a login belongs to the
     person and its reseller): they are written under a named bypass, for a login the caller loaded through its
     scope."""
     if account is None:
         account = _home_of(user)
+    # The caller's change first, under its own scope (as its commit would): a login made in this transaction gets its
+    # id (the link carries it), and the flush of the login alone below carries the link's columns only.
+    db.session.flush()
     with scoping.bypass("the activation link of a login the caller manages"):
         url = activation_url(user)
         user.activation_sent_at = utcnow()
         user.activation_error = None
         db.session.flush([user])  # the login alone, under the bypass
-    db.session.commit()
     hours = current_app.config["ACTIVATION_LINK_HOURS"]
-    welcome = user.portal != "customer"
     if reset:
-        template, subject = "password_reset", "Set a new password for the Mycloudstore portal"
-    elif welcome:
-        template, subject = "welcome", "Welcome to the Mycloudstore Partner Portal"
+        kind, subject = "password_reset", "Set a new password for the Mycloudstore portal"
+    elif user.portal != "customer":
+        kind, subject = "welcome", "Welcome to the Mycloudstore Partner Portal"
     else:
-        template, subject = "activation", "Activate your account"
-    try:
-        send_mail(user.email, subject, template, user=user, url=url, hours=hours, account=account)
-    except MailError as exc:
-        with scoping.bypass("the activation link of a login the caller manages"):
-            user.activation_error = f"activation email not sent: {exc}"[:300]
-            db.session.flush([user])
-        return _recorded(user, account, exc, failed=f"Activation email to {user.email} not sent: {exc}")
-    what = "Password reset" if reset else "Welcome" if welcome else "Activation"
-    return _recorded(user, account, None, sent=f"{what} email sent to {user.email}")
+        kind, subject = "activation", "Activate your account"
+    mail = outbox.queue(
+        kind, to=user.email, subject=subject, account=account, user=user, template=kind, url=url, hours=hours
+    )
+    summary = f"{outbox.KIND_NAMES[kind]} email to {user.email} queued"
+    record_event("user.activation_queued", account_id=account.id, target=user, summary=summary)
+    return mail
 
 
-def _recorded(user: PortalUser, account, error: Exception | None, *, sent: str = "", failed: str = "") -> bool:
-    """The event of a mail to ``user`` about ``account`` — sent, or not (``error``) — committed; whether it went."""
-    action = "user.activation_email_failed" if error is not None else "user.activation_sent"
-    record_event(action, account_id=account.id, target=user, summary=failed if error is not None else sent)
-    db.session.commit()
-    return error is None
+def request_reset(address: str) -> None:
+    """The "forgot your password" page's part: the typed address is queued, in the caller's transaction, as a request
+    the mail outbox resolves (``reset_requested``). The page does the same work whether or not the address has a
+    login — no look-up, one row written — so neither its words nor its timing tell who uses the portal."""
+    operator = operator_account()
+    if operator is not None:
+        outbox.queue(outbox.RESET_REQUEST, to=address, subject="Password reset request", account=operator)
+
+
+def reset_requested(address: str) -> None:
+    """The outbox's part of a reset request (under its bypass): a login with ``address`` that may sign in gets a link
+    to set a new password (queued with ``send_activation``); an unknown, disabled or deleted one gets nothing. The
+    link is built on PORTAL_BASE_URL (app/links.py), never on a request's Host header."""
+    user = db.session.scalar(select(PortalUser).where(PortalUser.email == address))
+    if user is not None and user.is_active and (user.portal != "customer" or user.may_use_customer_portal):
+        send_activation(user, reset=True)
 
 
 def _home_of(user: PortalUser):
@@ -120,23 +130,22 @@ def _home_of(user: PortalUser):
     return user.account
 
 
-def send_access_granted(membership) -> bool:
-    """Tell a person who already has a login that they now have access to one more account: no new password link
-    (they keep one password and one second factor). False when the mail was not sent (the event log says so)."""
+def send_access_granted(membership) -> OutboxMail:
+    """Queue, in the caller's transaction, the mail telling a person who already has a login that they now have access
+    to one more account: no new password link (they keep one password and one second factor)."""
     user, account = membership.user, membership.account
-    try:
-        send_mail(
-            user.email,
-            f"You now have access to {account.name}",
-            "access_granted",
-            user=user,
-            url=external_url("PortalAuthDBView.login"),
-            account=account,
-        )
-    except MailError as exc:
-        failed = f"The email telling {user.email} they now have access to {account.name} was not sent: {exc}"
-        return _recorded(user, account, exc, failed=failed)
-    return _recorded(user, account, None, sent=f"Told {user.email} they now have access to {account.name}")
+    mail = outbox.queue(
+        "access_granted",
+        to=user.email,
+        subject=f"You now have access to {account.name}",
+        account=account,
+        user=user,
+        template="access_granted",
+        url=external_url("PortalAuthDBView.login"),
+    )
+    summary = f"Email telling {user.email} they now have access to {account.name} queued"
+    record_event("user.activation_queued", account_id=account.id, target=user, summary=summary)
+    return mail
 
 
 class LinkAlreadyUsed(Exception):

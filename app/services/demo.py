@@ -262,9 +262,13 @@ def mirror_in_sandbox(customer: Account) -> None:
         tenant.tenant_guid = provider.adopt_customer(tenant.domain_prefix, customer.name)
         cid = new_correlation_id()
         for sub in db.session.query(Subscription).filter_by(account_id=customer.id, provider_subscription_id=None):
-            sub.provider_subscription_id = provider.create_order(
+            made = provider.create_order(
                 tenant.tenant_guid, sub.product.sku, sub.quantity, sub.billing_cycle, correlation_id=cid
-            ).subscription_id
+            )
+            sub.provider_subscription_id = made.subscription_id
+            # The demo's subscriptions were bought before today: the sandbox's term ends when the portal's does,
+            # and the demo's auto-renew is the sandbox's too (reconciliation finds nothing to report on the demo).
+            provider.backdate(made.subscription_id, renew_on=sub.renew_on, auto_renew=sub.auto_renew)
         for person in db.session.query(M365User).filter_by(account_id=customer.id, provider_user_id=None):
             first, _, last = person.display_name.partition(" ")
             person.provider_user_id = provider.create_user(
@@ -276,6 +280,8 @@ def mirror_in_sandbox(customer: Account) -> None:
                 usage_location=customer.country or "NZ",
                 correlation_id=cid,
             )
+            if person.status != "active":  # a disabled demo user is disabled at "Microsoft" too
+                provider.set_user_enabled(tenant.tenant_guid, person.provider_user_id, False, correlation_id=cid)
             held = db.session.query(LicenceAssignment).filter_by(m365_user_id=person.id)
             skus = [assignment.subscription.product.sku for assignment in held]
             if skus:

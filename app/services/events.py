@@ -148,9 +148,19 @@ ACTION_NAMES: dict[str, str] = {
     "licence.unassigned": "Removed a licence",
     "licence.repaired": "Matched a licence to Microsoft's record",
     "licence.unconfirmed": "Licence change not confirmed by Microsoft",
+    "user.activation_queued": "Queued an activation email",
+    "reconcile.repaired": "Matched a record to Microsoft's (reconciliation)",
+    "reconcile.finished": "Reconciled the portal with Microsoft",
+    "reconcile.checked": "Checked a customer against Microsoft",
     "m365_user.created": "Added a Microsoft 365 user",
     "m365_user.enabled": "Enabled a Microsoft 365 user",
     "m365_user.disabled": "Disabled a Microsoft 365 user",
+    "m365_user.deleted": "Deleted a Microsoft 365 user",
+    "m365_user.password_reset": "Reset a Microsoft 365 user's password",
+    "m365_user.repaired": "Matched a Microsoft 365 user to Microsoft's record",
+    "m365_user.unconfirmed": "Microsoft 365 user change not confirmed by Microsoft",
+    "subscription.repaired": "Matched a subscription to Microsoft's record",
+    "subscription.unconfirmed": "Subscription change not confirmed by Microsoft",
     "dashboard.widget_added": "Added a widget",
     "dashboard.widget_removed": "Removed a widget",
     "dashboard.reordered": "Rearranged the dashboard",
@@ -181,6 +191,8 @@ TARGET_NAMES: dict[str, str] = {
     "DashboardWidget": "Widget",
     "BackgroundJob": "Export",
     "Product": "Product",
+    "Drift": "Difference with Microsoft",
+    "ReconciliationRun": "Reconciliation",
 }
 
 

@@ -96,20 +96,25 @@ def retry(job: BackgroundJob) -> None:
     dispatch(job.id)
 
 
+def enqueue(function: str, *args, name: str, timeout: int) -> None:
+    """Put one call of ``function`` (a dotted path) on the portal's RQ queue (REDIS_URL must be set); its RQ job id is
+    ``name`` with a unique tail. Raises what Redis raises."""
+    from rq import Queue
+
+    from app.failure import redis_client
+
+    Queue(QUEUE, connection=redis_client(current_app.config["REDIS_URL"])).enqueue(
+        function, *args, job_id=f"{name}-{uuid.uuid4().hex[:8]}", job_timeout=timeout
+    )
+
+
 def dispatch(job_id: str) -> None:
     redis_url = current_app.config.get("REDIS_URL")
     if redis_url:
-        from rq import Queue
-
-        from app.failure import outage_of, redis_client
+        from app.failure import outage_of
 
         try:
-            Queue(QUEUE, connection=redis_client(redis_url)).enqueue(
-                "app.services.jobs.run_in_worker",
-                job_id,
-                job_id=f"export-{job_id}-{uuid.uuid4().hex[:8]}",
-                job_timeout=3600,
-            )
+            enqueue("app.services.jobs.run_in_worker", job_id, name=f"export-{job_id}", timeout=3600)
         except Exception as exc:
             if outage_of(exc) is None:
                 raise

@@ -1,7 +1,12 @@
 """Microsoft CSP services of a customer: orders, quantities, auto-renew, Microsoft 365 users and licences.
 
-Every change goes through the CSP provider, records an event, and — when a subscription's numbers change — a
-usage change point. A refusal (``LicenceError``) changes nothing; a provider failure changes nothing here either.
+Every change of Microsoft's state is a durable operation (app/services/operations.py): written and committed
+``pending`` before Microsoft is asked, sent with its request id as MS-RequestId, then recorded ``succeeded`` or
+``failed`` with Microsoft's answer and correlation id. It records an event, and — when a subscription's numbers change
+— a usage change point. A refusal of ours (``LicenceError`` before the call) changes nothing. After a failed or
+unanswered call nothing is guessed: Microsoft is asked what is true, the portal made to match (a repair is an event)
+and the user told it; when even that question goes unanswered, the operation stays pending, the user hears "not known
+yet", and the recoverer (``RECOVERERS``, app/services/recovery.py) settles it once it is stale.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import secrets
 import uuid
 
 from flask import current_app
@@ -41,16 +47,6 @@ def _tenant_id(customer: Account) -> str:
     if tenant is None or tenant.status != "active" or not tenant.tenant_guid:
         raise LicenceError(f"{customer.name} has no active Microsoft tenant yet.")
     return tenant.tenant_guid
-
-
-def _provider_call(what: str, call):
-    try:
-        return call(new_correlation_id())
-    except ProviderError as exc:
-        db.session.rollback()
-        raise LicenceError(
-            f"Microsoft did not {what}: {exc} (correlation id {exc.correlation_id}). Nothing was changed; try again."
-        ) from exc
 
 
 def record_usage(sub: Subscription) -> None:
@@ -100,7 +96,7 @@ def order(customer: Account, product: Product, quantity: int, key: str | None = 
         "billing_cycle": product.billing_cycle,
     }
     try:
-        operation = operations.begin("order", customer.id, params, key)
+        operation = operations.begin("order", customer.id, params, key, target=f"account:{customer.id}")
     except operations.AlreadySent as sent:
         operation = sent.operation
         if operation is None:
@@ -194,6 +190,77 @@ def recover_orders() -> int:
     return settled
 
 
+# -- durable changes: the operation log, and the truth after a failed or unanswered call ---------------------------
+QUANTITY, AUTO_RENEW = "quantity", "auto_renew"
+LICENCE_ASSIGN, LICENCE_REMOVE = "licence_assign", "licence_remove"
+USER_CREATE, USER_ENABLE, USER_DISABLE = "m365_user_create", "m365_user_enable", "m365_user_disable"
+USER_DELETE, USER_RESET_PASSWORD = "m365_user_delete", "m365_user_reset_password"
+
+
+def _begin(kind: str, account_id: int, target: str, params: dict) -> ProviderOperation:
+    """The operation, written and committed before Microsoft is asked (no form key: these are not resent by forms),
+    with the correlation id its call will carry."""
+    return operations.begin(kind, account_id, params, None, target=target, correlation_id=new_correlation_id())
+
+
+def _not_known(operation, exc: ProviderError, read_exc: ProviderError, cid: str, *, what, noun, account_id, target):
+    """Microsoft did not answer and could not be asked what is true: the operation stays pending (the recoverer asks
+    again), an event says so, and the user hears that it is not known yet — never that nothing changed."""
+    db.session.rollback()
+    correlation = exc.correlation_id or cid
+    log.warning(
+        "Not confirmed by Microsoft: %s (%s, correlation id %s); reading back: %s", what, exc, correlation, read_exc
+    )
+    operations.unconfirmed(operation, f"{exc}; reading it back failed: {read_exc}", correlation)
+    record_event(
+        f"{noun}.unconfirmed",
+        account_id=account_id,
+        target=target,
+        summary=f"Microsoft did not confirm: {what} ({exc}, correlation id {correlation}); not known yet",
+    )
+    db.session.commit()
+    return LicenceError(
+        f"Microsoft did not confirm that it could {what} ({exc}, correlation id {correlation}), and could not be "
+        "asked what is true now. Whether it changed is not known yet: look again in a minute."
+    )
+
+
+def _refused(operation: ProviderOperation, exc: ProviderError, cid: str, *, what: str, truth: str) -> LicenceError:
+    """Microsoft did not do it, as its own record confirms (the portal already matches that record): the operation
+    failed with what is true, committed; the user is told the same."""
+    correlation = exc.correlation_id or cid
+    operations.refused(operation, f"{exc}; {truth}", correlation)
+    db.session.commit()
+    return LicenceError(
+        f"Microsoft did not {what}: {exc} (correlation id {correlation}). {truth}, as Microsoft confirms."
+    )
+
+
+def _send(operation: ProviderOperation, call, read, settle, *, what: str, noun: str, account_id: int, target):
+    """Send ``call(correlation_id, request_id)`` (the operation's request id: MS-RequestId). After a ProviderError
+    nothing is guessed: ``read()`` asks Microsoft, ``settle(truth, exc)`` makes the portal match it and says whether
+    what was asked holds, and what is true in words. Returns (the answer, the correlation id, whether ``settle``
+    already recorded it — the answer was lost though Microsoft did it); raises LicenceError with the truth otherwise."""
+    cid = operation.correlation_id
+    try:
+        answer = call(cid, operation.request_id)
+    except ProviderError as exc:
+        db.session.rollback()
+        try:
+            truth = read()
+        except ProviderError as read_exc:
+            raise _not_known(
+                operation, exc, read_exc, cid, what=what, noun=noun, account_id=account_id, target=target
+            ) from exc
+        done, words = settle(truth, exc)
+        if not done:
+            raise _refused(operation, exc, cid, what=what, truth=words) from exc
+        return truth, cid, True
+    faults.point(faults.AFTER_PROVIDER_CALL)  # Microsoft answered; nothing of it is recorded here yet
+    return answer, cid, False
+
+
+# -- quantities and auto-renew --------------------------------------------------------------------------------------
 def change_quantity(sub: Subscription, quantity: int, today: dt.date | None = None) -> None:
     today = today or clock.today()
     if quantity == sub.quantity:
@@ -226,43 +293,113 @@ def _check_decrease(sub: Subscription, quantity: int, today: dt.date) -> None:
             )
 
 
-def _send_quantity(sub: Subscription, quantity: int) -> None:
-    tenant_id, before = _tenant_id(sub.account), sub.quantity
+def _linked(sub: Subscription) -> str:
+    tenant_id = _tenant_id(sub.account)
     if not sub.provider_subscription_id:
         raise LicenceError("This subscription is not linked to Partner Center.")
-    _provider_call(
-        "change the quantity",
-        lambda cid: get_provider().change_quantity(
-            tenant_id, sub.provider_subscription_id, quantity, correlation_id=cid
-        ),
+    return tenant_id
+
+
+def _read_subscription(sub: Subscription):
+    return lambda: get_provider().get_subscription(
+        _tenant_id(sub.account), sub.provider_subscription_id, correlation_id=new_correlation_id()
     )
-    sub.quantity = quantity
-    record_usage(sub)
+
+
+def _match_quantity(sub: Subscription, quantity: int, truth) -> tuple[bool, str]:
+    """Make the portal's quantity Microsoft's (``truth``: its subscription), a repair an event; whether ``quantity``
+    is what Microsoft has."""
+    if truth.quantity != sub.quantity:
+        if truth.quantity < sub.assigned:
+            log.error("Subscription %s: Microsoft has %s licences, %s assigned", sub.id, truth.quantity, sub.assigned)
+        else:
+            before, sub.quantity = sub.quantity, truth.quantity
+            record_usage(sub)
+            record_event(
+                "subscription.repaired",
+                account_id=sub.account_id,
+                target=sub,
+                summary=f"Microsoft says {sub.product.name} has {truth.quantity} licences (the portal had {before}): "
+                "the portal now matches",
+            )
+    return truth.quantity == quantity, f"{sub.product.name} has {truth.quantity} licences"
+
+
+def _send_quantity(sub: Subscription, quantity: int) -> None:
+    tenant_id, before = _linked(sub), sub.quantity
+    operation = _begin(
+        QUANTITY,
+        sub.account_id,
+        f"subscription:{sub.id}",
+        {"subscription_id": sub.id, "provider_subscription_id": sub.provider_subscription_id, "quantity": quantity},
+    )
+    answer, cid, _settled = _send(
+        operation,
+        lambda cid, rid: get_provider().change_quantity(
+            tenant_id, sub.provider_subscription_id, quantity, correlation_id=cid, request_id=rid
+        ),
+        _read_subscription(sub),
+        lambda truth, _exc: _match_quantity(sub, quantity, truth),
+        what=f"change {sub.product.name} to {quantity} licences",
+        noun="subscription",
+        account_id=sub.account_id,
+        target=sub,
+    )
+    if sub.quantity != answer.quantity:
+        sub.quantity = answer.quantity
+        record_usage(sub)
     record_event(
         "subscription.quantity_changed",
         account_id=sub.account_id,
         target=sub,
-        summary=f"{sub.product.name}: {before} → {quantity} licences",
+        summary=f"{sub.product.name}: {before} → {sub.quantity} licences (request id {operation.request_id})",
     )
+    operations.succeeded(operation, {"quantity": answer.quantity}, cid)
+
+
+def _match_auto_renew(sub: Subscription, enabled: bool, truth) -> tuple[bool, str]:
+    if truth.auto_renew != sub.auto_renew:
+        sub.auto_renew = truth.auto_renew
+        record_event(
+            "subscription.repaired",
+            account_id=sub.account_id,
+            target=sub,
+            summary=f"Microsoft says auto-renew of {sub.product.name} is {'on' if truth.auto_renew else 'off'}: "
+            "the portal now matches",
+        )
+    return truth.auto_renew == enabled, f"Auto-renew of {sub.product.name} is {'on' if truth.auto_renew else 'off'}"
 
 
 def set_auto_renew(sub: Subscription, enabled: bool) -> None:
     if sub.auto_renew == enabled:
         return
-    tenant_id = _tenant_id(sub.account)
-    if not sub.provider_subscription_id:
-        raise LicenceError("This subscription is not linked to Partner Center.")
-    _provider_call(
-        "change auto-renew",
-        lambda cid: get_provider().set_auto_renew(tenant_id, sub.provider_subscription_id, enabled, correlation_id=cid),
+    tenant_id = _linked(sub)
+    operation = _begin(
+        AUTO_RENEW,
+        sub.account_id,
+        f"subscription:{sub.id}",
+        {"subscription_id": sub.id, "provider_subscription_id": sub.provider_subscription_id, "enabled": enabled},
     )
-    sub.auto_renew = enabled
+    answer, cid, _settled = _send(
+        operation,
+        lambda cid, rid: get_provider().set_auto_renew(
+            tenant_id, sub.provider_subscription_id, enabled, correlation_id=cid, request_id=rid
+        ),
+        _read_subscription(sub),
+        lambda truth, _exc: _match_auto_renew(sub, enabled, truth),
+        what=f"turn auto-renew of {sub.product.name} {'on' if enabled else 'off'}",
+        noun="subscription",
+        account_id=sub.account_id,
+        target=sub,
+    )
+    sub.auto_renew = answer.auto_renew
     record_event(
         "subscription.auto_renew",
         account_id=sub.account_id,
         target=sub,
-        summary=f"{sub.product.name}: auto-renew {'on' if enabled else 'off'}",
+        summary=f"{sub.product.name}: auto-renew {'on' if enabled else 'off'} (request id {operation.request_id})",
     )
+    operations.succeeded(operation, {"auto_renew": answer.auto_renew}, cid)
 
 
 # -- licences: one change at a time per subscription ------------------------------------------------------------
@@ -296,11 +433,11 @@ class _Lease:
     @contextlib.contextmanager
     def held(self):
         """Claimed (and committed) on entry; on exit released in the caller's transaction (committed with the
-        change), or — after a refusal — rolled back, released and committed at once."""
+        change), or — after a refusal or an error — rolled back, released and committed at once."""
         self.claim()
         try:
             yield self
-        except LicenceError:
+        except Exception:  # a refusal, or Microsoft unreachable while recovering: released at once either way
             db.session.rollback()
             self.release()
             db.session.commit()
@@ -315,6 +452,15 @@ class _Lease:
             .values(licence_lease=None, licence_lease_until=None)
             .execution_options(synchronize_session=False)
         )
+
+
+@contextlib.contextmanager
+def _leases(subs: list[Subscription]):
+    """The leases of several subscriptions (a user's licences), each claimed in turn, all released on exit."""
+    with contextlib.ExitStack() as stack:
+        for sub in sorted(subs, key=lambda s: s.id):  # one order for everyone: no two claimers wait on each other
+            stack.enter_context(_Lease(sub).held())
+        yield
 
 
 def _assignment(sub: Subscription, person: M365User) -> LicenceAssignment | None:
@@ -346,30 +492,40 @@ def _record_assignment(sub: Subscription, person: M365User, held: bool) -> bool:
 
 
 def _licence_change(sub: Subscription, person: M365User, held: bool) -> None:
-    """Give (``held``) or take back one licence: under the subscription's lease, Microsoft first, then the portal's
-    record. After a failed or unanswered call nothing is guessed and nothing compensated blindly: Microsoft's own
-    record of the user's licences is read and the portal made to match it; the user is told what is now true, and a
-    repair is an event."""
+    """Give (``held``) or take back one licence: under the subscription's lease, written as an operation, Microsoft
+    first, then the portal's record. After a failed or unanswered call nothing is guessed and nothing compensated
+    blindly: Microsoft's own record of the user's licences is read and the portal made to match it; the user is told
+    what is now true, and a repair is an event."""
     verb = "assign" if held else "remove"
     with _Lease(sub).held():
         db.session.refresh(sub)
         _check_change(sub, person, held)  # again, now that nobody else can change this subscription's licences
         tenant_id, sku, user_id = _tenant_id(sub.account), sub.product.sku, person.provider_user_id or ""
-        try:
-            get_provider().assign_licences(
+        operation = _begin(
+            LICENCE_ASSIGN if held else LICENCE_REMOVE,
+            sub.account_id,
+            f"subscription:{sub.id}",
+            {"subscription_id": sub.id, "m365_user_id": person.id, "provider_user_id": user_id, "sku": sku},
+        )
+        what = f"{verb} {sub.product.name} {'to' if held else 'from'} {person.user_principal_name}"
+        _answer, cid, settled = _send(
+            operation,
+            lambda cid, rid: get_provider().assign_licences(
                 tenant_id,
                 user_id,
                 add_sku_ids=[sku] if held else [],
                 remove_sku_ids=[] if held else [sku],
-                correlation_id=new_correlation_id(),
-            )
-        except ProviderError as exc:
-            db.session.rollback()
-            outcome = _settle(sub, person, held, exc, verb)
-            if outcome is not None:
-                db.session.commit()  # what was learnt from Microsoft (a repair, an event) stands
-                raise LicenceError(outcome) from exc
-        else:
+                correlation_id=cid,
+                request_id=rid,
+            ),
+            lambda: sku in get_provider().get_user_licences(tenant_id, user_id, correlation_id=new_correlation_id()),
+            lambda holds, _exc: _match_licence(sub, person, held, holds),
+            what=what,
+            noun="licence",
+            account_id=sub.account_id,
+            target=person,
+        )
+        if not settled:
             _record_assignment(sub, person, held)
         done = "assigned to" if held else "removed from"
         record_event(
@@ -378,30 +534,13 @@ def _licence_change(sub: Subscription, person: M365User, held: bool) -> None:
             target=person,
             summary=f"{sub.product.name} {done} {person.user_principal_name} ({sub.assigned}/{sub.quantity})",
         )
+        operations.succeeded(operation, {"held": held, "assigned": sub.assigned}, cid)
 
 
-def _settle(sub: Subscription, person: M365User, held: bool, exc: ProviderError, verb: str) -> str | None:
-    """After ``exc``: ask Microsoft which licences ``person`` holds and make the portal match. None when Microsoft did
-    do what was asked (its answer was lost); else what the user must be told, in words that are true."""
-    what = f"{verb} {sub.product.name} {'to' if held else 'from'} {person.user_principal_name}"
-    try:
-        holds = sub.product.sku in get_provider().get_user_licences(
-            _tenant_id(sub.account), person.provider_user_id or "", correlation_id=new_correlation_id()
-        )
-    except ProviderError as read_exc:
-        log.warning("Licence change unconfirmed: %s (%s); reading it back failed: %s", what, exc, read_exc)
-        record_event(
-            "licence.unconfirmed",
-            account_id=sub.account_id,
-            target=person,
-            summary=f"Microsoft did not confirm: {what} ({exc}, correlation id {exc.correlation_id}); not known yet",
-        )
-        return (
-            f"Microsoft did not confirm that it could {what} ({exc}, correlation id {exc.correlation_id}), and could "
-            "not be asked what is true now. Whether the licence changed is not known yet: look again in a minute."
-        )
-    repaired = _record_assignment(sub, person, holds)
-    if repaired:
+def _match_licence(sub: Subscription, person: M365User, held: bool, holds: bool) -> tuple[bool, str]:
+    """Microsoft says ``person`` ``holds`` a licence of ``sub`` or not: the portal made to match, a repair an event;
+    whether that is what was asked (``held``)."""
+    if _record_assignment(sub, person, holds):
         record_event(
             "licence.repaired",
             account_id=sub.account_id,
@@ -411,13 +550,7 @@ def _settle(sub: Subscription, person: M365User, held: bool, exc: ProviderError,
                 f"{sub.product.name} after an unanswered call: the portal now matches ({sub.assigned}/{sub.quantity})"
             ),
         )
-    if holds == held:
-        return None  # done at Microsoft: the portal records it like any success
-    return (
-        f"Microsoft did not {what}: {exc} (correlation id {exc.correlation_id}). "
-        f"{person.user_principal_name} {'does not hold' if not holds else 'still holds'} it, as Microsoft confirms; "
-        "try again."
-    )
+    return holds == held, f"{person.user_principal_name} {'still holds' if holds else 'does not hold'} it"
 
 
 def _check_change(sub: Subscription, person: M365User, held: bool) -> None:
@@ -448,44 +581,369 @@ def unassign(sub: Subscription, person: M365User) -> None:
     _licence_change(sub, person, False)
 
 
+# -- Microsoft 365 users ----------------------------------------------------------------------------------------------
+def temporary_password() -> str:
+    """A temporary password Microsoft accepts (upper and lower case, a digit, a symbol; 16+ characters)."""
+    return secrets.token_urlsafe(12) + secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") + secrets.choice("23456789") + "!a"
+
+
+def _record_user(customer: Account, upn: str, display_name: str, user_id: str) -> M365User:
+    """The portal's record of the user Microsoft has (once: an earlier try may have recorded it)."""
+    person = db.session.scalars(
+        select(M365User).where(M365User.account_id == customer.id, M365User.user_principal_name == upn)
+    ).first()
+    if person is None:
+        person = M365User(account_id=customer.id, display_name=display_name, user_principal_name=upn)
+        db.session.add(person)
+    person.provider_user_id = user_id
+    db.session.flush()
+    return person
+
+
 def add_m365_user(customer: Account, first_name: str, last_name: str, username: str, password: str) -> M365User:
+    """Create the user at Microsoft, then here. The password goes to Microsoft only: never into the operation, an
+    event or a log line. Before it is told that nothing was made, Microsoft is asked whether the user exists."""
     tenant = customer.tenant
     tenant_id = _tenant_id(customer)
+    first, last = first_name.strip(), last_name.strip()
     upn = f"{username.strip().lower()}@{tenant.primary_domain}"
     if db.session.scalar(
         select(M365User.id).where(M365User.account_id == customer.id, M365User.user_principal_name == upn)
     ):
         raise LicenceError(f"{upn} already exists.")
-    user_id = _provider_call(
-        "create the user",
-        lambda cid: get_provider().create_user(
+    location = customer.country or "NZ"
+    params = {"user_principal_name": upn, "first_name": first, "last_name": last, "usage_location": location}
+    operation = _begin(USER_CREATE, customer.id, f"account:{customer.id}", params)
+
+    def found(truth, exc: ProviderError):
+        if truth is None:
+            return False, f"{upn} does not exist at Microsoft"
+        if exc.status == 409:  # it existed before this request: listed now, but its password is not the one typed
+            person = _record_user(customer, upn, truth.display_name or f"{first} {last}", truth.user_id)
+            record_event(
+                "m365_user.repaired",
+                account_id=customer.id,
+                target=person,
+                summary=f"Microsoft already had {upn}: the portal now lists it",
+            )
+            return False, f"{upn} already existed at Microsoft and is listed here now; reset its password to sign in"
+        return True, ""
+
+    answer, cid, settled = _send(
+        operation,
+        lambda cid, rid: get_provider().create_user(
             tenant_id,
-            first_name=first_name.strip(),
-            last_name=last_name.strip(),
+            first_name=first,
+            last_name=last,
             user_principal_name=upn,
             password=password,
-            usage_location=customer.country or "NZ",
+            usage_location=location,
             correlation_id=cid,
+            request_id=rid,
         ),
-    )
-    person = M365User(
+        lambda: get_provider().find_user(tenant_id, upn, correlation_id=new_correlation_id()),
+        found,
+        what=f"create the user {upn}",
+        noun="m365_user",
         account_id=customer.id,
-        display_name=f"{first_name.strip()} {last_name.strip()}",
-        user_principal_name=upn,
-        provider_user_id=user_id,
+        target=customer,
     )
-    db.session.add(person)
-    db.session.flush()
-    record_event("m365_user.created", account_id=customer.id, target=person, summary=f"Microsoft 365 user {upn} added")
+    user_id = answer.user_id if settled else answer
+    person = _record_user(customer, upn, f"{first} {last}", user_id)
+    record_event(
+        "m365_user.created",
+        account_id=customer.id,
+        target=person,
+        summary=f"Microsoft 365 user {upn} added (request id {operation.request_id})",
+    )
+    operations.succeeded(operation, {"m365_user_id": person.id, "provider_user_id": user_id}, cid)
     return person
 
 
+def _linked_user(person: M365User) -> str:
+    tenant_id = _tenant_id(person.account)
+    if not person.provider_user_id:
+        raise LicenceError(f"{person.user_principal_name} is not linked to a Microsoft 365 user.")
+    return tenant_id
+
+
+def _read_user(person: M365User):
+    return lambda: get_provider().get_user(
+        _tenant_id(person.account), person.provider_user_id, correlation_id=new_correlation_id()
+    )
+
+
+def _match_status(person: M365User, enabled: bool, truth) -> tuple[bool, str]:
+    """Microsoft's record of the user (None: it has none): the portal's status made to match, a repair an event."""
+    if truth is None:
+        return False, f"{person.user_principal_name} no longer exists at Microsoft"
+    status = "active" if truth.enabled else "disabled"
+    if person.status != status:
+        person.status = status
+        record_event(
+            "m365_user.repaired",
+            account_id=person.account_id,
+            target=person,
+            summary=f"Microsoft says {person.user_principal_name} is {'enabled' if truth.enabled else 'disabled'}: "
+            "the portal now matches",
+        )
+    return truth.enabled == enabled, f"{person.user_principal_name} is {'enabled' if truth.enabled else 'disabled'}"
+
+
 def set_m365_user_status(person: M365User, enabled: bool) -> None:
-    person.status = "active" if enabled else "disabled"
+    """Let the user sign in to Microsoft 365, or stop them — at Microsoft first (the portal never says "disabled"
+    while the user can still sign in), then here."""
+    status = "active" if enabled else "disabled"
+    if person.status == status:
+        return
+    tenant_id = _linked_user(person)
     verb = "enabled" if enabled else "disabled"
+    operation = _begin(
+        USER_ENABLE if enabled else USER_DISABLE,
+        person.account_id,
+        f"m365_user:{person.id}",
+        {"m365_user_id": person.id, "provider_user_id": person.provider_user_id, "enabled": enabled},
+    )
+    _answer, cid, _settled = _send(
+        operation,
+        lambda cid, rid: get_provider().set_user_enabled(
+            tenant_id, person.provider_user_id, enabled, correlation_id=cid, request_id=rid
+        ),
+        _read_user(person),
+        lambda truth, _exc: _match_status(person, enabled, truth),
+        what=f"{'enable' if enabled else 'disable'} {person.user_principal_name}",
+        noun="m365_user",
+        account_id=person.account_id,
+        target=person,
+    )
+    person.status = status
     record_event(
         f"m365_user.{verb}",
         account_id=person.account_id,
         target=person,
-        summary=f"Microsoft 365 user {person.user_principal_name} {verb}",
+        summary=f"Microsoft 365 user {person.user_principal_name} {verb} (request id {operation.request_id})",
     )
+    operations.succeeded(operation, {"enabled": enabled}, cid)
+
+
+def _held_subscriptions(person: M365User) -> list[Subscription]:
+    return list(
+        db.session.scalars(
+            select(Subscription)
+            .join(LicenceAssignment, LicenceAssignment.subscription_id == Subscription.id)
+            .where(LicenceAssignment.m365_user_id == person.id)
+        )
+    )
+
+
+def _forget_user(person: M365User, why: str) -> None:
+    """Microsoft has deleted the user: its licences are free again (each subscription's assigned count down, a usage
+    point each), its record gone; an event (``why``)."""
+    for sub in _held_subscriptions(person):
+        _record_assignment(sub, person, False)
+    record_event("m365_user.deleted", account_id=person.account_id, target=person, summary=why)
+    db.session.delete(person)
+    db.session.flush()
+
+
+def delete_m365_user(person: M365User) -> None:
+    """Delete the user at Microsoft (which frees its licences), then here: its licence assignments released under
+    their subscriptions' leases, so no licence change of theirs runs meanwhile."""
+    tenant_id = _linked_user(person)
+    upn = person.user_principal_name
+    with _leases(_held_subscriptions(person)):
+        operation = _begin(
+            USER_DELETE,
+            person.account_id,
+            f"m365_user:{person.id}",
+            {"m365_user_id": person.id, "provider_user_id": person.provider_user_id, "user_principal_name": upn},
+        )
+
+        def gone(truth, _exc):
+            if truth is None:
+                _forget_user(
+                    person, f"Microsoft says {upn} is deleted after an unanswered call: the portal now matches"
+                )
+                return True, ""
+            return False, f"{upn} still exists"
+
+        _answer, cid, settled = _send(
+            operation,
+            lambda cid, rid: get_provider().delete_user(
+                tenant_id, person.provider_user_id, correlation_id=cid, request_id=rid
+            ),
+            _read_user(person),
+            gone,
+            what=f"delete {upn}",
+            noun="m365_user",
+            account_id=person.account_id,
+            target=person,
+        )
+        if not settled:
+            _forget_user(person, f"Microsoft 365 user {upn} deleted (request id {operation.request_id})")
+        operations.succeeded(operation, {"deleted": True}, cid)
+
+
+def reset_m365_user_password(person: M365User) -> str:
+    """Give the user a new temporary password at Microsoft (changed at their next sign-in); it is returned to be
+    shown once and kept nowhere. Microsoft has no read of a password: after an unanswered call the user hears that it
+    is not known whether it changed, and that the new password was never shown — reset it again."""
+    tenant_id = _linked_user(person)
+    upn = person.user_principal_name
+    operation = _begin(
+        USER_RESET_PASSWORD,
+        person.account_id,
+        f"m365_user:{person.id}",
+        {"m365_user_id": person.id, "provider_user_id": person.provider_user_id},
+    )
+    password = temporary_password()
+    cid = operation.correlation_id
+    try:
+        get_provider().reset_user_password(
+            tenant_id, person.provider_user_id, password=password, correlation_id=cid, request_id=operation.request_id
+        )
+    except ProviderError as exc:
+        db.session.rollback()
+        correlation = exc.correlation_id or cid
+        if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+            raise _refused(
+                operation, exc, cid, what=f"reset the password of {upn}", truth="Its password is unchanged"
+            ) from exc
+        unknown = RESET_NOT_KNOWN.format(upn=upn)
+        operations.refused(operation, f"{exc}; {unknown}", correlation)
+        record_event(
+            "m365_user.unconfirmed",
+            account_id=person.account_id,
+            target=person,
+            summary=f"Microsoft did not confirm a new password for {upn} ({exc}, correlation id {correlation})",
+        )
+        db.session.commit()
+        raise LicenceError(
+            f"Microsoft did not confirm the new password of {upn} ({exc}, correlation id {correlation}). {unknown}"
+        ) from exc
+    faults.point(faults.AFTER_PROVIDER_CALL)
+    record_event(
+        "m365_user.password_reset",
+        account_id=person.account_id,
+        target=person,
+        summary=f"Temporary password of {upn} reset; changed at the next sign-in (request id {operation.request_id})",
+    )
+    operations.succeeded(operation, {"reset": True}, cid)
+    return password
+
+
+RESET_NOT_KNOWN = (
+    "Whether the password of {upn} changed is not known, and no new password was shown: reset it again to get one "
+    "you can give them."
+)
+
+
+# -- recovery: a pending operation whose sender is gone is settled by asking Microsoft --------------------------------
+def _interrupted(operation: ProviderOperation, done: bool, truth: str) -> None:
+    """Record what Microsoft's own record says of an interrupted operation (its portal side already made to match)."""
+    cid = operation.correlation_id or ""
+    if done:
+        operations.succeeded(operation, {"recovered": True, "truth": truth}, cid)
+    else:
+        operations.refused(operation, f"Interrupted (a crash or a restart); {truth}", cid)
+
+
+def _recover_subscription(operation: ProviderOperation) -> None:
+    params = operations.params_of(operation)
+    sub = db.session.get(Subscription, params["subscription_id"])
+    if sub is None:
+        return _interrupted(operation, False, "the subscription is no longer in the portal")
+    truth = _read_subscription(sub)()
+    if operation.kind == QUANTITY:
+        done, words = _match_quantity(sub, params["quantity"], truth)
+    else:
+        done, words = _match_auto_renew(sub, params["enabled"], truth)
+    _interrupted(operation, done, words)
+
+
+def _recover_licence(operation: ProviderOperation) -> None:
+    params = operations.params_of(operation)
+    sub = db.session.get(Subscription, params["subscription_id"])
+    person = db.session.get(M365User, params["m365_user_id"])
+    if sub is None or person is None:
+        return _interrupted(operation, False, "its subscription or user is no longer in the portal")
+    with _Lease(sub).held():  # no live change of the subscription's licences meanwhile
+        db.session.refresh(sub)
+        tenant_id = _tenant_id(sub.account)
+        holds = params["sku"] in get_provider().get_user_licences(
+            tenant_id, params["provider_user_id"], correlation_id=new_correlation_id()
+        )
+        done, words = _match_licence(sub, person, operation.kind == LICENCE_ASSIGN, holds)
+        _interrupted(operation, done, words)
+
+
+def _recover_user_create(operation: ProviderOperation) -> None:
+    params = operations.params_of(operation)
+    customer = db.session.get(Account, operation.account_id)
+    upn = params["user_principal_name"]
+    found = get_provider().find_user(_tenant_id(customer), upn, correlation_id=new_correlation_id())
+    if found is None:
+        return _interrupted(operation, False, f"{upn} does not exist at Microsoft: add it again")
+    known = db.session.scalar(
+        select(M365User.id).where(M365User.account_id == customer.id, M365User.user_principal_name == upn)
+    )
+    person = _record_user(customer, upn, f"{params['first_name']} {params['last_name']}", found.user_id)
+    if known is None:
+        record_event(
+            "m365_user.repaired",
+            account_id=customer.id,
+            target=person,
+            summary=f"Microsoft has {upn}, added by an interrupted request: the portal now lists it. Its password "
+            "was never shown: reset it to give them one",
+        )
+    _interrupted(operation, True, f"{upn} exists at Microsoft")
+
+
+def _recover_user_status(operation: ProviderOperation) -> None:
+    params = operations.params_of(operation)
+    person = db.session.get(M365User, params["m365_user_id"])
+    if person is None:
+        return _interrupted(operation, False, "the user is no longer in the portal")
+    done, words = _match_status(person, params["enabled"], _read_user(person)())
+    _interrupted(operation, done, words)
+
+
+def _recover_user_delete(operation: ProviderOperation) -> None:
+    params = operations.params_of(operation)
+    person = db.session.get(M365User, params["m365_user_id"])
+    upn = params["user_principal_name"]
+    if person is None:
+        return _interrupted(operation, True, f"{upn} is no longer in the portal")
+    if _read_user(person)() is not None:
+        return _interrupted(operation, False, f"{upn} still exists at Microsoft")
+    with _leases(_held_subscriptions(person)):
+        _forget_user(person, f"Microsoft says {upn} is deleted, by an interrupted request: the portal now matches")
+    _interrupted(operation, True, f"{upn} is deleted at Microsoft")
+
+
+def _recover_password_reset(operation: ProviderOperation) -> None:
+    """No read of a password exists: the interrupted reset's outcome is unknowable, and its password was never shown."""
+    person = db.session.get(M365User, operations.params_of(operation)["m365_user_id"])
+    upn = person.user_principal_name if person else "the user"
+    if person is not None:
+        record_event(
+            "m365_user.unconfirmed",
+            account_id=person.account_id,
+            target=person,
+            summary=f"A password reset of {upn} was interrupted: {RESET_NOT_KNOWN.format(upn=upn)}",
+        )
+    _interrupted(operation, False, RESET_NOT_KNOWN.format(upn=upn))
+
+
+#: How each kind of interrupted operation is settled (orders are sent again: ``recover_orders``).
+RECOVERERS = {
+    QUANTITY: _recover_subscription,
+    AUTO_RENEW: _recover_subscription,
+    LICENCE_ASSIGN: _recover_licence,
+    LICENCE_REMOVE: _recover_licence,
+    USER_CREATE: _recover_user_create,
+    USER_ENABLE: _recover_user_status,
+    USER_DISABLE: _recover_user_status,
+    USER_DELETE: _recover_user_delete,
+    USER_RESET_PASSWORD: _recover_password_reset,
+}

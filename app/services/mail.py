@@ -1,9 +1,9 @@
-"""Sending mail with Flask-Mailman: SMTP in production, the embedded outbox (``instance/outbox/``) by default."""
+"""Mail with Flask-Mailman: SMTP in production, the embedded outbox (``instance/outbox/``) by default. Messages are
+queued and sent by the mail outbox (app/services/outbox.py), never straight from a web request."""
 
 from __future__ import annotations
 
 import logging
-import smtplib
 import uuid
 from pathlib import Path
 
@@ -14,10 +14,6 @@ from flask_mailman.backends.base import BaseEmailBackend
 from app.models.base import utcnow
 
 log = logging.getLogger(__name__)
-
-
-class MailError(Exception):
-    """A message could not be handed to the mail server; the message says why."""
 
 
 class OutboxEmailBackend(BaseEmailBackend):
@@ -33,14 +29,15 @@ class OutboxEmailBackend(BaseEmailBackend):
         return len(email_messages)
 
 
-def send_mail(to: str, subject: str, template: str, **context) -> None:
-    """Send the text (``<template>.txt``) and HTML (``<template>.html``) message to one address."""
-    text = render_template(f"mail/{template}.txt", **context)
-    html = render_template(f"mail/{template}.html", **context)
-    message = EmailMultiAlternatives(subject, text, current_app.config["MAIL_DEFAULT_SENDER"], [to])
+def render(template: str, **context) -> tuple[str, str]:
+    """The text (``mail/<template>.txt``) and HTML (``mail/<template>.html``) bodies of a message."""
+    return render_template(f"mail/{template}.txt", **context), render_template(f"mail/{template}.html", **context)
+
+
+def send(connection, to: str, subject: str, text: str, html: str) -> None:
+    """Hand one message to an open mail ``connection`` (Flask-Mailman's); raises what the server answered."""
+    message = EmailMultiAlternatives(
+        subject, text, current_app.config["MAIL_DEFAULT_SENDER"], [to], connection=connection
+    )
     message.attach_alternative(html, "text/html")
-    try:
-        message.send()
-    except (smtplib.SMTPException, OSError) as exc:
-        log.warning("Mail to %s (%s) failed: %s", to, subject, exc)
-        raise MailError(str(exc) or type(exc).__name__) from exc
+    message.send()

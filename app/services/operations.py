@@ -35,9 +35,18 @@ class AlreadySent(Exception):
         self.operation = operation
 
 
-def begin(kind: str, account_id: int, params: dict, key: str | None) -> ProviderOperation:
+def begin(
+    kind: str,
+    account_id: int,
+    params: dict,
+    key: str | None,
+    target: str | None = None,
+    correlation_id: str | None = None,
+) -> ProviderOperation:
     """Claim the form's ``key`` and write the operation ``pending`` — one commit, before anything is sent. The same
-    key again raises ``AlreadySent`` with the operation it started. ``params`` must hold no secret."""
+    key again raises ``AlreadySent`` with the operation it started. ``params`` must hold no secret. ``target``: what
+    it changes ("subscription:12"; "account:5" for what does not exist yet); ``correlation_id``: the one its call will
+    carry, known before it is sent (a crash then leaves it to look the call up by)."""
     key = (key or "").strip().lower()
     key = key if _KEY.match(key) else None
     user_id = getattr(g, "user", None) and g.user.id
@@ -47,9 +56,11 @@ def begin(kind: str, account_id: int, params: dict, key: str | None) -> Provider
         attempted_on=now,
         account_id=account_id,
         kind=kind,
+        target=target,
         state=PENDING,
         submission_key=key,
         request_id=str(uuid.uuid4()),
+        correlation_id=correlation_id,
         params=json.dumps(params, sort_keys=True),
         requested_by_id=user_id,
     )
@@ -132,20 +143,54 @@ def failed(operation: ProviderOperation, exc: ProviderError, correlation_id: str
     """Microsoft refused, or did not answer: recorded and committed at once (the caller's changes rolled back). The
     key stays tied to it: sending the same form again retries the same request."""
     db.session.rollback()
-    operation.state = FAILED
-    operation.error = f"{exc} (correlation id {exc.correlation_id or correlation_id})"[:1000]
-    operation.correlation_id = exc.correlation_id or correlation_id
-    operation.finished_on = utcnow()
+    correlation = exc.correlation_id or correlation_id
+    refused(operation, f"{exc} (correlation id {correlation})", correlation)
     db.session.commit()
 
 
-def stale_pending(kind: str) -> list[ProviderOperation]:
+def refused(operation: ProviderOperation, error: str, correlation_id: str) -> None:
+    """Not done at Microsoft, as its own record confirms (or never knowable): ``failed`` with what is true, in the
+    caller's transaction (the repairs that made the portal match are committed with it)."""
+    operation.state = FAILED
+    operation.error = error[:1000]
+    operation.correlation_id = correlation_id or operation.correlation_id
+    operation.finished_on = utcnow()
+
+
+def unconfirmed(operation: ProviderOperation, error: str, correlation_id: str) -> None:
+    """Microsoft did not answer and could not be asked what is true: the operation stays ``pending`` — the recoverer
+    asks again once it is stale — with what went wrong, in the caller's transaction."""
+    operation.error = f"Not confirmed yet: {error}"[:1000]
+    operation.correlation_id = correlation_id or operation.correlation_id
+
+
+def stale_pending(kind: str | None = None) -> list[ProviderOperation]:
+    """Pending operations (of ``kind``, or of every kind) whose sender is gone, oldest first."""
     limit = utcnow() - dt.timedelta(seconds=current_app.config["OPERATION_TIMEOUT_SECONDS"])
-    return list(
-        db.session.scalars(
-            select(ProviderOperation)
-            .where(ProviderOperation.kind == kind, ProviderOperation.state == PENDING)
-            .where(ProviderOperation.attempted_on < limit)
-            .order_by(ProviderOperation.id)
-        )
+    query = select(ProviderOperation).where(ProviderOperation.state == PENDING, ProviderOperation.attempted_on < limit)
+    if kind is not None:
+        query = query.where(ProviderOperation.kind == kind)
+    return list(db.session.scalars(query.order_by(ProviderOperation.id)))
+
+
+#: Licence changes are recorded on their subscription; the user whose licences they change is in flight too.
+_ALSO_ON_USER = frozenset({"licence_assign", "licence_remove"})
+
+
+def in_flight_targets(account_ids=None) -> set[str]:
+    """What has an operation still pending on it (of the accounts ``account_ids``, or all in scope): the targets
+    ("subscription:12", "m365_user:7", "tenant:3", "account:5"), and for a licence change also its user's — what
+    reconciliation must leave alone, since Microsoft's answer about it is not recorded yet."""
+    query = select(ProviderOperation.kind, ProviderOperation.target, ProviderOperation.params).where(
+        ProviderOperation.state == PENDING, ProviderOperation.target.is_not(None)
     )
+    if account_ids is not None:
+        query = query.where(ProviderOperation.account_id.in_(list(account_ids)))
+    targets: set[str] = set()
+    for kind, target, params in db.session.execute(query):
+        targets.add(target)
+        if kind in _ALSO_ON_USER:
+            person = json.loads(params).get("m365_user_id")
+            if person is not None:
+                targets.add(f"m365_user:{person}")
+    return targets

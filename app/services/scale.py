@@ -12,13 +12,16 @@ import random
 import secrets
 from collections.abc import Callable, Iterable
 
+from flask import current_app
 from flask_appbuilder.security.sqla.models import Role, assoc_user_role
 from sqlalchemy import func, insert, select, text
 
 from app import clock
+from app.csp.sandbox import sandbox_id
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.catalog import Product
+from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
 from app.models.events import Event
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from app.services.demo import FIRST_NAMES, LAST_NAMES
@@ -71,8 +74,11 @@ def seed_scale(
         return 0
     operator_id = db.session.scalar(select(Account.id).where(Account.kind == OPERATOR).order_by(Account.id))
     products = db.session.execute(
-        select(Product.id, Product.unit_price, Product.unit_cost, Product.billing_cycle)
+        select(Product.id, Product.unit_price, Product.unit_cost, Product.billing_cycle, Product.sku)
     ).all()
+    # With the sandbox provider, "Microsoft" holds the same customers, subscriptions, users and licences (so that
+    # reconciliation has both sides at scale); with Partner Center the generated customers are the portal's alone.
+    sandbox = current_app.config.get("CSP_PROVIDER", "sandbox") == "sandbox"
     roles = {r.name: r.id for r in db.session.query(Role)}
     # One hash for every generated login (hashing a million passwords would take a day): the demo password's.
     shared_hash = password_hash or hash_password(secrets.token_urlsafe(24))
@@ -139,6 +145,7 @@ def seed_scale(
             now,
             today,
             role_link_id,
+            sandbox,
         )
         role_link_id += len(batch["links"])
         _insert(Account, batch["accounts"])
@@ -150,6 +157,11 @@ def seed_scale(
         _insert(Subscription, batch["subscriptions"])
         _insert(LicenceAssignment, batch["assignments"])
         _insert(UsagePoint, batch["usage"])
+        if sandbox:
+            _insert(SandboxDomain, batch["sandbox_domains"])
+            _insert(SandboxCustomer, batch["sandbox_customers"])
+            _insert(SandboxSubscription, batch["sandbox_subscriptions"])
+            _insert(SandboxUser, batch["sandbox_users"])
         db.session.commit()
         added += len(batch["accounts"])
         echo(f"Scale data: {existing + added}/{n} customers")
@@ -200,9 +212,12 @@ def _login_row(uid, account_id, email, first, last, portal, password_hash, now, 
     return row
 
 
-def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rng, now, today, role_link_id) -> dict:
+def _customer_batch(
+    numbers, reseller_ids, products, roles, shared_hash, ids, rng, now, today, role_link_id, sandbox=False
+) -> dict:
     kinds = ("accounts", "tenants", "logins", "memberships", "m365", "subscriptions", "assignments", "usage")
-    out = {k: [] for k in (*kinds, "links")}
+    at_microsoft = ("sandbox_domains", "sandbox_customers", "sandbox_subscriptions", "sandbox_users")
+    out = {k: [] for k in (*kinds, *at_microsoft, "links")}
     for number in numbers:
         cid = ids.take(Account)
         prefix = f"scale{number:06d}"
@@ -219,6 +234,7 @@ def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rn
                 contact_email=f"contact@{prefix}.example",
             )
         )
+        tenant_guid = sandbox_id("tenant", prefix) if sandbox else None
         out["tenants"].append(
             dict(
                 id=ids.take(MicrosoftTenant),
@@ -228,8 +244,21 @@ def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rn
                 link_type="created",
                 created_on=created,
                 provisioned_on=created,
+                tenant_guid=tenant_guid,
             )
         )
+        if sandbox:
+            out["sandbox_domains"].append(dict(prefix=prefix))
+            out["sandbox_customers"].append(
+                dict(
+                    tenant_id=tenant_guid,
+                    domain_prefix=prefix,
+                    company_name=f"{CUSTOMER_PREFIX}{number:06d}",
+                    agreement_accepted_on=created.date(),
+                    created_on=created,
+                )
+            )
+        skus_of: dict[int, list[str]] = {}
         uid = ids.take(PortalUser)
         reseller_id = reseller_ids[(number - 1) % len(reseller_ids)]
         # A customer-portal login belongs to the reseller; its Master Admin role comes from its membership here.
@@ -253,21 +282,41 @@ def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rn
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             mid = ids.take(M365User)
             people.append(mid)
+            upn = f"{first}.{last}{i}@{prefix}.onmicrosoft.com".lower()
             out["m365"].append(
                 dict(
                     id=mid,
                     account_id=cid,
                     display_name=f"{first} {last}",
-                    user_principal_name=f"{first}.{last}{i}@{prefix}.onmicrosoft.com".lower(),
+                    user_principal_name=upn,
                     status="active" if rng.random() > 0.05 else "disabled",
                     created_on=created,
+                    provider_user_id=sandbox_id("user", upn) if sandbox else None,
                 )
             )
-        for product_id, price, cost, cycle in rng.sample(products, k=min(len(products), rng.randint(2, 4))):
+            skus_of[mid] = []
+        for number_of_sub, (product_id, price, cost, cycle, sku) in enumerate(
+            rng.sample(products, k=min(len(products), rng.randint(2, 4)))
+        ):
             sid = ids.take(Subscription)
             quantity = rng.randint(1, len(people) + 3)
             assigned = min(quantity, rng.randint(0, len(people)))
             started = today - dt.timedelta(days=rng.randint(1, 364))
+            auto_renew = rng.random() > 0.2
+            provider_sub_id = sandbox_id("subscription", f"{tenant_guid}:{sku}:{number_of_sub}") if sandbox else None
+            if sandbox:
+                out["sandbox_subscriptions"].append(
+                    dict(
+                        subscription_id=provider_sub_id,
+                        tenant_id=tenant_guid,
+                        offer_id=sku,
+                        quantity=quantity,
+                        auto_renew=auto_renew,
+                        billing_cycle=cycle,
+                        status="active",
+                        purchased_on=started,
+                    )
+                )
             out["subscriptions"].append(
                 dict(
                     id=sid,
@@ -280,12 +329,14 @@ def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rn
                     billing_cycle=cycle,
                     unit_price=price,
                     unit_cost=cost,
-                    auto_renew=rng.random() > 0.2,
+                    auto_renew=auto_renew,
                     status="active",
                     created_on=created,
+                    provider_subscription_id=provider_sub_id,
                 )
             )
             for holder in rng.sample(people, k=assigned):
+                skus_of[holder].append(sku)
                 out["assignments"].append(
                     dict(
                         id=ids.take(LicenceAssignment),
@@ -307,6 +358,18 @@ def _customer_batch(numbers, reseller_ids, products, roles, shared_hash, ids, rn
                         quantity=q,
                         assigned=min(q, assigned),
                         unit_price=price,
+                    )
+                )
+        if sandbox:
+            for person in out["m365"][-len(people) :]:
+                out["sandbox_users"].append(
+                    dict(
+                        user_id=person["provider_user_id"],
+                        tenant_id=tenant_guid,
+                        user_principal_name=person["user_principal_name"],
+                        display_name=person["display_name"],
+                        sku_ids=" ".join(skus_of[person["id"]]),
+                        enabled=person["status"] == "active",
                     )
                 )
     return out

@@ -24,6 +24,7 @@ from app.csp.rules import DOMAIN_SUFFIX, normalise_prefix, prefix_problem
 from app.extensions import db
 from app.models.accounts import Account, MicrosoftTenant
 from app.models.base import utcnow
+from app.services import operations
 from app.services.events import record_event
 from security import scoping
 
@@ -159,15 +160,23 @@ def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
     tenant.status = "provisioning"
     tenant.provisioning_since = utcnow()
     db.session.commit()
+    operation = None  # each call is also a provider operation (app/services/operations.py), settled by recovery
     try:
         if not tenant.tenant_guid:
             faults.point(faults.BEFORE_CREATE_CUSTOMER)
+            profile = dict(dataclasses.asdict(request.profile), tenant=tenant.id)
+            operation = _operation(tenant, TENANT_CREATE, profile, correlation_id)
             created = provider.create_customer(request.profile, correlation_id=correlation_id)
             faults.point(faults.AFTER_CREATE_CUSTOMER)
             tenant.tenant_guid = created.tenant_id
+            operations.succeeded(operation, {"tenant_id": created.tenant_id}, correlation_id)
             db.session.commit()  # the customer exists at Microsoft now: never create it twice
+        acceptance = dict(dataclasses.asdict(request.acceptance), tenant=tenant.id)
+        acceptance["accepted_on"] = request.acceptance.accepted_on.isoformat()
+        operation = _operation(tenant, AGREEMENT_ACCEPT, acceptance, correlation_id)
         provider.accept_agreement(tenant.tenant_guid, request.acceptance, correlation_id=correlation_id)
-    except DomainTaken:
+    except DomainTaken as exc:
+        _operation_ended(operation, exc, correlation_id)
         return _failed(
             tenant,
             f"{tenant.primary_domain} already exists at Microsoft. If it is this customer's, "
@@ -175,7 +184,9 @@ def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
             correlation_id,
         )
     except ProviderError as exc:
+        _operation_ended(operation, exc, correlation_id)
         return _failed(tenant, f"Microsoft did not complete the request: {exc}", exc.correlation_id or correlation_id)
+    operations.succeeded(operation, {"accepted": True}, correlation_id)
     tenant.status = "active"
     tenant.provisioned_on = utcnow()
     tenant.last_error = None
@@ -188,6 +199,28 @@ def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
     )
     db.session.commit()
     return tenant
+
+
+TENANT_CREATE, AGREEMENT_ACCEPT = "tenant_create", "agreement_accept"
+
+
+def _operation(tenant: MicrosoftTenant, kind: str, params: dict, correlation_id: str):
+    """The call about to be sent, written and committed as an operation on the tenant (no secret in ``params``)."""
+    return operations.begin(
+        kind, tenant.account_id, params, None, target=f"tenant:{tenant.id}", correlation_id=correlation_id
+    )
+
+
+def _operation_ended(operation, exc: ProviderError, correlation_id: str) -> None:
+    """A refusal ends the operation failed; an unanswered call leaves it pending, for the recoverer to ask Microsoft
+    (committed with the tenant's failure)."""
+    if operation is None:
+        return
+    correlation = exc.correlation_id or correlation_id
+    if isinstance(exc, DomainTaken) or (exc.status is not None and 400 <= exc.status < 500 and exc.status != 429):
+        operations.refused(operation, f"{exc} (correlation id {correlation})", correlation)
+    else:
+        operations.unconfirmed(operation, f"{exc} (correlation id {correlation})", correlation)
 
 
 def _failed(tenant: MicrosoftTenant, message: str, correlation_id: str) -> MicrosoftTenant:

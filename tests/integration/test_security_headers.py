@@ -4,13 +4,12 @@ HSTS on https), and which Host headers the portal answers — a forged Host neve
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 
 from app.models.events import Event
 from tests.conftest import csrf_token, make_app, unscoped
-from tests.mail import body_of, mail_through_smtp, smtp_server
+from tests.mail import body_of, mail_through_smtp, smtp_server, wait_for_mail
 
 # The walkthrough's pages, signed in as each kind of user (the customer portal's through its own master admin).
 PARTNER_PAGES = [
@@ -134,9 +133,7 @@ def _ask_for_reset(app, email, page_host=None, **headers):
     page = visitor.get("/activate/forgot", headers={"Host": page_host} if page_host else {})
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
     response = visitor.post("/activate/forgot", data={"csrf_token": token, "email": email}, headers=headers)
-    for thread in threading.enumerate():  # the mail goes out after the answer
-        if thread.name == "password-reset":
-            thread.join(timeout=30)
+    wait_for_mail()  # the mail outbox sends it after the answer
     return response
 
 

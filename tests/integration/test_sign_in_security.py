@@ -276,3 +276,26 @@ def test_the_database_throttle_forgets_quiet_addresses(app, world):
         _attempt(app, "second-stranger@nowhere.example", WRONG)
     with unscoped() as session:
         assert session.execute(select(_throttle_table().c.attempts)).scalars().all() == [1]
+
+
+def test_a_sign_in_cleared_while_another_is_charged_is_never_refused(app, world):
+    """A successful sign-in clears the login's throttle row while other attempts are charged on it (READ COMMITTED:
+    their UPDATE then matches nothing, and a third attempt makes the row again): none of them is told to wait, since
+    nothing is locked. Hammered from 8 threads, each charging an attempt and clearing it, as sign-ins that succeed."""
+    from security import throttle
+
+    app.config["SIGN_IN_FREE_ATTEMPTS"], saved = 10_000, app.config["SIGN_IN_FREE_ATTEMPTS"]
+
+    def sign_ins() -> list[int]:
+        waits = []
+        with app.app_context():
+            for _ in range(60):
+                waits.append(throttle.attempt("race@aardvark.example"))
+                throttle.clear("race@aardvark.example")
+        return waits
+
+    try:
+        results = at_once(*[sign_ins for _ in range(8)])
+    finally:
+        app.config["SIGN_IN_FREE_ATTEMPTS"] = saved
+    assert [w for waits in results for w in waits if w] == []

@@ -297,10 +297,18 @@ class CustomerLicencesView(CustomerPortalView):
 
 
 class CustomerM365UsersView(CustomerPortalView):
-    """Adding, disabling and enabling Microsoft 365 users."""
+    """Adding, disabling, enabling and deleting Microsoft 365 users, and resetting their passwords: each at Microsoft
+    first (a durable provider operation), then here; a failed or unanswered call is answered with what is true."""
 
     class_permission_name = P.M365_ADMIN
-    method_permission_name = {"add": P.WRITE, "disable": P.WRITE, "enable": P.WRITE}
+    section = "microsoft_csp"
+    method_permission_name = {
+        "add": P.WRITE,
+        "disable": P.WRITE,
+        "enable": P.WRITE,
+        "delete": P.WRITE,
+        "reset_password": P.WRITE,
+    }
 
     @expose("/<int:customer_id>/services/microsoft-csp/users", methods=["POST"])
     @customer_page
@@ -315,7 +323,8 @@ class CustomerM365UsersView(CustomerPortalView):
             lambda: licensing.add_m365_user(
                 g.customer, form.first_name.data, form.last_name.data, form.username.data, form.password.data
             ),
-            f"Added Microsoft 365 user {form.username.data.lower()}.",
+            f"Added Microsoft 365 user {form.username.data.lower()}. Reset password gives them a temporary password "
+            "to sign in with.",
             customer_id,
         )
 
@@ -340,3 +349,32 @@ class CustomerM365UsersView(CustomerPortalView):
             f"{person.user_principal_name} is enabled.",
             customer_id,
         )
+
+    @expose("/<int:customer_id>/services/microsoft-csp/users/<int:person_id>/delete", methods=["POST"])
+    @customer_page
+    @has_access
+    def delete(self, customer_id, person_id):
+        person = _person(customer_id, person_id)
+        upn = person.user_principal_name
+        return _apply(
+            lambda: licensing.delete_m365_user(person),
+            f"{upn} is deleted at Microsoft; its licences are free again.",
+            customer_id,
+        )
+
+    @expose("/<int:customer_id>/services/microsoft-csp/users/<int:person_id>/reset-password", methods=["POST"])
+    @customer_page
+    @has_access
+    def reset_password(self, customer_id, person_id):
+        """The new temporary password is on this answer alone: never flashed (a flash is kept in the session), never
+        stored, and the page is not cached."""
+        person = _person(customer_id, person_id)
+        try:
+            password = licensing.reset_m365_user_password(person)
+            db.session.commit()
+        except LicenceError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return _csp_page(customer_id)
+        page = self.render("m365_password.html", person=person, password=password)
+        return page, 200, {"Cache-Control": "no-store"}

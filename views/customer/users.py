@@ -18,6 +18,7 @@ from views.event_log import export_response, page_context
 from views.partner.account_users import (
     apply_user_change,
     login_form_rules,
+    mail_added,
     member_form,
     member_of,
     save_form,
@@ -98,15 +99,18 @@ class CustomerUsersView(CustomerPortalView):
             return self._form_page(form, "Invite a user", status=403)
         saved, added = save_form(
             form,
-            lambda: user_service.add_member(
+            lambda: mail_added(
+                user_service.add_member(
+                    g.customer,
+                    form.email.data,
+                    form.first_name.data,
+                    form.last_name.data,
+                    mobile=form.mobile.data,
+                    admin=form.admin.data,
+                    master_admin=form.master_admin.data,
+                    cp3_enabled=True,
+                ),
                 g.customer,
-                form.email.data,
-                form.first_name.data,
-                form.last_name.data,
-                mobile=form.mobile.data,
-                admin=form.admin.data,
-                master_admin=form.master_admin.data,
-                cp3_enabled=True,
             ),
         )
         if not saved:

@@ -102,18 +102,23 @@ def save_member(form, membership: Membership):
     )
 
 
+def mail_added(added: Added, account: Account) -> Added:
+    """Add New's mail, queued in the new user's own transaction: a new login gets its activation link; a person who
+    had one hears of their new access. The mail outbox sends it after the commit (and retries)."""
+    if added.new_login:
+        send_activation(added.login, account=account)
+    else:
+        send_access_granted(added.membership)
+    return added
+
+
 def tell_added(added: Added, account: Account) -> None:
-    """After Add New: a new login gets its activation link; a person who had one hears of their new access."""
+    """After Add New: what was done, and that the mail is on its way (queued; a final failure shows on the tab)."""
     email = added.login.email
     if not added.new_login:
-        if send_access_granted(added.membership):
-            flash(f"{email} now has access to {account.name}; an email tells them.", "success")
-        else:
-            flash(f"{email} now has access to {account.name}, but the email telling them was not sent.", "warning")
-    elif send_activation(added.login, account=account):
-        flash(f"Added {email}; an email asks them to activate their account.", "success")
+        flash(f"{email} now has access to {account.name}; an email telling them is on its way.", "success")
     else:
-        flash(f"Added {email}, but the activation email was not sent. Use Resend.", "warning")
+        flash(f"Added {email}; an email asking them to activate their account is on its way.", "success")
 
 
 def apply_user_change(user, change, done: str, back: str, refused: str | None = None):
@@ -254,15 +259,18 @@ class AccountUsersView(PortalView):
             return self._page("user_form.html", account, form=form, title="Add customer portal user"), 403
         saved, added = save_form(
             form,
-            lambda: user_service.add_member(
+            lambda: mail_added(
+                user_service.add_member(
+                    account,
+                    form.email.data,
+                    form.first_name.data,
+                    form.last_name.data,
+                    mobile=form.mobile.data,
+                    admin=form.admin.data,
+                    master_admin=form.master_admin.data,
+                    cp3_enabled=True,
+                ),
                 account,
-                form.email.data,
-                form.first_name.data,
-                form.last_name.data,
-                mobile=form.mobile.data,
-                admin=form.admin.data,
-                master_admin=form.master_admin.data,
-                cp3_enabled=True,
             ),
         )
         if saved:
@@ -344,10 +352,10 @@ class AccountUsersView(PortalView):
             flash(f"{user.email} is not enabled for the customer portal yet.", "warning")
         elif user.password_set_at is not None and user.activation_nonce is None:
             flash(f"{user.email} has already set a password: they sign in with it.", "info")
-        elif send_activation(user, account=account):
-            flash(f"Sent a new activation email to {user.email}; earlier links no longer work.", "success")
         else:
-            flash(f"The activation email to {user.email} was not sent: {user.activation_error}", "danger")
+            send_activation(user, account=account)
+            db.session.commit()
+            flash(f"A new activation email to {user.email} is on its way; earlier links no longer work.", "success")
         return self._back(account)
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/reset-two-factor", methods=["POST"])
@@ -368,16 +376,12 @@ class AccountUsersView(PortalView):
             flash(f"{user.email} can already use the customer portal.", "info")
             return self._back(account)
         user_service.enable_customer_portal(membership)
-        db.session.commit()
         if user.password_set_at is not None:
-            sent = send_access_granted(membership)
+            send_access_granted(membership)
         else:
-            sent = send_activation(user, account=account)
-        flash(
-            f"{user.email} is enabled for the customer portal; "
-            + ("the email is on its way." if sent else "the email was not sent: use Resend."),
-            "success" if sent else "warning",
-        )
+            send_activation(user, account=account)
+        db.session.commit()
+        flash(f"{user.email} is enabled for the customer portal; the email is on its way.", "success")
         return self._back(account)
 
     @expose("/<int:account_id>/users/placeholder/<int:placeholder_id>/activate", methods=["POST"])
@@ -395,26 +399,17 @@ class AccountUsersView(PortalView):
                 url_for("AccountUsersView.edit_placeholder", account_id=account.id, placeholder_id=placeholder.id)
             )
         try:
-            added = user_service.activate_placeholder(placeholder)
+            added = mail_added(user_service.activate_placeholder(placeholder), account)
             db.session.commit()
         except UserError as exc:
             db.session.rollback()
             flash(str(exc), "danger")
             return self._back(account)
         if not added.new_login:
-            sent = send_access_granted(added.membership)
-            flash(
-                f"{added.login.email} is now a Master Admin of {account.name} too; "
-                + ("an email tells them." if sent else "the email telling them was not sent."),
-                "success" if sent else "warning",
-            )
-            return self._back(account)
-        sent = send_activation(added.login, account=account)
-        flash(
-            f"{added.login.email} is now a customer portal user; "
-            + ("the activation email is on its way." if sent else "the activation email was not sent: use Resend."),
-            "success" if sent else "warning",
-        )
+            told = "an email telling them is on its way"
+            flash(f"{added.login.email} is now a Master Admin of {account.name} too; {told}.", "success")
+        else:
+            flash(f"{added.login.email} is now a customer portal user; the activation email is on its way.", "success")
         return self._back(account)
 
     # -- the default master admin placeholder ----------------------------------------------------------------

@@ -8,6 +8,7 @@ from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from app import faults
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.subscriptions import Subscription
@@ -167,6 +168,13 @@ class AccountScreenView(PortalView):
         # neither (never "already sent" with nothing added). A resend of a form that was added hears "already sent",
         # not "that name is taken"; twins sent at once clash at commit, and the loser hears the same.
         already = "This form was already sent (submitted twice): the sub-account was added once."
+        made = db.session.scalar(
+            select(Account.name).where(
+                Account.parent_id == reseller.id, Account.kind == CUSTOMER, Account.name == (form.name.data or "")
+            )
+        )
+        if made:  # say where: the customer the first send made
+            already = f"This form was already sent (submitted twice): the sub-account {made} was added once."
         try:
             key = submissions.hold(form.submission_key.data, reseller.id, "sub-account")
         except submissions.AlreadySubmitted as exc:
@@ -196,6 +204,7 @@ class AccountScreenView(PortalView):
                 raise
             flash(already, "info")  # its twin, sent at the same moment, added it
             return redirect(url_for(".sub_accounts", account_id=reseller.id))
+        faults.point(faults.AFTER_ADD_SUB_ACCOUNT)  # fault tests: committed, and the page never answers
         flash(f"Added sub-account {customer.name}. Its master admin is {customer_master_label(customer)}.", "success")
         if form.setup_tenant.data:
             return redirect(url_for("TenantSetupView.new_tenant", account_id=customer.id))

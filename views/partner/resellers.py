@@ -46,20 +46,16 @@ class ResellerAdminView(PortalView):
             user = user_service.create_user(
                 reseller, form.email.data, form.first_name.data, form.last_name.data, csp_admin=True
             )
+            send_activation(user)  # queued with the reseller: the mail outbox sends it after the commit
             return reseller, user
 
         saved, created = save_form(form, add_reseller)
         if saved:
             reseller, user = created
-            sent = send_activation(user)
             flash(
-                f"Added reseller {reseller.name}. "
-                + (
-                    f"{user.email} has been emailed a link to set a password."
-                    if sent
-                    else f"The welcome email to {user.email} was not sent: use Resend on the Users tab."
-                ),
-                "success" if sent else "warning",
+                f"Added reseller {reseller.name}. A welcome email with a link to set a password is on its way to "
+                f"{user.email}.",
+                "success",
             )
             return redirect(url_for("AccountScreenView.details", account_id=reseller.id))
         return self._form_page(form), 400
