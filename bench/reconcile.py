@@ -111,6 +111,9 @@ def main() -> None:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--instance", default="")
     parser.add_argument("--child", default="")
+    parser.add_argument(
+        "--reuse", action="store_true", help="Keep an earlier run's database (at --scale only): the daily run again"
+    )
     args = parser.parse_args()
     if args.child:
         children = {"build": child_build, "differ": child_differ, "reconcile": child_reconcile}
@@ -120,10 +123,12 @@ def main() -> None:
     os.environ.setdefault("DEMO_PASSWORD", secrets.token_urlsafe(12))
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     results = {}
-    for scale in sorted({args.small_scale, args.scale}):
-        built = run_child("build", args, scale)
-        print(f"scale {scale}: built in {sum(built['steps'].values()):.0f} s on {built['database']}: {built['counts']}")
-        run_child("differ", args, scale)
+    for scale in [args.scale] if args.reuse else sorted({args.small_scale, args.scale}):
+        if not args.reuse:
+            built = run_child("build", args, scale)
+            took = sum(built["steps"].values())
+            print(f"scale {scale}: built in {took:.0f} s on {built['database']}: {built['counts']}")
+            run_child("differ", args, scale)
         result = run_child("reconcile", args, scale)
         results[scale] = result
         print(
