@@ -30,6 +30,17 @@ def account_in_scope(account_id) -> Account:
     return account
 
 
+def _added_once(reseller: Account, name: str | None) -> str:
+    """What a resend of an Add Sub Account form that was added hears — naming the customer the first send made."""
+    made = db.session.scalar(
+        select(Account.name).where(
+            Account.parent_id == reseller.id, Account.kind == CUSTOMER, Account.name == (name or "").strip()
+        )
+    )
+    where = f" {made}" if made else ""
+    return f"This form was already sent (submitted twice): the sub-account{where} was added once."
+
+
 class AccountScreenView(PortalView):
     """/accounts/<id>/...: the screen the search box and Accounts ▸ List all lead to."""
 
@@ -167,18 +178,10 @@ class AccountScreenView(PortalView):
         # The form's key is claimed in the same transaction as the customer it guards: a crash between them leaves
         # neither (never "already sent" with nothing added). A resend of a form that was added hears "already sent",
         # not "that name is taken"; twins sent at once clash at commit, and the loser hears the same.
-        already = "This form was already sent (submitted twice): the sub-account was added once."
-        made = db.session.scalar(
-            select(Account.name).where(
-                Account.parent_id == reseller.id, Account.kind == CUSTOMER, Account.name == (form.name.data or "")
-            )
-        )
-        if made:  # say where: the customer the first send made
-            already = f"This form was already sent (submitted twice): the sub-account {made} was added once."
         try:
             key = submissions.hold(form.submission_key.data, reseller.id, "sub-account")
         except submissions.AlreadySubmitted as exc:
-            flash(str(exc) or already, "info")
+            flash(str(exc) or _added_once(reseller, form.name.data), "info")
             return redirect(url_for(".sub_accounts", account_id=reseller.id))
         with db.session.no_autoflush:  # the held key is written with the customer, at the commit below
             if clash := sibling_name_problem(reseller, form.name.data):
@@ -192,6 +195,9 @@ class AccountScreenView(PortalView):
                     form.master_admin_email.errors = [*form.master_admin_email.errors, problem]
         if form.name.errors or form.master_admin_email.errors:
             db.session.rollback()
+            if submissions.was_claimed(key):  # its twin, sent at the same moment, added it (hence "name taken")
+                flash(_added_once(reseller, form.name.data), "info")
+                return redirect(url_for(".sub_accounts", account_id=reseller.id))
             return self._render("sub_account_new.html", reseller, "sub_accounts", form=form), 400
         try:
             customer = create_sub_account(
@@ -202,7 +208,7 @@ class AccountScreenView(PortalView):
             db.session.rollback()
             if not submissions.was_claimed(key):
                 raise
-            flash(already, "info")  # its twin, sent at the same moment, added it
+            flash(_added_once(reseller, form.name.data), "info")  # its twin, sent at the same moment, added it
             return redirect(url_for(".sub_accounts", account_id=reseller.id))
         faults.point(faults.AFTER_ADD_SUB_ACCOUNT)  # fault tests: committed, and the page never answers
         flash(f"Added sub-account {customer.name}. Its master admin is {customer_master_label(customer)}.", "success")
