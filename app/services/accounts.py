@@ -101,6 +101,15 @@ def update_details(account: Account, values: dict) -> None:
     record_event("account.updated", account_id=account.id, target=account, summary="; ".join(changes) or "No changes")
 
 
+def sub_account_named(reseller: Account, name: str | None) -> str | None:
+    """The name of ``reseller``'s customer called ``name``, if it has one (what a resent Add Sub Account form made)."""
+    return db.session.scalar(
+        select(Account.name).where(
+            Account.parent_id == reseller.id, Account.kind == CUSTOMER, Account.name == (name or "").strip()
+        )
+    )
+
+
 def create_sub_account(
     reseller: Account, details: dict, master_admin_name: str | None, master_admin_email: str | None
 ) -> Account:

@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.subscriptions import Subscription
 from app.services import submissions
-from app.services.accounts import create_sub_account, sibling_name_problem, update_details
+from app.services.accounts import create_sub_account, sibling_name_problem, sub_account_named, update_details
 from app.services.users import login_email_problem
 from security import permissions as P
 from views.base import PortalView, get_or_404, page_arg, signed_in_first
@@ -32,11 +32,7 @@ def account_in_scope(account_id) -> Account:
 
 def _added_once(reseller: Account, name: str | None) -> str:
     """What a resend of an Add Sub Account form that was added hears — naming the customer the first send made."""
-    made = db.session.scalar(
-        select(Account.name).where(
-            Account.parent_id == reseller.id, Account.kind == CUSTOMER, Account.name == (name or "").strip()
-        )
-    )
+    made = sub_account_named(reseller, name)
     where = f" {made}" if made else ""
     return f"This form was already sent (submitted twice): the sub-account{where} was added once."
 

@@ -8,7 +8,7 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
-from app.extensions import appbuilder, db
+from app.extensions import appbuilder
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER
 from app.services import reconcile
 from app.services.reconcile import KINDS, DriftFilters
@@ -106,5 +106,4 @@ class ReconciliationView(PortalView):
             flash(f"{customer.name} differs from Microsoft in {run.differences} way(s): see below.", "warning")
         else:
             flash(f"{customer.name} matches Microsoft.", "success")
-        db.session.remove()
         return redirect(url_for(".report", customer=customer.id))
