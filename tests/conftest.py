@@ -159,6 +159,21 @@ def unscoped():
 
 
 @pytest.fixture
+def sandbox(app):
+    """The app's sandbox provider, its knobs (latency, failures, lost answers, the failure draw) restored after."""
+    from app.csp import get_provider
+
+    with app.app_context():
+        provider = get_provider()
+    knobs = ("latency_ms", "fail_rate", "fail_operations", "lost_answer_rate")
+    saved = {name: getattr(provider, name) for name in knobs}, provider._random.getstate()
+    yield provider
+    for name, value in saved[0].items():
+        setattr(provider, name, value)
+    provider._random.setstate(saved[1])
+
+
+@pytest.fixture
 def world(app):
     with app.app_context(), scoping.bypass("test world"):
         return factories.build_world()

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from app.csp import get_provider
 from app.models.csp import SandboxDomain
 from tests.conftest import unscoped
 
@@ -24,15 +23,6 @@ RECORD_STATUS = """() => {
   new MutationObserver(() => window.statusHistory.push({text: status.textContent, value: input.value}))
     .observe(status, {childList: true, characterData: true, subtree: true});
 }"""
-
-
-@pytest.fixture
-def sandbox(app):
-    with app.app_context():
-        provider = get_provider()
-    saved = (provider.latency_ms, provider.fail_rate, provider.fail_operations)
-    yield provider
-    provider.latency_ms, provider.fail_rate, provider.fail_operations = saved
 
 
 @pytest.fixture

@@ -611,14 +611,16 @@ def _after_the_round(app, told: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "sandbox", [{}, {"CSP_SANDBOX_FAIL_RATE": "0.5", "CSP_SANDBOX_LOST_ANSWER_RATE": "0.3"}], ids=["sound", "flaky"]
+    "sandbox_settings",
+    [{}, {"CSP_SANDBOX_FAIL_RATE": "0.5", "CSP_SANDBOX_LOST_ANSWER_RATE": "0.3"}],
+    ids=["sound", "flaky"],
 )
-def test_twenty_licence_assigns_at_once_leave_the_portal_equal_to_microsoft(app, gunicorn, world, sandbox):
+def test_twenty_licence_assigns_at_once_leave_the_portal_equal_to_microsoft(app, gunicorn, world, sandbox_settings):
     """Sound, or failing half of its calls (every kind, reads included) and losing the answers of a third of the changes
     it makes: after every round the portal equals Microsoft, nobody holds more licences than were bought, nobody
     lost a licence, and every answer was true: "assigned" is held, "Microsoft did not, as it confirms" is not, and
     nobody holds one after being told anything else than "assigned" or "not known yet"."""
-    gunicorn.configure(**sandbox)
+    gunicorn.configure(**sandbox_settings)
     customer, sub_id = world.accounts["customer_a"].id, world.rows["a"]["subscription"]
     people = _more_people(app, customer, 22)
     browsers = _signed_in(gunicorn.base, world.users["customer_a_master_admin"].email, 20)
@@ -639,7 +641,7 @@ def test_twenty_licence_assigns_at_once_leave_the_portal_equal_to_microsoft(app,
             assert answer == assigned_to[p] or any(words in answer for words in allowed), told
         return winners
 
-    for rounds in range(2 if sandbox else 1):
+    for rounds in range(2 if sandbox_settings else 1):
         # 20 identical clicks: one licence for one person, here and at Microsoft.
         before = _holders(sub_id)[1]
         _set_quantity(sub_id, len(before) + 5)
@@ -647,7 +649,7 @@ def test_twenty_licence_assigns_at_once_leave_the_portal_equal_to_microsoft(app,
         told = _at_once(browsers, assign, [{"m365_user_id": str(person)}] * 20)
         winners = check([person] * 20, told, before, ("already has", "under way", "Microsoft did not"))
         assert told.count(assigned_to[person]) == len(winners) <= 1
-        if not sandbox:
+        if not sandbox_settings:
             assert winners == {person}, told
         _after_the_round(app, told)
 
@@ -659,7 +661,7 @@ def test_twenty_licence_assigns_at_once_leave_the_portal_equal_to_microsoft(app,
         allowed = ("are assigned", "already has", "under way", "Microsoft did not")
         winners = check(crowd, told, before, allowed)
         assert len(winners) <= 1, told
-        if not sandbox:
+        if not sandbox_settings:
             assert len(winners) == 1, told
         _after_the_round(app, told)
 

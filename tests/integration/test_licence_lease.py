@@ -23,17 +23,6 @@ from tests.conftest import at_once, unscoped
 
 
 @pytest.fixture
-def sandbox(app):
-    """The app's sandbox provider, its knobs restored afterwards."""
-    with app.app_context():
-        provider = get_provider()
-    saved = (provider.fail_rate, provider.fail_operations, provider.lost_answer_rate, provider._random.getstate())
-    yield provider
-    provider.fail_rate, provider.fail_operations, provider.lost_answer_rate = saved[:3]
-    provider._random.setstate(saved[3])
-
-
-@pytest.fixture
 def aardvark(app, world):
     """Customer A's Business Basic subscription and ten more of its Microsoft 365 users, known to the sandbox."""
     customer_id = world.accounts["customer_a"].id

@@ -8,10 +8,8 @@ from __future__ import annotations
 import html
 import re
 
-import pytest
 from sqlalchemy import select
 
-from app.csp import get_provider
 from app.models.accounts import Account
 from app.models.csp import SandboxUser
 from app.models.subscriptions import M365User
@@ -20,16 +18,6 @@ from tests.conftest import csrf_token, unscoped
 from tests.integration.test_impersonation import _launch
 from tests.integration.test_operations_recovery import _nowhere, differences
 from tests.integration.test_scoping import database_fingerprint
-
-
-@pytest.fixture
-def sandbox(app):
-    with app.app_context():
-        provider = get_provider()
-    saved = (provider.fail_rate, provider.fail_operations, provider.lost_answer_rate, provider._random.getstate())
-    yield provider
-    provider.fail_rate, provider.fail_operations, provider.lost_answer_rate = saved[:3]
-    provider._random.setstate(saved[3])
 
 
 def _base(world, key: str = "customer_a") -> str:

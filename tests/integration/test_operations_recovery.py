@@ -20,7 +20,6 @@ import time_machine
 from sqlalchemy import func, inspect, select
 
 from app import clock
-from app.csp import get_provider
 from app.csp.base import AgreementAcceptance, CompanyProfile, ProviderError, new_correlation_id
 from app.csp.partner_center import PartnerCenterProvider
 from app.extensions import db
@@ -111,17 +110,6 @@ with app.app_context(), scoping.bypass("test: a change whose process will be kil
     CHANGES[sys.argv[1]](json.loads(sys.argv[2]))
     db.session.commit()
 """
-
-
-@pytest.fixture
-def sandbox(app):
-    """The app's sandbox provider, its knobs restored afterwards."""
-    with app.app_context():
-        provider = get_provider()
-    saved = (provider.fail_rate, provider.fail_operations, provider.lost_answer_rate, provider._random.getstate())
-    yield provider
-    provider.fail_rate, provider.fail_operations, provider.lost_answer_rate = saved[:3]
-    provider._random.setstate(saved[3])
 
 
 @pytest.fixture

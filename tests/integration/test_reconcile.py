@@ -13,7 +13,6 @@ import pytest
 import time_machine
 from sqlalchemy import delete, func, select
 
-from app.csp import get_provider
 from app.csp.base import new_correlation_id
 from app.csp.partner_center import PartnerCenterProvider
 from app.extensions import db
@@ -218,15 +217,9 @@ def test_a_customer_with_a_change_in_flight_is_skipped_and_its_drift_left_as_it_
         assert session.scalar(select(func.count(Drift.id)).where(Drift.account_id == a)) == 0
 
 
-def test_an_unreadable_customer_is_reported_not_guessed(app, world):
-    with app.app_context():
-        sandbox = get_provider()
-    saved = (sandbox.fail_rate, sandbox.fail_operations)
+def test_an_unreadable_customer_is_reported_not_guessed(app, world, sandbox):
     sandbox.fail_rate, sandbox.fail_operations = 1.0, ["list_users"]
-    try:
-        kinds, counts = _run(app)
-    finally:
-        sandbox.fail_rate, sandbox.fail_operations = saved
+    kinds, counts = _run(app)
     assert kinds == [] and counts["unreadable"] == 2 and counts["state"] == "finished"
     with unscoped() as session:
         assert set(session.scalars(select(ReconciliationStatus.outcome))) == {"unreadable"}

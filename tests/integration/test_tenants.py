@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import func, select
 
 from app import clock
-from app.csp import get_provider
 from app.extensions import limiter
 from app.models.accounts import CUSTOMER, Account, MicrosoftTenant
 from app.models.csp import SandboxCustomer, SandboxDomain
@@ -27,16 +26,6 @@ def taken_at_microsoft(world):
     with unscoped() as session:
         session.add_all([SandboxDomain(prefix=p) for p in ("enet123", "contoso", "microsoft")])
         session.commit()
-
-
-@pytest.fixture
-def sandbox(app):
-    """The app's sandbox provider, its knobs restored afterwards."""
-    with app.app_context():
-        provider = get_provider()
-    saved = (provider.latency_ms, provider.fail_rate, provider.fail_operations)
-    yield provider
-    provider.latency_ms, provider.fail_rate, provider.fail_operations = saved
 
 
 def _check(client, account_id, prefix):
