@@ -30,10 +30,10 @@ from app.models.events import Event
 from app.models.operations import ProviderOperation
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from app.services import licensing, operations, recovery, tenants
-from app.services.licensing import LicenceError
 from security import scoping
 from tests import clocked
 from tests.conftest import unscoped
+from tests.integration.test_licence_lease import _as_request
 from tests.integration.test_reports import ROOT
 
 LATER = dt.timedelta(minutes=5)  # past OPERATION_TIMEOUT_SECONDS (120) and LICENCE_LEASE_SECONDS (60)
@@ -129,20 +129,6 @@ def _target(kind: str, ids: dict) -> str:
     if kind.startswith(("quantity", "auto_renew", "licence")):
         return f"subscription:{ids['sub2']}"
     return f"account:{ids['customer']}" if kind == "m365_user_create" else f"m365_user:{ids['person']}"
-
-
-def _as_request(app, customer_id: int, change) -> str:
-    """One request's worth: ``change()`` under the customer's scope, committed; what the user would be told."""
-    with app.app_context(), scoping.use_scope(scoping.Scope(scoping.CUSTOMER_SCOPE, customer_id)):
-        try:
-            change()
-            db.session.commit()
-            return "done"
-        except LicenceError as exc:
-            db.session.rollback()
-            return str(exc)
-        finally:
-            db.session.remove()
 
 
 def _run(app, kind: str, ids: dict) -> str:
