@@ -41,9 +41,13 @@ ORDERS = "Orders"  # new subscriptions, quantities, auto-renew
 LICENCES = "Licences"  # assign and unassign licences
 M365_ADMIN = "Microsoft 365 Admin"  # add and disable Microsoft 365 users
 TENANT_SETUP = "Tenant Setup"  # create or link a Microsoft tenant
-COSTS = "Costs and margins"  # see unit cost and margin (everyone who sees a subscription sees its price)
+COSTS = "Costs and margins"  # see one's buy price and margin (everyone who sees a subscription sees its price)
+MICROSOFT_COSTS = "Microsoft Costs"  # see Microsoft's cost and every reseller's buy price and margin (operator staff)
+CUSTOMER_PRICES = "Customer Prices"  # a reseller's price list for its customers: default markup, overrides
+RESELLER_PRICES = "Reseller Prices"  # the operator's price list for each reseller (what resellers pay)
+PRICE_SHEET = "Price Sheet"  # Microsoft's price sheet: import it, see next month's changes before they apply
 # While impersonating, a capability counts only if the real (partner) user's role holds it too.
-CAPABILITIES = frozenset({ORDERS, LICENCES, M365_ADMIN, TENANT_SETUP, COSTS})
+CAPABILITIES = frozenset({ORDERS, LICENCES, M365_ADMIN, TENANT_SETUP, COSTS, MICROSOFT_COSTS, CUSTOMER_PRICES})
 
 # The menu: item name -> the resource whose read permission shows it. views/__init__.py uses these names.
 MENU_ACCOUNTS = "Accounts"
@@ -112,6 +116,7 @@ _PARTNER_CSP_ADMIN = (
     | _grant(TENANT_SETUP, WRITE)
     | _grant(ORDERS, WRITE)
     | _grant(COSTS, READ)
+    | _grant(CUSTOMER_PRICES, READ, WRITE)
     | _grant(RECONCILIATION, WRITE)  # check one customer against Microsoft now
 )
 _CUSTOMER_LOGIN = _grant(ACCOUNT_SWITCHER, READ, WRITE)
@@ -157,6 +162,10 @@ RESOURCE_ACTIONS = {
     M365_ADMIN: (WRITE,),
     TENANT_SETUP: (WRITE,),
     COSTS: (READ,),
+    MICROSOFT_COSTS: (READ,),
+    CUSTOMER_PRICES: (READ, WRITE),
+    RESELLER_PRICES: (READ, WRITE),
+    PRICE_SHEET: (READ, WRITE),
 }
 # Operator staff: everything on every account.
 _OPERATOR_ADMIN = {(action, resource) for resource, actions in RESOURCE_ACTIONS.items() for action in actions}
@@ -176,6 +185,7 @@ ROLES: dict[str, set[tuple[str, str]]] = {
 PARTNER_PORTAL_RESOURCES = frozenset(
     {ACCOUNTS, RESELLERS, PORTAL_USERS, PARTNER_USERS, TENANTS, SUBSCRIPTIONS, M365_USERS, PRODUCTS, EVENTS, REPORTS}
     | {IMPERSONATION, RECONCILIATION, RECONCILIATION_REPAIR}
+    | {MICROSOFT_COSTS, CUSTOMER_PRICES, RESELLER_PRICES, PRICE_SHEET}
 )
 
 # CRUD views collapse FAB's methods onto these actions.

@@ -68,7 +68,11 @@ ALL, RESELLER_SCOPE, CUSTOMER_SCOPE, NONE = "all", "reseller", "customer", "none
 GLOBAL_TABLES = frozenset(
     {
         "product",
+        "availability",
+        "catalogue_price",
         "sandbox_domain",
+        "sandbox_cart",
+        "sandbox_seat_batch",
         "sandbox_customer",
         "sandbox_subscription",
         "sandbox_user",

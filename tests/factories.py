@@ -7,11 +7,14 @@ import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from sqlalchemy import select
+
 from app import clock
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
-from app.models.catalog import Product
+from app.models.catalog import Availability, Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
+from app.services import catalogue, pricing, subscriptions
 from app.services.accounts import add_default_master_admin, create_account
 from app.services.demo import mirror_in_sandbox
 from app.services.users import create_user
@@ -45,11 +48,22 @@ class World:
     rows: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def product(name: str, sku: str, price: str = "10.00", cost: str = "8.50", cycle: str = "monthly") -> Product:
-    item = Product(name=name, sku=sku, billing_cycle=cycle, unit_price=Decimal(price), unit_cost=Decimal(cost))
-    db.session.add(item)
-    db.session.flush()
+def product(
+    name: str, sku: str, price: str = "10.00", cost: str = "8.50", cycle: str = "monthly", term: str = "P1Y"
+) -> Product:
+    """A SKU with one availability (``term``, billed ``cycle``) priced ``price`` (Microsoft's retail: what customers
+    pay without a price list) and ``cost`` (Microsoft's cost: what resellers pay without one), per licence per
+    billing period, from the 1st of this month."""
+    item = catalogue.ensure_product(name, sku)
+    catalogue.set_price(catalogue.ensure_availability(item, term, cycle), Decimal(cost), Decimal(price))
     return item
+
+
+def availability(item: Product) -> Availability:
+    """A product's first availability (the one ``product`` made)."""
+    return db.session.scalars(
+        select(Availability).where(Availability.product_id == item.id).order_by(Availability.id)
+    ).first()
 
 
 def user(account: Account, email: str, first: str = "Test", last: str = "User", **flags):
@@ -71,20 +85,24 @@ def m365_user(customer: Account, upn: str, name: str = "Person") -> M365User:
 
 
 def subscription(customer: Account, item: Product, quantity: int, holders=(), renew_in_days: int = 90) -> Subscription:
+    """Bought 30 days ago (its purchase window long closed) at the product's retail price, its reseller paying cost."""
     today = clock.today()
-    sub = Subscription(
-        account=customer,
-        product=item,
-        quantity=quantity,
-        assigned=len(holders),
-        billing_cycle=item.billing_cycle,
+    offer = availability(item)
+    price = pricing.catalogue_price(offer.id)
+    started = today - dt.timedelta(days=30)
+    sub = subscriptions.new_subscription(
+        customer,
+        offer,
+        quantity,
+        unit_price=pricing.cents(price.erp_price),
+        unit_cost=pricing.cents(price.unit_cost),
+        ms_unit_cost=pricing.cents(price.unit_cost),
+        provider_subscription_id=None,
+        term_started_on=started,
         renew_on=today + dt.timedelta(days=renew_in_days),
-        term_started_on=today - dt.timedelta(days=30),
-        unit_price=item.unit_price,
-        unit_cost=item.unit_cost,
+        added_at=dt.datetime.combine(started, dt.time()),
     )
-    db.session.add(sub)
-    db.session.flush()
+    sub.assigned = len(holders)
     for holder in holders:
         db.session.add(LicenceAssignment(account=customer, subscription=sub, m365_user=holder))
     db.session.add(

@@ -80,6 +80,28 @@ class SkuUsage:
 
 
 @dataclasses.dataclass(frozen=True)
+class RefundableQuantity:
+    """Seats Microsoft still lets the partner give back, and until when (UTC, naive): its
+    ``RefundableQuantityDetail`` (``quantity``, ``allowedUntilDateTime``) — one per purchase, increase or renewal
+    still inside its 168-hour window."""
+
+    quantity: int
+    allowed_until: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class NextTermInstructions:
+    """What is scheduled for the next term (Microsoft's ``scheduledNextTermInstructions``,
+    https://learn.microsoft.com/partner-center/developer/create-scheduled-changes): the SKU (``offer_id``,
+    ProductId:SkuId), ``term`` (termDuration), ``billing_cycle`` and ``quantity``."""
+
+    offer_id: str
+    term: str
+    billing_cycle: str
+    quantity: int
+
+
+@dataclasses.dataclass(frozen=True)
 class ProviderSubscription:
     subscription_id: str
     offer_id: str
@@ -90,6 +112,41 @@ class ProviderSubscription:
     renew_on: dt.date | None = None
     commitment_end: dt.date | None = None
     cancellation_allowed_until: dt.datetime | None = None
+    term: str = "P1Y"  # termDuration
+    term_started_on: dt.date | None = None
+    refundable: tuple[RefundableQuantity, ...] = ()
+    scheduled: NextTermInstructions | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CartLineItem:
+    """One line of a cart (https://learn.microsoft.com/partner-center/developer/cart-resources): the SKU
+    (``offer_id``, ProductId:SkuId; with ``availability_id`` it is Microsoft's catalogItemId), ``quantity``,
+    ``term`` (termDuration), ``billing_cycle``, and for co-terming ``custom_term_end`` (customTermEndDate)."""
+
+    offer_id: str
+    quantity: int
+    term: str
+    billing_cycle: str
+    custom_term_end: dt.date | None = None
+    availability_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Cart:
+    cart_id: str
+    expires_at: dt.datetime
+    line_items: tuple[CartLineItem, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class TransitionEligibility:
+    """A SKU a subscription may move to (``eligibilityType`` immediate: an upgrade now; scheduled: at renewal)."""
+
+    offer_id: str
+    title: str
+    term: str
+    billing_cycle: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,3 +290,68 @@ class CspProvider(abc.ABC):
         self, tenant_id: str, user_id: str, *, password: str, correlation_id: str, request_id: str | None = None
     ) -> None:
         """Give the user the temporary ``password``, to be changed at their next sign-in. Never logged."""
+
+    # -- new commerce (issue 13): price sheet, carts, cancellation, scheduled changes, upgrades ----------------------
+    # Not abstract yet: each provider implements them as the issue lands (a missing one answers 501).
+    def _not_yet(self, what: str, correlation_id: str):
+        return ProviderError(f"{self.name} cannot {what} yet", correlation_id=correlation_id, status=501)
+
+    def get_price_sheet(self, market: str, *, month: str | None = None, correlation_id: str) -> bytes:
+        """Microsoft's licence-based price sheet for ``market`` (two letters) as CSV bytes; ``month`` (YYYYMM) for
+        another month than the current (Partner Center: GET https://api.partner.microsoft.com/v1.0/sales/
+        pricesheets(Market='{market}',PricesheetView='updatedlicensebased')/$value,
+        https://learn.microsoft.com/partner-center/developer/get-a-price-sheet)."""
+        raise self._not_yet("download the price sheet", correlation_id)
+
+    def create_cart(
+        self, tenant_id: str, line_items: list[CartLineItem], *, correlation_id: str, request_id: str | None = None
+    ) -> Cart:
+        """POST /v1/customers/{id}/carts (https://learn.microsoft.com/partner-center/developer/create-a-cart)."""
+        raise self._not_yet("create a cart", correlation_id)
+
+    def checkout_cart(
+        self, tenant_id: str, cart_id: str, *, correlation_id: str, request_id: str | None = None
+    ) -> list[ProviderSubscription]:
+        """POST /v1/customers/{id}/carts/{cart}/checkout: the subscriptions the order made, in line order
+        (https://learn.microsoft.com/partner-center/developer/checkout-a-cart)."""
+        raise self._not_yet("check out a cart", correlation_id)
+
+    def cancel_subscription(
+        self, tenant_id: str, subscription_id: str, *, correlation_id: str, request_id: str | None = None
+    ) -> ProviderSubscription:
+        """PATCH the subscription with status ``deleted``: only within 168 hours of its purchase or renewal."""
+        raise self._not_yet("cancel a subscription", correlation_id)
+
+    def schedule_next_term(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        instructions: NextTermInstructions | None,
+        *,
+        correlation_id: str,
+        request_id: str | None = None,
+    ) -> ProviderSubscription:
+        """PATCH the subscription's ``scheduledNextTermInstructions`` (None: clears them); auto-renew must be on."""
+        raise self._not_yet("schedule a change at renewal", correlation_id)
+
+    def get_transition_eligibilities(
+        self, tenant_id: str, subscription_id: str, eligibility_type: str, *, correlation_id: str
+    ) -> list[TransitionEligibility]:
+        """GET …/subscriptions/{id}/transitionEligibilities?eligibilityType=immediate|scheduled."""
+        raise self._not_yet("list upgrades", correlation_id)
+
+    def transition(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        to_offer_id: str,
+        quantity: int,
+        *,
+        term: str,
+        billing_cycle: str,
+        correlation_id: str,
+        request_id: str | None = None,
+    ) -> ProviderSubscription:
+        """POST …/subscriptions/{id}/transitions: move ``quantity`` seats to ``to_offer_id`` (all of them, or some:
+        the rest stay); the subscription that holds the moved seats."""
+        raise self._not_yet("upgrade a subscription", correlation_id)

@@ -1,8 +1,15 @@
 """Every model, imported so that ``flask_appbuilder.Model.metadata`` is complete for Alembic and scoping."""
 
 from app.models.accounts import Account, MicrosoftTenant, PlaceholderUser
-from app.models.catalog import Product
-from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
+from app.models.catalog import Availability, CataloguePrice, PriceRule, Product
+from app.models.csp import (
+    SandboxCart,
+    SandboxCustomer,
+    SandboxDomain,
+    SandboxSeatBatch,
+    SandboxSubscription,
+    SandboxUser,
+)
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.jobs import BackgroundJob, FormSubmission
@@ -11,11 +18,17 @@ from app.models.operations import ProviderOperation
 from app.models.outbox import OutboxMail
 from app.models.reconciliation import Drift, ReconciliationRun, ReconciliationStatus
 from app.models.sessions import ServerSession
-from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
+from app.models.subscriptions import LicenceAssignment, M365User, SeatBatch, Subscription, UsagePoint
 from security.models import Membership, PortalUser
 
 __all__ = [
     "Account",
+    "Availability",
+    "CataloguePrice",
+    "PriceRule",
+    "SandboxCart",
+    "SandboxSeatBatch",
+    "SeatBatch",
     "Drift",
     "BackgroundJob",
     "DashboardWidget",

@@ -35,7 +35,9 @@ class SandboxCustomer(Model):
 
 
 class SandboxSubscription(Model):
-    """A subscription the sandbox sold."""
+    """A subscription the sandbox sold: its term (``term``: P1M, P1Y, P3Y) runs from ``term_started_on`` to
+    ``term_end`` (inclusive); what is scheduled for the next term is ``next_*`` (Microsoft's
+    scheduledNextTermInstructions); ``offer_id`` is the SKU (ProductId:SkuId)."""
 
     __tablename__ = "sandbox_subscription"
 
@@ -50,6 +52,44 @@ class SandboxSubscription(Model):
     purchased_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
     # The MS-RequestId of the order that made it: the same request sent again returns this subscription.
     request_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    term: Mapped[str] = mapped_column(String(3), nullable=False, default="P1Y", server_default="P1Y")
+    term_started_on: Mapped[dt.date | None] = mapped_column(Date)
+    term_end: Mapped[dt.date | None] = mapped_column(Date)
+    next_offer_id: Mapped[str | None] = mapped_column(String(64))
+    next_term: Mapped[str | None] = mapped_column(String(3))
+    next_billing_cycle: Mapped[str | None] = mapped_column(String(16))
+    next_quantity: Mapped[int | None] = mapped_column(Integer)
+    cart_id: Mapped[str | None] = mapped_column(String(36), index=True)
+
+
+class SandboxSeatBatch(Model):
+    """Seats the sandbox added (purchase, increase, renewal) and until when they can be given back (168 hours):
+    what Partner Center reports as the subscription's refundable quantities."""
+
+    __tablename__ = "sandbox_seat_batch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    allowed_until: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+
+
+class SandboxCart(Model):
+    """A cart the sandbox holds (Partner Center: POST /v1/customers/{id}/carts; checked out once; expires after
+    7 days). ``line_items`` is the JSON the portal sent; ``request_id`` the MS-RequestId that made it."""
+
+    __tablename__ = "sandbox_cart"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cart_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    checkout_request_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    line_items: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="Active")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
 
 
 class SandboxUser(Model):

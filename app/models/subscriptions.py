@@ -10,22 +10,31 @@ from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integ
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Money, TenantOwned, utcnow
-from app.models.catalog import Product
+from app.models.catalog import PERIOD_MONTHS, Availability, Product
 
 SUBSCRIPTION_STATUSES = ("active", "suspended", "cancelled", "expired")
 
 
 class Subscription(TenantOwned, Model):
     """A customer's licence-based subscription. ``assigned`` is the count of its licence assignments, kept in the
-    same transaction as they change; the database refuses more assignments than licences."""
+    same transaction as they change; the database refuses more assignments than licences.
+
+    It buys one availability (``term``, ``billing_cycle``: copies of the availability's, Microsoft's ``termDuration``
+    and ``billingCycle``). Prices are per licence per billing period, excluding GST, locked for the term:
+    ``unit_price`` what the customer pays (the reseller's sell price), ``unit_cost`` what the reseller pays the
+    operator (its buy price), ``ms_unit_cost`` what Microsoft charges the operator. ``renew_on`` is the term's end
+    (the day it renews or expires). A change scheduled for the next term (Microsoft's
+    ``scheduledNextTermInstructions``) is ``next_availability_id`` / ``next_quantity``."""
 
     __account_index__ = False
     __tablename__ = "subscription"
     __table_args__ = (
         CheckConstraint("quantity >= 0", name="ck_subscription_quantity"),
         CheckConstraint("assigned >= 0 AND assigned <= quantity", name="ck_subscription_assigned"),
-        CheckConstraint("unit_price >= 0 AND unit_cost >= 0", name="ck_subscription_money"),
-        CheckConstraint("billing_cycle IN ('monthly', 'annual')", name="ck_subscription_billing_cycle"),
+        CheckConstraint("unit_price >= 0 AND unit_cost >= 0 AND ms_unit_cost >= 0", name="ck_subscription_money"),
+        CheckConstraint("billing_cycle IN ('monthly', 'annual', 'triennial')", name="ck_subscription_billing_cycle"),
+        CheckConstraint("term IN ('P1M', 'P1Y', 'P3Y')", name="ck_subscription_term"),
+        CheckConstraint("next_quantity IS NULL OR next_quantity >= 1", name="ck_subscription_next_quantity"),
         CheckConstraint("status IN ('active', 'suspended', 'cancelled', 'expired')", name="ck_subscription_status"),
         Index("ix_subscription_renew_on", "renew_on"),
         Index("ix_subscription_account_renew_on", "account_id", "renew_on"),
@@ -33,6 +42,10 @@ class Subscription(TenantOwned, Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("product.id", ondelete="RESTRICT"), nullable=False, index=True)
+    availability_id: Mapped[int] = mapped_column(
+        ForeignKey("availability.id", ondelete="RESTRICT"), nullable=False, index=True
+    )
+    term: Mapped[str] = mapped_column(String(3), nullable=False)
     quantity: Mapped[int] = mapped_column(Integer, nullable=False)
     assigned: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     renew_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
@@ -40,6 +53,7 @@ class Subscription(TenantOwned, Model):
     billing_cycle: Mapped[str] = mapped_column(String(16), nullable=False)
     unit_price: Mapped[Decimal] = mapped_column(Money, nullable=False)
     unit_cost: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    ms_unit_cost: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal("0"))
     auto_renew: Mapped[bool] = mapped_column(nullable=False, default=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     provider_subscription_id: Mapped[str | None] = mapped_column(String(64))
@@ -48,15 +62,71 @@ class Subscription(TenantOwned, Model):
     # committed before the call to Microsoft, released after; a crashed holder's lease lapses by itself.
     licence_lease: Mapped[str | None] = mapped_column(String(36))
     licence_lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The change scheduled for the next term (none: renews as it is); the term's end is when it applies.
+    next_availability_id: Mapped[int | None] = mapped_column(ForeignKey("availability.id", ondelete="SET NULL"))
+    next_quantity: Mapped[int | None] = mapped_column(Integer)
+    next_scheduled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     product: Mapped[Product] = relationship()
+    availability: Mapped[Availability] = relationship(foreign_keys=[availability_id])
+    next_availability: Mapped[Availability | None] = relationship(foreign_keys=[next_availability_id])
+
+    @property
+    def period_months(self) -> int:
+        return PERIOD_MONTHS[self.billing_cycle]
+
+    @property
+    def monthly_price(self) -> Decimal:
+        """The customer's price per licence per month (the billing period's price spread evenly; not rounded)."""
+        return self.unit_price / self.period_months
+
+    @property
+    def monthly_cost(self) -> Decimal:
+        return self.unit_cost / self.period_months
 
     @property
     def monthly_total(self) -> Decimal:
-        return self.unit_price * self.quantity
+        """What the customer pays a month for all its licences, to the cent (half up)."""
+        return (self.unit_price * self.quantity / self.period_months).quantize(Decimal("0.01"), "ROUND_HALF_UP")
+
+    @property
+    def has_scheduled_change(self) -> bool:
+        return self.next_availability_id is not None or self.next_quantity is not None
 
     def __repr__(self) -> str:
         return f"{self.product.name} ({self.assigned}/{self.quantity})"
+
+
+SEAT_BATCH_KINDS = ("purchase", "increase", "renewal")
+
+
+class SeatBatch(TenantOwned, Model):
+    """Seats a purchase, an increase or a renewal added, and the window in which Microsoft lets them be given back
+    for a prorated refund: 168 hours (7 days) after that moment, its own end for each batch
+    (https://learn.microsoft.com/partner-center/customers/subscription-lifecycle — new-commerce cancellation policy).
+    ``refundable`` is how many of its seats can still be given back; ``refundable_until`` is Microsoft's
+    ``allowedUntilDateTime`` (UTC) for the Partner Center provider, 168 hours after ``added_at`` for the sandbox."""
+
+    __account_index__ = False
+    __tablename__ = "seat_batch"
+    __table_args__ = (
+        CheckConstraint("kind IN ('purchase', 'increase', 'renewal')", name="ck_seat_batch_kind"),
+        CheckConstraint("quantity >= 1 AND refundable >= 0 AND refundable <= quantity", name="ck_seat_batch_seats"),
+        Index("ix_seat_batch_subscription", "subscription_id", "added_at"),
+        Index("ix_seat_batch_account", "account_id", "refundable_until"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscription.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    refundable: Mapped[int] = mapped_column(Integer, nullable=False)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    refundable_until: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    unit_price: Mapped[Decimal] = mapped_column(Money, nullable=False)  # the customer's, per licence per period
+
+    subscription: Mapped[Subscription] = relationship()
 
 
 class M365User(TenantOwned, Model):

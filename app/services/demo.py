@@ -12,9 +12,10 @@ from app.extensions import db
 from app.formatting import format_money
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant, PlaceholderUser
 from app.models.base import utcnow
-from app.models.catalog import Product
+from app.models.catalog import PERIOD_MONTHS, Availability, Product
 from app.models.csp import SandboxDomain
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
+from app.services import catalogue, pricing, subscriptions
 from app.services.accounts import add_default_master_admin, create_account
 from app.services.events import record_event
 from app.services.users import add_member, create_user, membership_of
@@ -101,10 +102,17 @@ def _sku(name: str) -> str:
 def _ensure_catalogue(report: SeedReport) -> None:
     for name, sku, cycle, cost, price in CATALOGUE:
         if db.session.query(Product.id).filter_by(sku=sku).first() is None:
-            db.session.add(
-                Product(name=name, sku=sku, billing_cycle=cycle, unit_cost=Decimal(cost), unit_price=Decimal(price))
+            product = catalogue.ensure_product(name, sku)
+            months = PERIOD_MONTHS[cycle]
+            catalogue.set_price(
+                catalogue.ensure_availability(product, "P1Y", cycle), Decimal(cost) * months, Decimal(price) * months
             )
             report.created.append(f"product {name}")
+
+
+def _availability(product: Product) -> Availability:
+    """The demo's subscriptions buy each product's 1-year availability."""
+    return db.session.query(Availability).filter_by(product_id=product.id, term="P1Y").order_by(Availability.id).first()
 
 
 def _ensure_domains() -> None:
@@ -185,21 +193,22 @@ def _subscription(
     product = _product(_sku(product_name))
     sub = db.session.query(Subscription).filter_by(account_id=customer.id, product_id=product.id).first()
     if sub is None:
-        sub = Subscription(
-            account=customer,
-            product=product,
-            quantity=quantity,
-            assigned=0,
-            renew_on=renew_on,
+        availability = _availability(product)
+        price = pricing.catalogue_price(availability.id)
+        bought = dt.datetime.combine(started, dt.time(9))
+        sub = subscriptions.new_subscription(
+            customer,
+            availability,
+            quantity,
+            unit_price=pricing.cents(price.erp_price),
+            unit_cost=pricing.cents(price.unit_cost),
+            ms_unit_cost=pricing.cents(price.unit_cost),
+            provider_subscription_id=None,
             term_started_on=started,
-            billing_cycle=product.billing_cycle,
-            unit_price=product.unit_price,
-            unit_cost=product.unit_cost,
-            auto_renew=True,
-            created_on=dt.datetime.combine(started, dt.time(9)),
+            renew_on=renew_on,
+            added_at=bought,
+            created_on=bought,
         )
-        db.session.add(sub)
-        db.session.flush()
         for holder in holders[:quantity]:
             db.session.add(LicenceAssignment(account=customer, subscription=sub, m365_user=holder))
         sub.assigned = min(len(holders), quantity)

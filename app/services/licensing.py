@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import secrets
 import uuid
+from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import or_, select, update
@@ -27,10 +28,10 @@ from app.extensions import db
 from app.formatting import format_money
 from app.models.accounts import Account
 from app.models.base import utcnow
-from app.models.catalog import Product
+from app.models.catalog import Availability, Product
 from app.models.operations import SUCCEEDED, ProviderOperation
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
-from app.services import operations
+from app.services import operations, pricing, subscriptions
 from app.services.events import record_event
 
 log = logging.getLogger(__name__)
@@ -79,21 +80,33 @@ class StillBeingConfirmed(Exception):
     """The form was sent before and its order is still with Microsoft (another request is sending it)."""
 
 
-def order(customer: Account, product: Product, quantity: int, key: str | None = None) -> Subscription:
+def order(customer: Account, availability: Availability, quantity: int, key: str | None = None) -> Subscription:
     """Place an order, durably (app/services/operations.py): written as an operation and committed before Microsoft is
     asked, with one MS-RequestId for every try. The same form again (``key``) is answered from its operation:
     placed (``AlreadyPlaced``), still being confirmed (``StillBeingConfirmed``), or — failed before, or left pending
     by a crash — sent again with the same request id, so Microsoft never buys twice."""
-    if product.is_retired:
-        raise LicenceError(f"{product.name} is no longer sold.")
+    if isinstance(availability, Product):  # TODO(issue 13, ordering): callers pass the availability
+        availability = availability.availabilities[0]
+    product = availability.product
+    if product.is_retired or availability.retired_on is not None:
+        raise LicenceError(f"{product.name} ({availability.label}) is no longer sold.")
     if not 1 <= quantity <= 10000:
         raise LicenceError("Order between 1 and 10,000 licences.")
     _tenant_id(customer)
+    try:
+        price = pricing.quote(customer, availability)
+    except pricing.NoPrice as exc:
+        raise LicenceError(str(exc)) from None
     params = {
         "product_id": product.id,
+        "availability_id": availability.id,
         "sku": product.sku,
         "quantity": quantity,
-        "billing_cycle": product.billing_cycle,
+        "term": availability.term,
+        "billing_cycle": availability.billing_frequency,
+        "unit_price": str(price.sell),
+        "unit_cost": str(price.buy),
+        "ms_unit_cost": str(price.ms_cost),
     }
     try:
         operation = operations.begin("order", customer.id, params, key, target=f"account:{customer.id}")
@@ -113,7 +126,10 @@ def send_order(operation: ProviderOperation, customer: Account) -> Subscription:
     """Send ``operation`` (pending, claimed by the caller) to Microsoft and record what it answered; the subscription
     (created once: an answer for a request already recorded finds its subscription)."""
     params = operations.params_of(operation)
-    product = db.session.get(Product, params["product_id"])
+    if "availability_id" not in params:  # written before the catalogue had availabilities (migration 0017)
+        params = _legacy_order_params(customer, params)
+    availability = db.session.get(Availability, params["availability_id"])
+    product = availability.product
     tenant_id = _tenant_id(customer)
     correlation_id = new_correlation_id()
     try:
@@ -141,36 +157,55 @@ def send_order(operation: ProviderOperation, customer: Account) -> Subscription:
             )
         ).first()
     if sub is None:
-        today = clock.today()
-        sub = Subscription(
-            account_id=customer.id,
-            product_id=product.id,
-            quantity=params["quantity"],
-            assigned=0,
-            billing_cycle=product.billing_cycle,
-            unit_price=product.unit_price,
-            unit_cost=product.unit_cost,
-            auto_renew=bought.auto_renew,
-            term_started_on=today,
-            renew_on=bought.renew_on or today + dt.timedelta(days=365),
+        allowed = [r.allowed_until for r in bought.refundable]
+        sub = subscriptions.new_subscription(
+            customer,
+            availability,
+            params["quantity"],
+            unit_price=Decimal(params["unit_price"]),
+            unit_cost=Decimal(params["unit_cost"]),
+            ms_unit_cost=Decimal(params["ms_unit_cost"]),
             provider_subscription_id=bought.subscription_id,
+            term_started_on=bought.term_started_on,
+            renew_on=bought.renew_on,
+            auto_renew=bought.auto_renew,
+            refundable_until=max(allowed) if allowed else None,
         )
-        db.session.add(sub)
-        db.session.flush()
         record_usage(sub)
         record_event(
             "subscription.ordered",
             account_id=customer.id,
             target=sub,
             summary=(
-                f"Ordered {params['quantity']} × {product.name} at {format_money(product.unit_price)} a licence a "
-                f"month (request id {operation.request_id})"
+                f"Ordered {params['quantity']} × {product.name} ({availability.label}) at "
+                f"{format_money(sub.unit_price)} a licence per billing period (request id {operation.request_id})"
             ),
         )
     operations.succeeded(
         operation, {"subscription_id": sub.id, "provider_subscription_id": bought.subscription_id}, correlation_id
     )
     return sub
+
+
+def _legacy_order_params(customer: Account, params: dict) -> dict:
+    """An order recorded before availabilities existed: its product's 1-year availability of its billing cycle, priced
+    as today."""
+    availability = db.session.scalars(
+        select(Availability).where(
+            Availability.product_id == params["product_id"],
+            Availability.term == "P1Y",
+            Availability.billing_frequency == params.get("billing_cycle", "monthly"),
+        )
+    ).one()
+    price = pricing.quote(customer, availability)
+    return {
+        **params,
+        "availability_id": availability.id,
+        "term": "P1Y",
+        "unit_price": str(price.sell),
+        "unit_cost": str(price.buy),
+        "ms_unit_cost": str(price.ms_cost),
+    }
 
 
 def recover_orders() -> int:

@@ -28,16 +28,18 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 
 from flask import current_app, has_request_context
 from sqlalchemy import and_, delete, func, or_, select, update
 
+from app import clock
 from app.csp import get_provider
 from app.csp.base import ProviderError, ProviderSubscription, ProviderUser, new_correlation_id
 from app.extensions import db
 from app.models.accounts import CUSTOMER, RESELLER, Account, MicrosoftTenant
 from app.models.base import utcnow
-from app.models.catalog import Product
+from app.models.catalog import TERM_MONTHS, Product
 from app.models.operations import PENDING, ProviderOperation
 from app.models.reconciliation import (
     DIFFERS,
@@ -52,6 +54,7 @@ from app.models.reconciliation import (
     ReconciliationStatus,
 )
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
+from app.services import catalogue, pricing, subscriptions
 from app.services.events import record_event
 
 log = logging.getLogger(__name__)
@@ -373,24 +376,29 @@ class _Compare:
             return None  # a product the catalogue does not sell: reported, never invented
 
         def repair() -> str | None:
-            end = ms.commitment_end or ms.renew_on or utcnow().date() + dt.timedelta(days=365)
-            sub = Subscription(
-                account_id=self.account_id,
-                product_id=product.id,
-                quantity=ms.quantity,
-                assigned=0,
-                billing_cycle=product.billing_cycle,
-                unit_price=product.unit_price,
-                unit_cost=product.unit_cost,
-                auto_renew=ms.auto_renew,
-                status=PORTAL_STATUS.get(ms.status.lower(), "active"),
-                term_started_on=end - dt.timedelta(days=365),
-                renew_on=end,
+            # Microsoft's term and billing cycle; priced by today's price lists (the portal never saw the order).
+            availability = catalogue.ensure_availability(product, ms.term, ms.billing_cycle)
+            customer = db.session.get(Account, self.account_id)
+            try:
+                price = pricing.quote(customer, availability)
+                prices = {"unit_price": price.sell, "unit_cost": price.buy, "ms_unit_cost": price.ms_cost}
+            except pricing.NoPrice:
+                prices = {"unit_price": Decimal(0), "unit_cost": Decimal(0), "ms_unit_cost": Decimal(0)}
+            end = ms.commitment_end or ms.renew_on or subscriptions.renewal_date(clock.today(), ms.term)
+            started = ms.term_started_on or subscriptions.add_months(end, -TERM_MONTHS[ms.term])
+            sub = subscriptions.new_subscription(
+                customer,
+                availability,
+                ms.quantity,
+                **prices,
                 provider_subscription_id=ms.subscription_id,
+                term_started_on=started,
+                renew_on=end,
+                auto_renew=ms.auto_renew,
+                added_at=dt.datetime.combine(started, dt.time()),
             )
+            sub.status = PORTAL_STATUS.get(ms.status.lower(), "active")
             sub.product = product
-            db.session.add(sub)
-            db.session.flush()
             self.ours.subscriptions.append(sub)
             self._subs_by_id[sub.id] = sub
             self.changed_subs.add(sub.id)

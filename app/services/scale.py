@@ -20,10 +20,11 @@ from app import clock
 from app.csp.sandbox import sandbox_id
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
-from app.models.catalog import Product
+from app.models.catalog import Availability, CataloguePrice, Product
 from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
 from app.models.events import Event
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
+from app.services import pricing
 from app.services.demo import FIRST_NAMES, LAST_NAMES
 from security.models import Membership, PortalUser
 from security.passwords import hash_password
@@ -73,9 +74,34 @@ def seed_scale(
         echo(f"Scale data: {existing} customers already present.")
         return 0
     operator_id = db.session.scalar(select(Account.id).where(Account.kind == OPERATOR).order_by(Account.id))
-    products = db.session.execute(
-        select(Product.id, Product.unit_price, Product.unit_cost, Product.billing_cycle, Product.sku)
-    ).all()
+    today = clock.today()
+    # Each SKU's 1-year availabilities at this month's prices: the customer pays Microsoft's retail price, the reseller
+    # its cost (the generated resellers have no price lists).
+    month = today.replace(day=1)
+    products = [
+        (
+            row.product_id,
+            row.id,
+            pricing.cents(row.erp_price),
+            pricing.cents(row.unit_cost),
+            row.billing_frequency,
+            row.sku,
+        )
+        for row in db.session.execute(
+            select(
+                Availability.product_id,
+                Availability.id,
+                CataloguePrice.erp_price,
+                CataloguePrice.unit_cost,
+                Availability.billing_frequency,
+                Product.sku,
+            )
+            .join(Product, Product.id == Availability.product_id)
+            .join(CataloguePrice, CataloguePrice.availability_id == Availability.id)
+            .where(Availability.term == "P1Y", CataloguePrice.valid_from == month)
+            .order_by(Availability.id)
+        )
+    ]
     # With the sandbox provider, "Microsoft" holds the same customers, subscriptions, users and licences (so that
     # reconciliation has both sides at scale); with Partner Center the generated customers are the portal's alone.
     sandbox = current_app.config.get("CSP_PROVIDER", "sandbox") == "sandbox"
@@ -295,7 +321,7 @@ def _customer_batch(
                 )
             )
             skus_of[mid] = []
-        for number_of_sub, (product_id, price, cost, cycle, sku) in enumerate(
+        for number_of_sub, (product_id, availability_id, price, cost, cycle, sku) in enumerate(
             rng.sample(products, k=min(len(products), rng.randint(2, 4)))
         ):
             sid = ids.take(Subscription)
@@ -315,6 +341,9 @@ def _customer_batch(
                         billing_cycle=cycle,
                         status="active",
                         purchased_on=started,
+                        term="P1Y",
+                        term_started_on=started,
+                        term_end=started + dt.timedelta(days=365),
                     )
                 )
             out["subscriptions"].append(
@@ -322,6 +351,8 @@ def _customer_batch(
                     id=sid,
                     account_id=cid,
                     product_id=product_id,
+                    availability_id=availability_id,
+                    term="P1Y",
                     quantity=quantity,
                     assigned=assigned,
                     renew_on=started + dt.timedelta(days=365),
@@ -329,6 +360,7 @@ def _customer_batch(
                     billing_cycle=cycle,
                     unit_price=price,
                     unit_cost=cost,
+                    ms_unit_cost=cost,
                     auto_renew=auto_renew,
                     status="active",
                     created_on=created,

@@ -20,7 +20,7 @@ from app import clock
 from app.extensions import db
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription
-from app.services import licensing, submissions
+from app.services import catalogue, licensing, submissions
 from app.services.licensing import LicenceError
 from security import permissions as P
 from security.passwords import password_problem
@@ -79,9 +79,7 @@ def _person(customer_id, person_id) -> M365User:
 def _order_form() -> OrderForm:
     form = OrderForm()
     products = db.session.scalars(select(Product).where(Product.retired_on.is_(None)).order_by(Product.name))
-    form.product_id.choices = [
-        (p.id, f"{p.name} — {p.billing_cycle}, ${p.unit_price} a licence a month") for p in products
-    ]
+    form.product_id.choices = [(p.id, p.name) for p in products]
     return form
 
 
@@ -197,8 +195,11 @@ class CustomerOrdersView(CustomerPortalView):
         if not form.validate_on_submit():
             return _services_page(self, customer_id, order_form=form, status=400)
         product = get_or_404(Product, form.product_id.data)
+        offers = [a for a in catalogue.for_sale() if a.product_id == product.id]
+        if not offers:
+            abort(404)
         try:
-            sub = licensing.order(g.customer, product, form.quantity.data, key=form.submission_key.data)
+            sub = licensing.order(g.customer, offers[0], form.quantity.data, key=form.submission_key.data)
             db.session.commit()
         except licensing.AlreadyPlaced as placed:
             what = f"{placed.subscription.quantity} × {placed.subscription.product.name}" if placed.subscription else ""

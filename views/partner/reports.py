@@ -11,7 +11,7 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, has_access_api
 from sqlalchemy import func, select
 
-from app.extensions import appbuilder, db
+from app.extensions import db
 from app.models.accounts import CUSTOMER, RESELLER, Account
 from app.models.base import utcnow
 from app.models.catalog import Product
@@ -19,6 +19,7 @@ from app.models.jobs import BackgroundJob
 from app.models.subscriptions import Subscription
 from app.services import exports, jobs, widgets
 from app.services.landing import cents_total
+from security import capabilities
 from security import permissions as P
 from views.base import PortalView, page_arg, signed_in_first
 from views.partner.accounts_screen import account_in_scope
@@ -29,7 +30,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 def sees_costs() -> bool:
     """Partner CSP Admins (and operator staff) see cost and margin."""
-    return appbuilder.sm.has_access(f"can_{P.READ}", P.COSTS)
+    return capabilities.may(P.COSTS)
 
 
 def _customers(account: Account):
