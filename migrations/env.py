@@ -52,9 +52,22 @@ def run_migrations_online():
     args = _configure_args(None)
     args.setdefault("process_revision_directives", process_revision_directives)
     with get_engine().connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table (copy, DROP, rename): with foreign keys enforced, dropping a table other rows
+            # point at fails. Off for the migration (outside any transaction, where SQLite honours it), on after;
+            # the copies keep every key, and `PRAGMA foreign_key_check` must find nothing broken.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(connection=connection, target_metadata=target_metadata, **args)
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+        if sqlite:
+            connection.commit()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 # Migrations change every tenant's rows and the schema itself: the one scope they can run under is all of it.

@@ -17,10 +17,11 @@ Create Date: 2026-12-01 11:00:00.000000
 """
 import datetime as dt
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from alembic import op
+
+from app import clock
 
 # revision identifiers, used by Alembic.
 revision = '0017_new_commerce'
@@ -29,7 +30,6 @@ branch_labels = None
 depends_on = None
 
 _MONTHS = {'monthly': 1, 'annual': 12, 'triennial': 36}
-_ZONE = ZoneInfo('Pacific/Auckland')
 SheetMoney = sa.Numeric(precision=14, scale=4)
 Money = sa.Numeric(precision=12, scale=2)
 
@@ -41,10 +41,6 @@ def _term(started, renews) -> str:
     if days > 730:
         return 'P3Y'
     return 'P1Y'
-
-
-def _utc_midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=_ZONE).astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def upgrade():
@@ -209,8 +205,8 @@ def upgrade():
 
 def _move_data():
     bind = op.get_bind()
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    first_of_month = dt.datetime.now(_ZONE).date().replace(day=1)
+    now = clock.utcnow()  # the portal's one clock (app/clock.py)
+    first_of_month = clock.today().replace(day=1)
     product = sa.table(
         'product',
         sa.column('id', sa.Integer),
@@ -328,7 +324,7 @@ def _move_data():
                     .values(unit_price=usage.c.unit_price * months)
                 )
             if row.quantity >= 1:
-                added = _utc_midnight(row.term_started_on)
+                added = clock.start_of_day_utc(row.term_started_on)
                 until = added + dt.timedelta(hours=168)
                 batches.append(
                     {
@@ -380,7 +376,7 @@ def _move_data():
                 .values(term_end=row.purchased_on + dt.timedelta(days=365))
             )
             if row.quantity >= 1:
-                added = _utc_midnight(row.purchased_on)
+                added = clock.start_of_day_utc(row.purchased_on)
                 batches.append(
                     {
                         'subscription_id': row.subscription_id,
@@ -395,6 +391,13 @@ def _move_data():
 
 def downgrade():
     bind = op.get_bind()
+    product = sa.table(
+        'product',
+        sa.column('id', sa.Integer),
+        sa.column('billing_cycle', sa.String),
+        sa.column('unit_cost', Money),
+        sa.column('unit_price', Money),
+    )
     with op.batch_alter_table('product') as batch_op:
         batch_op.add_column(sa.Column('billing_cycle', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('unit_cost', Money, nullable=True))
@@ -410,13 +413,13 @@ def downgrade():
         months = _MONTHS[row.billing_frequency]
         cycle = row.billing_frequency if row.billing_frequency in ('monthly', 'annual') else 'annual'
         bind.execute(
-            sa.text("UPDATE product SET billing_cycle = :c, unit_cost = :uc, unit_price = :up WHERE id = :id"),
-            {
-                'c': cycle,
-                'uc': (Decimal(row.unit_cost) / months).quantize(Decimal('0.01')),
-                'up': (Decimal(row.erp_price) / months).quantize(Decimal('0.01')),
-                'id': row.product_id,
-            },
+            product.update()
+            .where(product.c.id == row.product_id)
+            .values(
+                billing_cycle=cycle,
+                unit_cost=(Decimal(str(row.unit_cost)) / months).quantize(Decimal('0.01')),
+                unit_price=(Decimal(str(row.erp_price)) / months).quantize(Decimal('0.01')),
+            )
         )
     bind.execute(
         sa.text(
