@@ -256,6 +256,8 @@ def _csp_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
         # A tenant "provisioning" longer than this lost its request (a crash, a kill): Microsoft is asked what exists.
         "TENANT_PROVISIONING_TIMEOUT_SECONDS": _float_seconds(env, "TENANT_PROVISIONING_TIMEOUT_SECONDS", 300.0),
         "PARTNER_CENTER_BASE_URL": env.get("PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com"),
+        # Microsoft's partner API host, where the price sheet is downloaded (App+User tokens for its own audience).
+        "PARTNER_API_BASE_URL": env.get("PARTNER_API_BASE_URL", "https://api.partner.microsoft.com"),
         # Where tokens come from (msal authority host; the tenant id is appended) and which CA bundle to trust.
         "PARTNER_CENTER_AUTHORITY": env.get("PARTNER_CENTER_AUTHORITY", "https://login.microsoftonline.com"),
         "PARTNER_CENTER_CA_BUNDLE": env.get("PARTNER_CENTER_CA_BUNDLE", ""),

@@ -217,5 +217,53 @@ def reset_mfa_command(email: str) -> None:
     )
 
 
+@portal.command("import-pricesheet")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--download", is_flag=True, help="Download the sheet from Microsoft (the CSP provider) instead.")
+@click.option("--month", default=None, help="With --download: the sheet of this month (YYYYMM), not the current one.")
+@click.option("--market", default="NZ", show_default=True, help="Import this market's prices only.")
+def import_pricesheet_command(file: str | None, download: bool, month: str | None, market: str) -> None:
+    """Import Microsoft's licence-based price sheet (CSV or zip; Microsoft's columns): products, availabilities and
+    their prices by month. All or nothing: a bad row refuses the sheet, with its line number."""
+    from pathlib import Path
+
+    from app.csp.base import ProviderError
+    from app.services import pricesheet
+
+    if bool(file) == download:
+        raise click.UsageError("give the sheet's FILE, or --download (one of them)")
+    if month is not None and not download:
+        raise click.UsageError("--month goes with --download")
+    with scoping.bypass("cli:import-pricesheet"):
+        try:
+            data = pricesheet.download(market, month) if download else Path(file).read_bytes()
+            result = pricesheet.import_sheet(data, market)
+        except pricesheet.PriceSheetRefused as refused:
+            for line in refused.lines():
+                click.echo(line, err=True)
+            click.echo("The price sheet was refused: nothing was imported.", err=True)
+            raise SystemExit(1) from None
+        except (ProviderError, ValueError) as exc:
+            raise click.ClickException(f"The price sheet could not be downloaded: {exc}") from None
+    click.echo(result.summary() if result.changed else f"{result.summary()} Nothing changed.")
+
+
+@portal.command("renew")
+@click.option("--dry-run", is_flag=True, help="Print what would renew or expire, changing nothing.")
+def renew_command(dry_run: bool) -> None:
+    """Renew (by its scheduled instructions) or expire every subscription whose renew date has come, as Microsoft
+    did (read back from it); for a daily cron. Idempotent."""
+    from app.services.renewals import renew_due
+
+    with scoping.bypass("cli:renew"):
+        report = renew_due(dry_run=dry_run, echo=lambda line: click.echo(line, err=True))
+    for line in report.lines:
+        click.echo(line)
+    click.echo(
+        f"{'Dry run: ' if dry_run else ''}renewed {report.renewed}, expired {report.expired}, "
+        f"waiting for Microsoft {report.waiting}, problems {report.problems}."
+    )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(portal)

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 EXPORT_PROGRESS = "export_progress"  # a background export, after writing its first rows
 BEFORE_CREATE_CUSTOMER = "before_create_customer"  # a new tenant, before Microsoft is asked to create it
 AFTER_CREATE_CUSTOMER = "after_create_customer"  # a new tenant, created at Microsoft, before the portal records it
+AFTER_CREATE_CART = "after_create_cart"  # an order's cart made at Microsoft, before its checkout
 AFTER_CREATE_ORDER = "after_create_order"  # an order, placed at Microsoft, before the portal records it
 AFTER_PROVIDER_CALL = "after_provider_call"  # any other change (quantity, auto-renew, licence, user): Microsoft
 # answered, the portal has not recorded it yet
@@ -24,6 +25,7 @@ POINTS = frozenset(
         EXPORT_PROGRESS,
         BEFORE_CREATE_CUSTOMER,
         AFTER_CREATE_CUSTOMER,
+        AFTER_CREATE_CART,
         AFTER_CREATE_ORDER,
         AFTER_PROVIDER_CALL,
         AFTER_ADD_SUB_ACCOUNT,

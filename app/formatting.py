@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from babel.numbers import format_currency
 from flask import Flask, current_app
@@ -28,11 +28,14 @@ def format_date(value: dt.date | None, empty: str = "") -> str:
 
 
 def format_money(value: Decimal | int | None) -> str:
-    """``$17.30`` in the configured currency and locale."""
+    """``$17.30`` in the configured currency and locale; a value with more decimals (a per-month equivalent) is
+    rounded half up to the cent first, as every price is (Babel alone would round half even)."""
     if value is None:
         return ""
     return format_currency(
-        Decimal(value), current_app.config["PORTAL_CURRENCY"], locale=current_app.config["PORTAL_LOCALE"]
+        Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP),
+        current_app.config["PORTAL_CURRENCY"],
+        locale=current_app.config["PORTAL_LOCALE"],
     )
 
 

@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.order_operation_log --runs 300 --database-url postgresql://postgres@127.0.0.1/portal_bench
 
 Issue 12's goal: the operation log adds under 5 ms (median) to an order. Each round places one order through
-``licensing.order`` (operation written and committed with its form key before the sandbox is asked, its outcome
+``ordering.order`` (operation written and committed with its form key before the sandbox is asked, its outcome
 recorded after) and one without it (the same sandbox call and the same subscription rows, committed once), interleaved
 so drift hits both alike; the difference of the medians is the log's cost. With ``--database-url`` pointing at
 PostgreSQL its ``public`` schema is dropped and recreated: give the benchmark a database of its own.
@@ -26,14 +26,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    from app import clock
     from app.csp import get_provider
-    from app.csp.base import new_correlation_id
+    from app.csp.base import CartLineItem, new_correlation_id
     from app.extensions import db
     from app.models.accounts import Account
     from app.models.catalog import Product
-    from app.models.subscriptions import Subscription
-    from app.services import licensing
+    from app.services import licensing, ordering, pricing, subscriptions
     from bench._app import demo_app
     from security import scoping
 
@@ -46,7 +44,7 @@ def main() -> None:
         with app.app_context(), scoping.use_scope(scoping.Scope(scoping.CUSTOMER_SCOPE, customer_id)):
             customer, product = db.session.get(Account, customer_id), db.session.get(Product, product_id)
             started = time.perf_counter()
-            licensing.order(customer, product, 1, key=uuid.uuid4().hex)
+            ordering.order(customer, product.availabilities[0], 1, key=uuid.uuid4().hex)
             db.session.commit()
             elapsed = time.perf_counter() - started
             db.session.remove()
@@ -56,23 +54,22 @@ def main() -> None:
         with app.app_context(), scoping.use_scope(scoping.Scope(scoping.CUSTOMER_SCOPE, customer_id)):
             customer, product = db.session.get(Account, customer_id), db.session.get(Product, product_id)
             started = time.perf_counter()
-            bought = get_provider().create_order(
-                customer.tenant.tenant_guid, product.sku, 1, product.billing_cycle, correlation_id=new_correlation_id()
-            )
-            sub = Subscription(
-                account_id=customer.id,
-                product_id=product.id,
-                quantity=1,
-                assigned=0,
-                billing_cycle=product.billing_cycle,
-                unit_price=product.unit_price,
-                unit_cost=product.unit_cost,
-                term_started_on=clock.today(),
-                renew_on=bought.renew_on or clock.today(),
+            offer = product.availabilities[0]
+            price = pricing.quote(customer, offer)
+            tenant, cid = customer.tenant.tenant_guid, new_correlation_id()
+            line = CartLineItem(product.sku, 1, offer.term, offer.billing_frequency)
+            cart = get_provider().create_cart(tenant, [line], correlation_id=cid)
+            (bought,) = get_provider().checkout_cart(tenant, cart.cart_id, correlation_id=cid)
+            sub = subscriptions.new_subscription(
+                customer,
+                offer,
+                1,
+                unit_price=price.sell,
+                unit_cost=price.buy,
+                ms_unit_cost=price.ms_cost,
                 provider_subscription_id=bought.subscription_id,
+                renew_on=bought.renew_on,
             )
-            db.session.add(sub)
-            db.session.flush()
             licensing.record_usage(sub)
             licensing.record_event("subscription.ordered", account_id=customer.id, target=sub, summary="bench")
             db.session.commit()

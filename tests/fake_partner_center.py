@@ -43,6 +43,8 @@ import trustme
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
+from tests.fake_partner_center_carts import FakeCarts
+
 TENANT_ID = "6b7e3f0a-0c1d-4e55-9a10-5e2d0c0ffee1"  # the partner's own tenant (dummy)
 CLIENT_ID = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
 CLIENT_SECRET = "fake-client-secret"
@@ -98,6 +100,9 @@ class _Rule:
         return self.times > 0 and self.method in ("*", method) and fnmatch.fnmatchcase(path, self.path)
 
 
+WINDOW = dt.timedelta(hours=168)  # each purchase's and increase's refundable window
+
+
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -106,7 +111,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class FakePartnerCenter:
+class FakePartnerCenter(FakeCarts):  # carts and checkout: tests/fake_partner_center_carts.py
     """State and handlers of the fake. One per server; ``reset()`` between tests."""
 
     def __init__(self, server: HTTPServer, ca_bundle: str):
@@ -136,10 +141,15 @@ class FakePartnerCenter:
             self.taken: set[str] = set(DEFAULT_TAKEN)
             self.customers: dict[str, dict[str, Any]] = {}
             self.orders_by_request: dict[str, Any] = {}  # MS-RequestId → the order it made (idempotency)
+            self.carts: dict[str, dict[str, Any]] = {}  # issue 13, ordering: cart id → cart
+            self.carts_by_request: dict[str, str] = {}  # MS-RequestId → the cart it made
             self.agreements: dict[str, list[dict[str, Any]]] = {}
             self.subscriptions: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> id -> subscription
             self.users: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> id -> user
             self.offers: dict[str, tuple[str, str]] = {}  # offer id -> (sku id, sku part number)
+            # issue 13, upgrades: offerId (product:sku) -> catalogItemIds it may move to (both eligibility types)
+            self.transition_targets: dict[str, list[str]] = {}
+            self.transitions: list[dict[str, Any]] = []  # the transitions posted
             self.requests: list[LoggedRequest] = []
             self.token_requests: list[TokenRequest] = []
             self._rules: list[_Rule] = []
@@ -148,6 +158,7 @@ class FakePartnerCenter:
             self._refresh_tokens: set[str] = {REFRESH_TOKEN}
             self.bom = True  # answer JSON with a UTF-8 byte order mark, as some Microsoft APIs do
             self.users_page_size = 100  # users per page of GET …/users (the next page: MS-ContinuationToken)
+            self.price_sheets: dict[tuple[str, str], bytes] = {}  # (market, "current" | "future" | YYYYMM) → CSV
 
     def release(self) -> None:
         """End every slow answer now (called after each test)."""
@@ -158,6 +169,7 @@ class FakePartnerCenter:
         settings = {
             "CSP_PROVIDER": "partner_center",
             "PARTNER_CENTER_BASE_URL": self.base_url,
+            "PARTNER_API_BASE_URL": self.base_url,  # the partner API host (price sheets): this fake too
             "PARTNER_CENTER_AUTHORITY": self.authority,
             "PARTNER_CENTER_TENANT_ID": self.tenant_id,
             "PARTNER_CENTER_CLIENT_ID": self.client_id,
@@ -238,6 +250,8 @@ class FakePartnerCenter:
     def handle(self, request: Request) -> Response:
         path = unquote(request.path)
         if path.startswith("/v1/"):
+            return self._api(request, path)
+        if path.startswith("/v1.0/sales/pricesheets("):
             return self._api(request, path)
         if path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant = path.split("/")[1]
@@ -364,9 +378,13 @@ class FakePartnerCenter:
             else:
                 with self._lock:
                     self._request_id = entry.header("MS-RequestId")
+                    self._query = dict(request.args)  # issue 13: customTermEndDates reads its query
                     self._continuation = entry.header("MS-ContinuationToken")
+                    self._args = request.args.to_dict()  # issue 13: eligibilityType
                     if method == "GET" and path.rstrip("/") == "/v1/customers":
                         response = self._find_customers(request.args.get("filter", ""))
+                    elif path.startswith("/v1.0/sales/pricesheets("):
+                        response = self._price_sheet(method, path, request, token_kind)
                     else:
                         response = self._route(method, path, body)
         entry.status = response.status_code
@@ -391,6 +409,8 @@ class FakePartnerCenter:
             return self._json(201, dict(body or {}, attributes={"objectType": "Agreement"}))
         if rest == ["subscribedskus"] and method == "GET":
             return self._json(200, self._subscribed_skus(tenant_id))
+        if rest[:1] in (["carts"], ["subscriptions"]) and (cart := self._cart_route(method, tenant_id, rest, body)):
+            return cart  # issue 13, ordering
         if rest == ["orders"] and method == "POST":
             request_id = self._request_id
             if request_id and request_id in self.orders_by_request:  # the same request again: its first answer
@@ -399,11 +419,19 @@ class FakePartnerCenter:
             if request_id and response.status_code == 201:
                 self.orders_by_request[request_id] = json.loads(response.get_data().lstrip(BOM))
             return response
+        if rest[:1] == ["subscriptions"] and len(rest) == 3 and rest[2] in ("transitionEligibilities", "transitions"):
+            return self._transition_route(method, tenant_id, rest[1], rest[2], body or {})  # issue 13: upgrades
         if rest[:1] == ["subscriptions"] and len(rest) == 2 and method in ("GET", "PATCH"):
             subscription = self.subscriptions[tenant_id].get(rest[1])
             if subscription is None:
                 return self._error(404, 800, f"subscription {rest[1]} not found")
             if method == "PATCH":
+                refused = self._scheduled_rules(subscription, body or {})  # issue 13: scheduled changes
+                if refused is not None:
+                    return refused
+                refused = self._window_rules(subscription, body or {})
+                if refused is not None:
+                    return refused
                 for key in ("quantity", "autoRenewEnabled"):
                     if key in (body or {}):
                         subscription[key] = body[key]
@@ -453,6 +481,102 @@ class FakePartnerCenter:
         if rest[:1] == ["users"] and len(rest) == 2 and method in ("GET", "PATCH", "DELETE"):
             return self._one_user(method, tenant_id, rest[1], body)
         return self._error(404, 404, f"no such resource {method} {path}")
+
+    # -- issue 13, renewals and upgrades ---------------------------------------------------------------------------
+    def _scheduled_rules(self, subscription: dict[str, Any], body: dict[str, Any]) -> Response | None:
+        """PATCH scheduledNextTermInstructions ({product: {productId, skuId, availabilityId, billingCycle,
+        termDuration}, quantity}, or null) only while auto-renew is on; any mid-term change (quantity, auto-renew)
+        deletes what was scheduled (https://learn.microsoft.com/partner-center/developer/create-scheduled-changes)."""
+        if "quantity" in body or "autoRenewEnabled" in body:
+            subscription["scheduledNextTermInstructions"] = None
+        if "scheduledNextTermInstructions" not in body:
+            return None
+        instructions = body["scheduledNextTermInstructions"]
+        if instructions is None:
+            subscription["scheduledNextTermInstructions"] = None
+            return None
+        product = instructions.get("product") if isinstance(instructions, dict) else None
+        if not isinstance(product, dict) or not all(product.get(k) for k in ("productId", "skuId", "availabilityId")):
+            return self._error(400, 800, "scheduledNextTermInstructions.product needs productId, skuId, availabilityId")
+        quantity = instructions.get("quantity")
+        if not isinstance(quantity, int) or quantity < 1:
+            return self._error(400, 800, "scheduledNextTermInstructions.quantity must be at least 1")
+        if not subscription.get("autoRenewEnabled"):
+            return self._error(400, 800, "Scheduled changes need autoRenewEnabled")
+        subscription["scheduledNextTermInstructions"] = instructions
+        return None
+
+    def _transition_route(self, method: str, tenant_id: str, sub_id: str, what: str, body: dict[str, Any]):
+        """GET transitionEligibilities (``transition_targets`` of the subscription's offer) and POST transitions:
+        all seats convert the subscription; some go to a new subscription (its id: toSubscriptionId)
+        (https://learn.microsoft.com/partner-center/developer/transition-a-new-commerce-subscription)."""
+        subscription = self.subscriptions[tenant_id].get(sub_id)
+        if subscription is None:
+            return self._error(404, 800, f"subscription {sub_id} not found")
+        offer = ":".join(str(subscription["offerId"]).split(":")[:2])
+        targets = self.transition_targets.get(offer, [])
+        if what == "transitionEligibilities" and method == "GET":
+            if self._args.get("eligibilityType") not in ("immediate", "scheduled"):
+                return self._error(400, 400, "eligibilityType: immediate or scheduled")
+            items = [
+                {
+                    "catalogItemId": item,
+                    "title": item,
+                    "quantity": subscription["quantity"],
+                    "eligibilities": [{"isEligible": True, "transitionType": "transition_only", "errors": []}],
+                    "attributes": {"objectType": "TransitionEligibility"},
+                }
+                for item in targets
+            ]
+            collection = {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}}
+            return self._json(200, collection)
+        if what != "transitions" or method != "POST":
+            return self._error(404, 404, f"no such resource {method} {what}")
+        to_item, quantity = body.get("toCatalogItemId"), body.get("quantity")
+        if to_item not in targets:
+            return self._error(400, 800, f"{to_item} is not an eligible transition")
+        if not isinstance(quantity, int) or not 1 <= quantity <= subscription["quantity"]:
+            return self._error(400, 800, "quantity must be between 1 and the subscription's quantity")
+        self.transitions.append(body)
+        subscription["scheduledNextTermInstructions"] = None
+        answer = dict(body, fromCatalogItemId=subscription["offerId"], attributes={"objectType": "Transition"})
+        if quantity == subscription["quantity"]:
+            subscription["offerId"] = to_item
+            answer["toSubscriptionId"] = sub_id
+        else:
+            new_id = str(uuid.uuid4())
+            self.subscriptions[tenant_id][new_id] = dict(
+                subscription, id=new_id, offerId=to_item, quantity=quantity, refundableQuantity=None
+            )
+            subscription["quantity"] -= quantity
+            answer["toSubscriptionId"] = new_id
+        return self._json(200, answer)
+
+    def _price_sheet(self, method: str, path: str, request: Request, token_kind: str) -> Response:
+        """GET /v1.0/sales/pricesheets(Market='NZ',PricesheetView='updatedlicensebased')/$value: App+User only; the
+        sheet set in ``price_sheets`` for its timeline (current, future or history's month), a zip of it when asked
+        with ``Accept-Encoding: deflate``."""
+        found = re.fullmatch(r"/v1\.0/sales/pricesheets\(Market='([A-Za-z]{2})',PricesheetView='(\w+)'\)/\$value", path)
+        if method != "GET" or found is None:
+            return self._error(404, 404, f"no such resource {method} {path}")
+        if token_kind != "user":
+            return self._error(400, 400, "This API supports App+User authentication only")
+        market, view = found.group(1).upper(), found.group(2)
+        timeline = request.args.get("timeline", "current")
+        key = request.args.get("month", "") if timeline == "history" else timeline
+        sheet = self.price_sheets.get((market, key)) if view == "updatedlicensebased" else None
+        if sheet is None:
+            return self._error(404, 404, f"no {view} price sheet for {market} ({key or 'no month'})")
+        headers = {"Content-Disposition": "attachment; filename=sheets.csv"}
+        if "deflate" in request.headers.get("Accept-Encoding", ""):
+            import io
+            import zipfile
+
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr("sheets.csv", sheet)
+            sheet, headers = buffer.getvalue(), {"Content-Disposition": "attachment; filename=sheets.zip"}
+        return Response(sheet, status=200, headers=headers, content_type="application/octet-stream")
 
     def _one_user(self, method: str, tenant_id: str, user_id: str, body: Any) -> Response:
         """GET, PATCH (``state``, ``passwordProfile``: the password is checked, never kept) and DELETE of one user."""
@@ -531,6 +655,10 @@ class FakePartnerCenter:
                 "effectiveStartDate": f"{start.isoformat()}T00:00:00Z",
                 "commitmentEndDate": f"{start.replace(year=start.year + 1).isoformat()}T00:00:00Z",
                 "cancellationAllowedUntilDate": _iso(now + dt.timedelta(days=7)),
+                "refundableQuantity": {
+                    "totalQuantity": int(item["quantity"]),
+                    "details": [{"quantity": int(item["quantity"]), "allowedUntilDateTime": _iso(now + WINDOW)}],
+                },
                 "status": "active",
                 "autoRenewEnabled": True,
                 "billingType": "license",
@@ -562,6 +690,32 @@ class FakePartnerCenter:
                 "attributes": {"objectType": "Order"},
             },
         )
+
+    def _window_rules(self, subscription: dict[str, Any], body: dict[str, Any]) -> Response | None:
+        """Microsoft's 168-hour windows on a PATCH: ``status`` ``deleted`` only until cancellationAllowedUntilDate; a
+        lower ``quantity`` only up to the refundable seats (newest first); a higher one adds a refundable detail."""
+        now = dt.datetime.now(dt.UTC)
+        refundable = subscription.setdefault("refundableQuantity", {"totalQuantity": 0, "details": []})
+        details = [d for d in refundable["details"] if dt.datetime.fromisoformat(d["allowedUntilDateTime"]) > now]
+        if body.get("status") == "deleted":
+            if dt.datetime.fromisoformat(subscription["cancellationAllowedUntilDate"]) <= now:
+                return self._error(400, 800, "Subscription can no longer be cancelled: past the cancellation window")
+            subscription["status"], details = "deleted", []
+        quantity = body.get("quantity")
+        if isinstance(quantity, int) and quantity > subscription["quantity"]:
+            added = quantity - subscription["quantity"]
+            details.append({"quantity": added, "allowedUntilDateTime": _iso(now + WINDOW)})
+        elif isinstance(quantity, int) and quantity < subscription["quantity"]:
+            fewer = subscription["quantity"] - quantity
+            if fewer > sum(d["quantity"] for d in details):
+                return self._error(400, 800, "Quantity cannot be decreased beyond the refundable quantity")
+            for detail in reversed(details):
+                taken = min(fewer, detail["quantity"])
+                detail["quantity"], fewer = detail["quantity"] - taken, fewer - taken
+            details = [d for d in details if d["quantity"] > 0]
+        refundable["details"] = details
+        refundable["totalQuantity"] = sum(d["quantity"] for d in details)
+        return None
 
     def _subscribed_skus(self, tenant_id: str) -> dict[str, Any]:
         totals: dict[str, list] = {}

@@ -8,6 +8,8 @@ from security import permissions as P
 def register(appbuilder) -> None:
     from views.activation import ActivationView
     from views.customer.dashboard import CustomerDashboardView
+    from views.customer.ordering import CustomerOrderingView
+    from views.customer.renewals import CustomerRenewalsView
     from views.customer.services import (
         CustomerLicencesView,
         CustomerM365UsersView,
@@ -15,15 +17,17 @@ def register(appbuilder) -> None:
         CustomerServicesView,
     )
     from views.customer.users import CustomerEventsView, CustomerUsersView
+    from views.customer.windows import CustomerSeatWindowsView
     from views.memberships import AccountChooserView
     from views.mfa import MfaView
     from views.partner.account_events import AccountEventsView
     from views.partner.account_users import AccountUsersView, PartnerUsersView
     from views.partner.accounts import AccountView
     from views.partner.accounts_screen import AccountScreenView
-    from views.partner.catalog import ProductView
+    from views.partner.catalog import PriceChangesView, ProductView
     from views.partner.events import EventView
     from views.partner.launch import LaunchView, ReturnView
+    from views.partner.prices import CustomerPricesView, ResellerPricesView
     from views.partner.reconciliation import ReconciliationView
     from views.partner.reports import ReportJobsView, ReportsView
     from views.partner.resellers import ResellerAdminView
@@ -49,6 +53,9 @@ def register(appbuilder) -> None:
     appbuilder.add_view(
         ProductView, P.MENU_PRODUCTS, icon="fa-tags", category=P.MENU_CATALOGUE, category_icon="fa-tags"
     )
+    appbuilder.add_view(PriceChangesView, P.MENU_PRICE_CHANGES, icon="fa-line-chart", category=P.MENU_CATALOGUE)
+    appbuilder.add_view(CustomerPricesView, P.MENU_CUSTOMER_PRICES, icon="fa-percent", category=P.MENU_CATALOGUE)
+    appbuilder.add_view(ResellerPricesView, P.MENU_RESELLER_PRICES, icon="fa-percent", category=P.MENU_CATALOGUE)
     appbuilder.add_view(EventView, P.MENU_EVENTS, icon="fa-history")
     appbuilder.add_view(ReconciliationView, P.MENU_RECONCILIATION, icon="fa-balance-scale")
     for view in (
@@ -68,8 +75,11 @@ def register(appbuilder) -> None:
         CustomerDashboardView,
         CustomerServicesView,
         CustomerOrdersView,
+        CustomerOrderingView,
         CustomerLicencesView,
         CustomerM365UsersView,
+        CustomerRenewalsView,
+        CustomerSeatWindowsView,
         CustomerUsersView,
         CustomerEventsView,
         ReportsView,

@@ -99,6 +99,7 @@ class NextTermInstructions:
     term: str
     billing_cycle: str
     quantity: int
+    availability_id: str | None = None  # Microsoft's availabilityId, when the catalogue knows it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +148,7 @@ class TransitionEligibility:
     title: str
     term: str
     billing_cycle: str
+    availability_id: str | None = None  # the third part of Microsoft's catalogItemId, when it names one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,6 +318,13 @@ class CspProvider(abc.ABC):
         (https://learn.microsoft.com/partner-center/developer/checkout-a-cart)."""
         raise self._not_yet("check out a cart", correlation_id)
 
+    def custom_term_end_dates(
+        self, tenant_id: str, term: str, billing_cycle: str, *, correlation_id: str
+    ) -> list[dt.date]:
+        """GET /v1/customers/{id}/subscriptions/customTermEndDates: the dates a new purchase of ``term`` may end on
+        (co-terming; https://learn.microsoft.com/partner-center/developer/custom-term-end-dates)."""
+        raise self._not_yet("list custom term end dates", correlation_id)
+
     def cancel_subscription(
         self, tenant_id: str, subscription_id: str, *, correlation_id: str, request_id: str | None = None
     ) -> ProviderSubscription:
@@ -351,6 +360,7 @@ class CspProvider(abc.ABC):
         billing_cycle: str,
         correlation_id: str,
         request_id: str | None = None,
+        availability_id: str | None = None,
     ) -> ProviderSubscription:
         """POST …/subscriptions/{id}/transitions: move ``quantity`` seats to ``to_offer_id`` (all of them, or some:
         the rest stay); the subscription that holds the moved seats."""

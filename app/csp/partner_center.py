@@ -41,17 +41,25 @@ from app.csp.base import (
     CompanyProfile,
     CspProvider,
     DomainTaken,
+    NextTermInstructions,
     ProviderError,
     ProviderSubscription,
     ProviderUser,
     ProvisionedTenant,
+    RefundableQuantity,
     SkuUsage,
+    TransitionEligibility,
 )
+from app.csp.partner_center_carts import PartnerCenterCarts  # issue 13, ordering
 
 log = logging.getLogger(__name__)
 
 APP_SCOPES = ["https://api.partnercenter.microsoft.com/.default"]
 USER_SCOPES = ["https://api.partnercenter.microsoft.com/user_impersonation"]
+# The partner API host (price sheets) takes tokens for its own audience (Partner API authentication,
+# https://learn.microsoft.com/partner-center/developer/partner-center-authentication).
+PARTNER_API_USER_SCOPES = ["https://api.partner.microsoft.com/user_impersonation"]
+PARTNER_API_URL = "https://api.partner.microsoft.com"
 MCA_TEMPLATE_ID = "117a77b0-9360-443b-8795-c6dedc750cf9"
 MCA_LINK = "https://aka.ms/customeragreement"
 LOCALE = "en-NZ"
@@ -132,7 +140,43 @@ def _parse_date(value: Any) -> dt.date | None:
     return dt.date.fromisoformat(value[:10])
 
 
-class PartnerCenterProvider(CspProvider):
+def _refundable(value: Any) -> tuple[RefundableQuantity, ...]:
+    """The subscription's ``refundableQuantity`` (``totalQuantity``, ``details``: each ``quantity`` and
+    ``allowedUntilDateTime``, Microsoft's UTC time, kept as naive UTC), or nothing when Microsoft sent none
+    (https://learn.microsoft.com/dotnet/api/microsoft.store.partnercenter.models.subscriptions.subscription.refundablequantity,
+    https://learn.microsoft.com/dotnet/api/microsoft.store.partnercenter.models.subscriptions.refundablequantitydetail)."""
+    if value in (None, ""):
+        return ()
+    if not isinstance(value, dict):
+        raise ValueError(f"not a refundableQuantity: {value!r}")
+    found = []
+    for detail in value.get("details") or ():
+        until = _parse_datetime(detail["allowedUntilDateTime"])
+        if until is None:
+            raise ValueError("a refundable quantity without allowedUntilDateTime")
+        utc = until.astimezone(dt.UTC).replace(tzinfo=None)
+        found.append(RefundableQuantity(quantity=int(detail["quantity"]), allowed_until=utc))
+    return tuple(sorted(found, key=lambda r: r.allowed_until))
+
+
+def _scheduled(value: Any) -> NextTermInstructions | None:
+    """The subscription's ``scheduledNextTermInstructions`` ({product: {productId, skuId, availabilityId, billingCycle,
+    termDuration}, quantity}), or None (https://learn.microsoft.com/partner-center/developer/create-scheduled-changes)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("product"), dict):
+        raise ValueError(f"not scheduledNextTermInstructions: {value!r}")
+    product = value["product"]
+    return NextTermInstructions(
+        offer_id=f"{product['productId']}:{product['skuId']}",
+        term=str(product.get("termDuration") or value.get("termDuration") or ""),
+        billing_cycle=str(product.get("billingCycle") or value.get("billingCycle") or "").lower(),
+        quantity=int(value["quantity"]),
+        availability_id=product.get("availabilityId"),
+    )
+
+
+class PartnerCenterProvider(PartnerCenterCarts, CspProvider):  # carts: app/csp/partner_center_carts.py
     """Partner Center over REST. See the module docstring for tokens, retries, errors and threads."""
 
     name = "partner_center"
@@ -152,10 +196,12 @@ class PartnerCenterProvider(CspProvider):
         backoff_s: float = 0.2,
         backoff_cap_s: float = 5.0,
         retry_after_cap_s: float = 10.0,
+        partner_api_url: str = PARTNER_API_URL,
     ):
         if not (tenant_id and client_id and client_secret):
             raise ValueError("Partner Center needs a tenant id, a client id and a client secret")
         self.base_url = base_url.rstrip("/")
+        self.partner_api_url = partner_api_url.rstrip("/")  # Microsoft's partner API host (price sheets)
         self.authority = f"{authority.rstrip('/')}/{tenant_id}"
         self.client_id = client_id
         self._client_secret = client_secret
@@ -189,6 +235,7 @@ class PartnerCenterProvider(CspProvider):
             # Not settings of config.py: tests shrink them through the app's config overrides.
             backoff_s=float(config.get("PARTNER_CENTER_BACKOFF_S", 0.2)),
             retry_after_cap_s=float(config.get("PARTNER_CENTER_RETRY_AFTER_CAP_S", 10.0)),
+            partner_api_url=config.get("PARTNER_API_BASE_URL") or PARTNER_API_URL,
         )
 
     # --- tokens -------------------------------------------------------------------------------------------------
@@ -212,7 +259,7 @@ class PartnerCenterProvider(CspProvider):
                     raise self._token_error(correlation_id, f"its OpenID configuration failed ({exc})") from exc
             return self._msal_app
 
-    def _token(self, correlation_id: str, *, user: bool) -> str:
+    def _token(self, correlation_id: str, *, user: bool, scopes: list[str] | None = None) -> str:
         app = self._msal(correlation_id)
         try:
             if not user:
@@ -224,9 +271,9 @@ class PartnerCenterProvider(CspProvider):
                 # After the first exchange msal holds the user's account, access token and newest refresh token.
                 accounts = app.get_accounts()
                 if accounts:
-                    result = app.acquire_token_silent(USER_SCOPES, account=accounts[0])
+                    result = app.acquire_token_silent(scopes or USER_SCOPES, account=accounts[0])
                 if not result or "access_token" not in result:
-                    result = app.acquire_token_by_refresh_token(self._refresh_token, scopes=USER_SCOPES)
+                    result = app.acquire_token_by_refresh_token(self._refresh_token, scopes=scopes or USER_SCOPES)
         except ProviderError:
             raise
         except Exception as exc:  # msal raises requests' errors, MsalServiceError, ValueError...: all "no token"
@@ -275,13 +322,16 @@ class PartnerCenterProvider(CspProvider):
         expect: tuple[int, ...] = (200, 201),
         request_id: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        scopes: list[str] | None = None,
     ) -> requests.Response:
         """Send one API call with retries; the response when its status is in ``expect``, else ProviderError.
 
         ``creates``: a POST that makes something (a customer, an order...), retried only after a 429.
-        ``user``: an App+User call (token from the refresh token)."""
-        token = self._token(correlation_id, user=user)
-        url = self.base_url + path
+        ``user``: an App+User call (token from the refresh token). ``base_url`` and ``scopes``: another Microsoft host
+        than Partner Center's REST API, and its token's scopes."""
+        token = self._token(correlation_id, user=user, scopes=scopes)
+        url = (base_url or self.base_url) + path
         # MS-RequestId is the same on every try of this call (Microsoft's idempotency key); MS-CorrelationId ties the
         # call to the portal's operation (https://learn.microsoft.com/partner-center/developer/headers).
         request_id = request_id or str(uuid.uuid4())
@@ -403,6 +453,10 @@ class PartnerCenterProvider(CspProvider):
                 renew_on=commitment_end,
                 commitment_end=commitment_end,
                 cancellation_allowed_until=_parse_datetime(body.get("cancellationAllowedUntilDate")),
+                refundable=_refundable(body.get("refundableQuantity")),
+                term=str(body.get("termDuration") or "P1Y"),
+                term_started_on=_parse_date(body.get("effectiveStartDate")),  # issue 13, ordering
+                scheduled=_scheduled(body.get("scheduledNextTermInstructions")),  # issue 13, renewals
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise self._unexpected(method, path, correlation_id, status, exc) from exc
@@ -574,6 +628,107 @@ class PartnerCenterProvider(CspProvider):
     ) -> ProviderSubscription:
         changes = {"autoRenewEnabled": enabled}
         return self._patch_subscription(tenant_id, subscription_id, changes, correlation_id, request_id)
+
+    def cancel_subscription(
+        self, tenant_id: str, subscription_id: str, *, correlation_id: str, request_id: str | None = None
+    ) -> ProviderSubscription:
+        """PATCH the subscription with ``status`` ``deleted``: Microsoft accepts it only within 7 days of the
+        purchase or renewal and refuses it after
+        (https://learn.microsoft.com/partner-center/developer/cancel-an-azure-marketplace-subscription)."""
+        return self._patch_subscription(tenant_id, subscription_id, {"status": "deleted"}, correlation_id, request_id)
+
+    # -- issue 13, renewals and upgrades ----------------------------------------------------------------------------
+    def schedule_next_term(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        instructions: NextTermInstructions | None,
+        *,
+        correlation_id: str,
+        request_id: str | None = None,
+    ) -> ProviderSubscription:
+        """PATCH the subscription's ``scheduledNextTermInstructions`` — {product: {productId, skuId, availabilityId,
+        billingCycle, termDuration}, quantity}, as Microsoft's example and its ProductTerm carry them — or null to
+        clear them (https://learn.microsoft.com/partner-center/developer/create-scheduled-changes)."""
+        body: dict[str, Any] = {"scheduledNextTermInstructions": None}
+        if instructions is not None:
+            product_id, _, sku_id = instructions.offer_id.partition(":")
+            body["scheduledNextTermInstructions"] = {
+                "product": {
+                    "productId": product_id,
+                    "skuId": sku_id,
+                    "availabilityId": instructions.availability_id,
+                    "billingCycle": instructions.billing_cycle,
+                    "termDuration": instructions.term,
+                },
+                "quantity": instructions.quantity,
+            }
+        return self._patch_subscription(tenant_id, subscription_id, body, correlation_id, request_id)
+
+    def get_transition_eligibilities(
+        self, tenant_id: str, subscription_id: str, eligibility_type: str, *, correlation_id: str
+    ) -> list[TransitionEligibility]:
+        """GET …/transitionEligibilities?eligibilityType=immediate|scheduled: each item's ``catalogItemId``
+        (product:sku:availability) and ``title``, kept when one of its ``eligibilities`` is eligible
+        (https://learn.microsoft.com/partner-center/developer/transition-a-new-commerce-subscription)."""
+        path = (
+            f"/v1/customers/{tenant_id}/subscriptions/{subscription_id}/transitionEligibilities"
+            f"?eligibilityType={eligibility_type}"
+        )
+        response = self._request("GET", path, correlation_id=correlation_id)
+        data = self._json(response, "GET", path, correlation_id)
+        try:
+            found = []
+            for item in data.get("items") or ():
+                if not any(e.get("isEligible") for e in item.get("eligibilities") or ()):
+                    continue
+                product_id, sku_id, availability_id = (str(item["catalogItemId"]).split(":") + ["", ""])[:3]
+                found.append(
+                    TransitionEligibility(
+                        offer_id=f"{product_id}:{sku_id}",
+                        title=str(item.get("title") or ""),
+                        term=str(item.get("termDuration") or ""),
+                        billing_cycle=str(item.get("billingCycle") or "").lower(),
+                        availability_id=availability_id or None,
+                    )
+                )
+            return found
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise self._unexpected("GET", path, correlation_id, response.status_code, exc) from exc
+
+    def transition(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        to_offer_id: str,
+        quantity: int,
+        *,
+        term: str,
+        billing_cycle: str,
+        correlation_id: str,
+        request_id: str | None = None,
+        availability_id: str | None = None,
+    ) -> ProviderSubscription:
+        """POST …/transitions with fromSubscriptionId, toCatalogItemId (product:sku:availability), quantity,
+        termDuration, billingCycle and transitionType ``transition_only``; the subscription holding the moved seats:
+        the answer's toSubscriptionId (a partial transition's new subscription), else the source, converted
+        (https://learn.microsoft.com/partner-center/developer/transition-a-new-commerce-subscription)."""
+        path = f"/v1/customers/{tenant_id}/subscriptions/{subscription_id}/transitions"
+        catalog_item = f"{to_offer_id}:{availability_id}" if availability_id else to_offer_id
+        body = {
+            "fromSubscriptionId": subscription_id,
+            "toCatalogItemId": catalog_item,
+            "quantity": quantity,
+            "termDuration": term,
+            "billingCycle": billing_cycle,
+            "transitionType": "transition_only",
+        }
+        response = self._request(
+            "POST", path, correlation_id=correlation_id, body=body, creates=True, request_id=request_id
+        )
+        data = self._json(response, "POST", path, correlation_id)
+        target = str(data.get("toSubscriptionId") or subscription_id)
+        return self.get_subscription(tenant_id, target, correlation_id=correlation_id)
 
     def get_subscription(self, tenant_id: str, subscription_id: str, *, correlation_id: str) -> ProviderSubscription:
         path = f"/v1/customers/{tenant_id}/subscriptions/{subscription_id}"
@@ -783,3 +938,35 @@ class PartnerCenterProvider(CspProvider):
         (https://learn.microsoft.com/partner-center/developer/reset-user-password-for-a-customer)."""
         changes = {"passwordProfile": {"password": password, "forceChangePassword": True}}
         self._patch_user(tenant_id, user_id, changes, correlation_id, request_id)
+
+    # --- price sheet (issue 13, catalogue) ------------------------------------------------------------------------
+
+    def get_price_sheet(self, market: str, *, month: str | None = None, correlation_id: str) -> bytes:
+        """GET {partner API}/v1.0/sales/pricesheets(Market='{market}',PricesheetView='updatedlicensebased')/$value,
+        App+User only. The page's ``timeline`` is ``current`` by default, ``history`` with ``month`` (YYYYMM) for a past
+        month, ``future`` for the sheet published ahead (next month's); ``Accept-Encoding: deflate`` asks for the zip
+        (https://learn.microsoft.com/partner-center/developer/get-a-price-sheet). The bytes as sent: a CSV file or a
+        zip of it (app/services/pricesheet.py reads both)."""
+        market = market.strip().upper()
+        if len(market) != 2 or not market.isalpha():
+            raise ProviderError(f"{market!r} is not a two-letter market", correlation_id=correlation_id, status=400)
+        path = f"/v1.0/sales/pricesheets(Market='{market}',PricesheetView='updatedlicensebased')/$value"
+        if month is not None:
+            if len(month) != 6 or not month.isdigit():
+                raise ProviderError(f"month {month!r} is not YYYYMM", correlation_id=correlation_id, status=400)
+            this_month = f"{clock.today():%Y%m}"
+            if month < this_month:
+                path += "?" + urllib.parse.urlencode({"timeline": "history", "month": month})
+            elif month > this_month:
+                path += "?" + urllib.parse.urlencode({"timeline": "future"})
+        response = self._request(
+            "GET",
+            path,
+            correlation_id=correlation_id,
+            user=True,
+            expect=(200,),
+            base_url=self.partner_api_url,
+            scopes=PARTNER_API_USER_SCOPES,
+            extra_headers={"Accept": "text/csv, application/octet-stream", "Accept-Encoding": "deflate"},
+        )
+        return response.content

@@ -7,6 +7,7 @@ sandbox has done stays done even when the portal's request rolls back. Ids are d
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -28,9 +29,12 @@ from app.csp.base import (
     ProviderSubscription,
     ProviderUser,
     ProvisionedTenant,
+    RefundableQuantity,
     SkuUsage,
 )
-from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
+from app.csp.sandbox_carts import SandboxCarts  # issue 13, ordering
+from app.csp.sandbox_renewals import TERM_MONTHS, SandboxRenewals, add_months, scheduled_of  # issue 13, renewals
+from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSeatBatch, SandboxSubscription, SandboxUser
 
 _NAMESPACE = uuid.UUID("5b9a1f3e-7c1d-4d6e-9a39-2f0a3b6c8d41")
 
@@ -40,7 +44,7 @@ def sandbox_id(kind: str, key: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
 
 
-class SandboxProvider(CspProvider):
+class SandboxProvider(SandboxCarts, SandboxRenewals, CspProvider):  # carts and checkout: app/csp/sandbox_carts.py
     name = "sandbox"
 
     def __init__(
@@ -173,7 +177,8 @@ class SandboxProvider(CspProvider):
     # -- subscriptions -----------------------------------------------------------------------------------------
     @staticmethod
     def _as_provider(sub: SandboxSubscription) -> ProviderSubscription:
-        end = sub.purchased_on + dt.timedelta(days=365)  # new commerce: a one-year term, billed by cycle
+        # The term's end (the day it renews) once known; before issue 13 a one-year term from the purchase.
+        end = sub.term_end or sub.purchased_on + dt.timedelta(days=365)
         return ProviderSubscription(
             subscription_id=sub.subscription_id,
             offer_id=sub.offer_id,
@@ -184,6 +189,9 @@ class SandboxProvider(CspProvider):
             renew_on=end,
             commitment_end=end,
             cancellation_allowed_until=dt.datetime.combine(sub.purchased_on + dt.timedelta(days=7), dt.time(23, 59)),
+            term=sub.term or "P1Y",
+            term_started_on=sub.term_started_on or sub.purchased_on,
+            scheduled=scheduled_of(sub),  # issue 13, renewals: app/csp/sandbox_renewals.py
         )
 
     def _subscription(self, session: Session, tenant_id: str, subscription_id: str, correlation_id: str):
@@ -207,6 +215,8 @@ class SandboxProvider(CspProvider):
                 held[sku] = held.get(sku, 0) + 1
         totals: dict[str, int] = {}
         for sub in subs:
+            if sub.status != "active":  # a cancelled (deleted) subscription holds no licences
+                continue
             totals[sub.offer_id] = totals.get(sub.offer_id, 0) + sub.quantity
         return [
             SkuUsage(sku_id=sku, sku_part_number=sku, consumed=held.get(sku, 0), total=total)
@@ -233,7 +243,7 @@ class SandboxProvider(CspProvider):
                             select(SandboxSubscription).where(SandboxSubscription.request_id == request_id)
                         ).first()
                     ):
-                        return self._as_provider(made)  # the same request again: what it made, not a second one
+                        return self._with_refundable(made, session)  # the same request again: what it made
                     number = len(
                         session.scalars(
                             select(SandboxSubscription.id).where(SandboxSubscription.tenant_id == tenant_id)
@@ -249,8 +259,9 @@ class SandboxProvider(CspProvider):
                         request_id=request_id,
                     )
                     session.add(sub)
+                    self._add_batch(session, sub.subscription_id, quantity)  # the purchase's 168-hour window
                 self._answer_lost("create_order", correlation_id)
-                return self._as_provider(sub)
+                return self._with_refundable(sub)
             except IntegrityError:
                 continue
         raise ProviderError(
@@ -263,9 +274,11 @@ class SandboxProvider(CspProvider):
         self._call("change_quantity", correlation_id)
         with self._session() as session, session.begin():
             sub = self._subscription(session, tenant_id, subscription_id, correlation_id)
+            self._seats_changed(session, sub, quantity, correlation_id)  # refuses what Microsoft refuses
             sub.quantity = quantity
+            self._clear_next_term(sub)  # a mid-term change deletes what was scheduled for renewal
         self._answer_lost("change_quantity", correlation_id)
-        return self._as_provider(sub)
+        return self._with_refundable(sub)
 
     def set_auto_renew(
         self, tenant_id: str, subscription_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None
@@ -274,15 +287,17 @@ class SandboxProvider(CspProvider):
         with self._session() as session, session.begin():
             sub = self._subscription(session, tenant_id, subscription_id, correlation_id)
             sub.auto_renew = enabled
+            self._clear_next_term(sub)  # a mid-term change deletes what was scheduled for renewal
         self._answer_lost("set_auto_renew", correlation_id)
-        return self._as_provider(sub)
+        return self._with_refundable(sub)
 
     def get_subscription(self, tenant_id: str, subscription_id: str, *, correlation_id: str) -> ProviderSubscription:
         self._call("get_subscription", correlation_id)
         with self._session() as session:
-            return self._as_provider(self._subscription(session, tenant_id, subscription_id, correlation_id))
+            sub = self._subscription(session, tenant_id, subscription_id, correlation_id)
+            return self._with_refundable(sub, session)
 
-    def backdate(self, subscription_id: str, *, renew_on: dt.date, auto_renew: bool) -> None:
+    def backdate(self, subscription_id: str, *, renew_on: dt.date, auto_renew: bool, term: str | None = None) -> None:
         """Demo data only: a subscription the demo says was bought earlier ends its one-year term on ``renew_on``."""
         with self._session() as session, session.begin():
             sub = session.scalars(
@@ -290,6 +305,36 @@ class SandboxProvider(CspProvider):
             ).one()
             sub.purchased_on = renew_on - dt.timedelta(days=365)
             sub.auto_renew = auto_renew
+            sub.term = term or sub.term or "P1Y"  # issue 13: its term (the portal's) ends on renew_on
+            sub.term_started_on, sub.term_end = add_months(renew_on, -TERM_MONTHS[sub.term]), renew_on
+            self._backdate_batches(session, sub)
+
+    def adopt_demo_state(
+        self,
+        subscription_id: str,
+        *,
+        batches: list[tuple[int, dt.datetime, dt.datetime]],
+        next_term: tuple[str | None, str | None, str | None, int | None] = (None, None, None, None),
+    ) -> None:
+        """Demo data only (issue 13, reports): a backdated demo subscription's seat batches — (quantity, added_at,
+        allowed_until) each, as the portal's demo recorded them — and its change scheduled for the next term
+        (offer id, term, billing cycle, quantity), so that reconciliation finds the demo as it is."""
+        with self._session() as session, session.begin():
+            sub = session.scalars(
+                select(SandboxSubscription).where(SandboxSubscription.subscription_id == subscription_id)
+            ).one()
+            for batch in self._all_batches(session, subscription_id):
+                session.delete(batch)
+            for quantity, added_at, allowed_until in batches:
+                session.add(
+                    SandboxSeatBatch(
+                        subscription_id=subscription_id,
+                        quantity=quantity,
+                        added_at=added_at,
+                        allowed_until=allowed_until,
+                    )
+                )
+            sub.next_offer_id, sub.next_term, sub.next_billing_cycle, sub.next_quantity = next_term
 
     def list_subscriptions(self, tenant_id: str, *, correlation_id: str) -> list[ProviderSubscription]:
         self._call("list_subscriptions", correlation_id)
@@ -298,13 +343,161 @@ class SandboxProvider(CspProvider):
             # Rows, not objects: the reconciliation reads every customer's (_as_provider reads them by name).
             subs = session.execute(
                 select(t.subscription_id, t.offer_id, t.quantity, t.auto_renew, t.status, t.billing_cycle)
-                .add_columns(t.purchased_on)
+                .add_columns(t.purchased_on, t.term, t.term_started_on, t.term_end)
+                .add_columns(t.next_offer_id, t.next_term, t.next_billing_cycle, t.next_quantity)
                 .where(t.tenant_id == tenant_id)
                 .order_by(t.id)
             ).all()
             if not subs:
                 self._customer(session, tenant_id, correlation_id)  # none, or no such customer (404)?
-            return [self._as_provider(sub) for sub in subs]
+            refundable = self._refundable(session, [sub.subscription_id for sub in subs])
+            return [
+                dataclasses.replace(self._as_provider(sub), refundable=refundable.get(sub.subscription_id, ()))
+                for sub in subs
+            ]
+
+    # -- seat batches: each purchase, increase and renewal has 168 hours to be given back (issue 13, windows) -----
+    # Microsoft: new-commerce seats can be reduced only within 7 days (168 hours) of the purchase, increase or
+    # renewal that added them, each with its own window, stated as the subscription's refundableQuantity
+    # (totalQuantity, details[quantity, allowedUntilDateTime]):
+    # https://learn.microsoft.com/dotnet/api/microsoft.store.partnercenter.models.subscriptions.refundablequantitydetail
+    # and a subscription can be cancelled only within 7 days of its purchase or renewal, after which the API refuses:
+    # https://learn.microsoft.com/partner-center/developer/cancel-an-azure-marketplace-subscription
+    WINDOW = dt.timedelta(hours=168)
+
+    def _add_batch(self, session: Session, subscription_id: str, quantity: int, at: dt.datetime | None = None):
+        """Seats added now (or ``at``, UTC naive): returnable for 168 hours."""
+        at = at or clock.utcnow()
+        session.add(
+            SandboxSeatBatch(
+                subscription_id=subscription_id, quantity=quantity, added_at=at, allowed_until=at + self.WINDOW
+            )
+        )
+
+    @staticmethod
+    def _open_batches(session: Session, subscription_id: str) -> list[SandboxSeatBatch]:
+        """The batches with seats still returnable now, newest first (the order seats are given back in)."""
+        return list(
+            session.scalars(
+                select(SandboxSeatBatch)
+                .where(
+                    SandboxSeatBatch.subscription_id == subscription_id,
+                    SandboxSeatBatch.quantity > 0,
+                    SandboxSeatBatch.allowed_until > clock.utcnow(),
+                )
+                .order_by(SandboxSeatBatch.added_at.desc(), SandboxSeatBatch.id.desc())
+            )
+        )
+
+    @staticmethod
+    def _refundable(session: Session, subscription_ids: list[str]) -> dict[str, tuple[RefundableQuantity, ...]]:
+        """Each subscription's refundable quantities now (Microsoft's refundableQuantity.details), oldest first."""
+        found: dict[str, list[RefundableQuantity]] = {}
+        for batch in session.scalars(
+            select(SandboxSeatBatch)
+            .where(
+                SandboxSeatBatch.subscription_id.in_(subscription_ids),
+                SandboxSeatBatch.quantity > 0,
+                SandboxSeatBatch.allowed_until > clock.utcnow(),
+            )
+            .order_by(SandboxSeatBatch.allowed_until, SandboxSeatBatch.id)
+        ):
+            found.setdefault(batch.subscription_id, []).append(
+                RefundableQuantity(quantity=batch.quantity, allowed_until=batch.allowed_until)
+            )
+        return {key: tuple(value) for key, value in found.items()}
+
+    def _with_refundable(self, sub: SandboxSubscription, session: Session | None = None) -> ProviderSubscription:
+        """The subscription as Partner Center answers it, with its refundable quantities."""
+        if session is None:
+            with self._session() as own:
+                refundable = self._refundable(own, [sub.subscription_id])
+        else:
+            refundable = self._refundable(session, [sub.subscription_id])
+        return dataclasses.replace(self._as_provider(sub), refundable=refundable.get(sub.subscription_id, ()))
+
+    def _seats_changed(self, session: Session, sub: SandboxSubscription, quantity: int, correlation_id: str) -> None:
+        """An increase is a new batch; a decrease is allowed only up to the seats still inside their windows, taken
+        from the newest batch first (Microsoft does not say which; the portal uses the same order); beyond that it is
+        refused as Partner Center refuses it (400)."""
+        if sub.status != "active":
+            raise ProviderError(
+                f"Subscription {sub.subscription_id} is {sub.status}: its quantity cannot change",
+                correlation_id=correlation_id,
+                status=400,
+            )
+        if quantity > sub.quantity:
+            self._add_batch(session, sub.subscription_id, quantity - sub.quantity)
+            return
+        fewer = sub.quantity - quantity
+        batches = self._open_batches(session, sub.subscription_id)
+        refundable = sum(batch.quantity for batch in batches)
+        if fewer > refundable:
+            raise ProviderError(
+                f"The quantity cannot be decreased by {fewer}: only {refundable} seat(s) were added within the last "
+                "168 hours and are still eligible for reduction (refundableQuantity)",
+                correlation_id=correlation_id,
+                status=400,
+            )
+        for batch in batches:
+            taken = min(fewer, batch.quantity)
+            batch.quantity -= taken
+            fewer -= taken
+
+    def _term_start_batch(self, session: Session, sub: SandboxSubscription) -> SandboxSeatBatch | None:
+        """The batch of the term's start (its purchase, or its renewal): the first one added since that day began."""
+        start = clock.start_of_day_utc(sub.term_started_on or sub.purchased_on)
+        return session.scalars(
+            select(SandboxSeatBatch)
+            .where(SandboxSeatBatch.subscription_id == sub.subscription_id, SandboxSeatBatch.added_at >= start)
+            .order_by(SandboxSeatBatch.added_at, SandboxSeatBatch.id)
+        ).first()
+
+    def _backdate_batches(self, session: Session, sub: SandboxSubscription) -> None:
+        """Demo data: a backdated subscription's purchase batch was added on its term's first day."""
+        at = clock.start_of_day_utc(sub.term_started_on or sub.purchased_on)
+        for batch in self._all_batches(session, sub.subscription_id):
+            batch.added_at, batch.allowed_until = at, at + self.WINDOW
+
+    @staticmethod
+    def _all_batches(session: Session, subscription_id: str) -> list[SandboxSeatBatch]:
+        query = select(SandboxSeatBatch).where(SandboxSeatBatch.subscription_id == subscription_id)
+        return list(session.scalars(query))
+
+    def cancel_subscription(
+        self, tenant_id: str, subscription_id: str, *, correlation_id: str, request_id: str | None = None
+    ) -> ProviderSubscription:
+        self._call("cancel_subscription", correlation_id)
+        with self._session() as session, session.begin():
+            sub = self._subscription(session, tenant_id, subscription_id, correlation_id)
+            if sub.status == "deleted":  # the same request again (or a second click): already done
+                return self._with_refundable(sub, session)
+            first = self._term_start_batch(session, sub)
+            if first is None or clock.utcnow() >= first.allowed_until:
+                raise ProviderError(
+                    f"Subscription {subscription_id} can no longer be cancelled: new-commerce subscriptions can be "
+                    "cancelled only within 168 hours (7 days) of their purchase or renewal",
+                    correlation_id=correlation_id,
+                    status=400,
+                )
+            sub.status = "deleted"
+            for batch in self._all_batches(session, sub.subscription_id):
+                batch.quantity = 0
+            still_held = session.scalar(
+                select(SandboxSubscription.id).where(
+                    SandboxSubscription.tenant_id == tenant_id,
+                    SandboxSubscription.offer_id == sub.offer_id,
+                    SandboxSubscription.status == "active",
+                    SandboxSubscription.id != sub.id,
+                )
+            )
+            if still_held is None:  # Microsoft takes the cancelled subscription's licences back from their users
+                for user in session.scalars(select(SandboxUser).where(SandboxUser.tenant_id == tenant_id)):
+                    skus = user.sku_ids.split()
+                    if sub.offer_id in skus:
+                        user.sku_ids = " ".join(s for s in skus if s != sub.offer_id)
+        self._answer_lost("cancel_subscription", correlation_id)
+        return self._with_refundable(sub)
 
     # -- users and licences --------------------------------------------------------------------------------------
     def create_user(
@@ -452,3 +645,15 @@ class SandboxProvider(CspProvider):
         with self._session() as session, session.begin():
             self._user(session, tenant_id, user_id, correlation_id).password_reset_on = clock.utcnow()
         self._answer_lost("reset_user_password", correlation_id)
+
+    # -- price sheet (issue 13, catalogue) -------------------------------------------------------------------------
+    def get_price_sheet(self, market: str, *, month: str | None = None, correlation_id: str) -> bytes:
+        """Microsoft's licence-based price sheet for ``market`` and ``month`` (YYYYMM; default this month), generated
+        from the shipped base sheet (app/csp/sandbox_pricesheet.py says how, and what changes month to month)."""
+        from app.csp import sandbox_pricesheet
+
+        self._call("get_price_sheet", correlation_id)
+        try:
+            return sandbox_pricesheet.sheet(market, month, clock.today())
+        except ValueError as exc:
+            raise ProviderError(str(exc), correlation_id=correlation_id, status=400) from exc

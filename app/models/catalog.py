@@ -161,6 +161,16 @@ PRICE_LEVELS = ("buy", "sell")
 PRICE_BASES = {"buy": ("cost", "retail"), "sell": ("buy", "retail")}
 
 
+def rule_reach(subscription_id: int | None, product_id: int | None, ms_product_id: str | None) -> str:
+    """The subscription, SKU and product a price rule narrows to, as one string the unique index can compare."""
+    return f"s:{subscription_id or ''}|p:{product_id or ''}|m:{ms_product_id or ''}"
+
+
+def _reach_of(context) -> str:
+    values = context.get_current_parameters()
+    return rule_reach(values.get("subscription_id"), values.get("product_id"), values.get("ms_product_id"))
+
+
 class PriceRule(TenantOwned, Model):
     """One line of a price list: ``basis`` + ``percent`` (cost + 8, retail − 10, buy + 15), owned by the account it
     prices (scoped like the account's other rows).
@@ -181,6 +191,9 @@ class PriceRule(TenantOwned, Model):
         CheckConstraint("percent > -100 AND percent < 1000", name="ck_price_rule_percent"),
         Index("ix_price_rule_lookup", "account_id", "level"),
         Index("ix_price_rule_subscription", "subscription_id"),
+        # At most one rule per owner, level and reach (migration 0019): NULLs never clash in a unique index, the key
+        # spells the reach out.
+        Index("uq_price_rule_reach", "account_id", "level", "reach", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -192,6 +205,8 @@ class PriceRule(TenantOwned, Model):
     percent: Mapped[Decimal] = mapped_column(Numeric(7, 2, asdecimal=True), nullable=False)
     below_cost_intended: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     updated_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # What the rule narrows to, spelt out ("s:12|p:|m:"): see ``rule_reach``; set on insert.
+    reach: Mapped[str] = mapped_column(String(80), nullable=False, default=_reach_of)
 
     product: Mapped[Product | None] = relationship()
 

@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integ
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Money, TenantOwned, utcnow
-from app.models.catalog import PERIOD_MONTHS, Availability, Product
+from app.models.catalog import FREQUENCY_LABELS, PERIOD_MONTHS, TERM_LABELS, Availability, Product
 
 SUBSCRIPTION_STATUSES = ("active", "suspended", "cancelled", "expired")
 
@@ -94,8 +94,44 @@ class Subscription(TenantOwned, Model):
     def has_scheduled_change(self) -> bool:
         return self.next_availability_id is not None or self.next_quantity is not None
 
+    # -- in words, as pages and reports show them (load ``next_availability`` and its product with the rows) ------
+    @property
+    def term_label(self) -> str:
+        return TERM_LABELS[self.term]
+
+    @property
+    def billing_frequency_label(self) -> str:
+        return FREQUENCY_LABELS[self.billing_cycle]
+
+    @property
+    def term_and_billing_label(self) -> str:
+        """ "1 year, billed annually"."""
+        return f"{TERM_LABELS[self.term]}, {BILLED[self.billing_cycle]}"
+
+    @property
+    def scheduled_change_label(self) -> str:
+        """ "At renewal: <SKU title>, 1 year billed monthly, 8 licences", or "" when nothing is scheduled."""
+        if not self.has_scheduled_change:
+            return ""
+        offer = self.next_availability
+        name, term, cycle = (
+            (offer.product.name, offer.term, offer.billing_frequency)
+            if offer is not None
+            else (self.product.name, self.term, self.billing_cycle)
+        )
+        return scheduled_change_words(name, term, cycle, self.next_quantity or self.quantity)
+
     def __repr__(self) -> str:
         return f"{self.product.name} ({self.assigned}/{self.quantity})"
+
+
+BILLED = {"monthly": "billed monthly", "annual": "billed annually", "triennial": "billed triennially"}
+
+
+def scheduled_change_words(sku_title: str, term: str, billing_cycle: str, seats: int) -> str:
+    """ "At renewal: Office 365 E3, 1 year billed monthly, 8 licences"."""
+    licences = f"{seats} licence{'' if seats == 1 else 's'}"
+    return f"At renewal: {sku_title}, {TERM_LABELS[term]} {BILLED[billing_cycle]}, {licences}"
 
 
 SEAT_BATCH_KINDS = ("purchase", "increase", "renewal")

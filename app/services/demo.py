@@ -12,17 +12,18 @@ from app.extensions import db
 from app.formatting import format_money
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant, PlaceholderUser
 from app.models.base import utcnow
-from app.models.catalog import PERIOD_MONTHS, Availability, Product
+from app.models.catalog import TERM_MONTHS, Availability, Product
 from app.models.csp import SandboxDomain
-from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
-from app.services import catalogue, pricing, subscriptions
+from app.models.subscriptions import LicenceAssignment, M365User, SeatBatch, Subscription, UsagePoint
+from app.services import pricing, subscriptions
 from app.services.accounts import add_default_master_admin, create_account
 from app.services.events import record_event
 from app.services.users import add_member, create_user, membership_of
 from security.models import CUSTOMER_PORTAL, PortalUser
 from security.passwords import hash_password
 
-# name, product id:sku, billing cycle, unit cost, unit price (NZD per licence per month, excl. GST)
+# name, product id:sku, billing cycle, unit cost, unit price (NZD per licence per month, excl. GST): the 1-year
+# billed-monthly prices of the sandbox's price sheet (app/data/pricesheet-NZ-sample.csv), which the demo imports.
 CATALOGUE = [
     ("Office 365 Business Premium", "CFQ7TTC0LCHC:0002", "monthly", "14.70", "17.30"),
     ("Exchange Online (Plan 1)", "CFQ7TTC0LH16:0001", "monthly", "4.68", "5.50"),
@@ -99,15 +100,20 @@ def _sku(name: str) -> str:
     return next(sku for product_name, sku, *_ in CATALOGUE if product_name == name)
 
 
-def _ensure_catalogue(report: SeedReport) -> None:
-    for name, sku, cycle, cost, price in CATALOGUE:
-        if db.session.query(Product.id).filter_by(sku=sku).first() is None:
-            product = catalogue.ensure_product(name, sku)
-            months = PERIOD_MONTHS[cycle]
-            catalogue.set_price(
-                catalogue.ensure_availability(product, "P1Y", cycle), Decimal(cost) * months, Decimal(price) * months
-            )
-            report.created.append(f"product {name}")
+def _ensure_catalogue(report: SeedReport, today: dt.date) -> None:
+    """The SKUs of CATALOGUE with every term and billing frequency, priced for this month and next month from the
+    sandbox's price sheets (app/csp/sandbox_pricesheet.py: the 1-year billed-monthly prices are CATALOGUE's).
+    Imported as an operator would import Microsoft's (app/services/pricesheet.py); idempotent."""
+    from app.csp import sandbox_pricesheet
+    from app.services import pricesheet
+
+    this_month = today.replace(day=1)
+    for month in (this_month, pricesheet.next_month_start(this_month)):
+        result = pricesheet.import_sheet(sandbox_pricesheet.sheet("NZ", month, today), "NZ", commit=False)
+        if result.products_added:
+            report.created.append(f"{result.products_added} product(s) of the sandbox's price sheet")
+        if result.prices_added or result.prices_changed:
+            report.created.append(f"prices for {month:%m/%Y}")
 
 
 def _availability(product: Product) -> Availability:
@@ -188,12 +194,19 @@ def _m365_users(customer: Account, domain: str, count: int) -> list[M365User]:
 
 
 def _subscription(
-    customer: Account, product_name: str, quantity: int, renew_on: dt.date, holders: list[M365User], started: dt.date
+    customer: Account,
+    product_name: str,
+    quantity: int,
+    renew_on: dt.date,
+    holders: list[M365User],
+    started: dt.date,
+    offer: tuple[str, str] | None = None,
 ) -> Subscription:
+    """``offer``: (term, billing frequency) — by default the product's 1-year availability."""
     product = _product(_sku(product_name))
     sub = db.session.query(Subscription).filter_by(account_id=customer.id, product_id=product.id).first()
     if sub is None:
-        availability = _availability(product)
+        availability = _offer(product, *offer) if offer else _availability(product)
         price = pricing.catalogue_price(availability.id)
         bought = dt.datetime.combine(started, dt.time(9))
         sub = subscriptions.new_subscription(
@@ -236,8 +249,7 @@ def _year_of_history(sub: Subscription, start_quantity: int, today: dt.date) -> 
     if db.session.query(UsagePoint).filter_by(subscription_id=sub.id).count() > 1:
         return
     db.session.query(UsagePoint).filter_by(subscription_id=sub.id).delete()
-    sub.created_on = dt.datetime.combine(today - dt.timedelta(days=365), dt.time(9))
-    sub.term_started_on = today - dt.timedelta(days=365)
+    sub.created_on = dt.datetime.combine(today - dt.timedelta(days=365), dt.time(9))  # its term: renewed since
     steps = 12
     for month in range(steps + 1):
         quantity = start_quantity + round((sub.quantity - start_quantity) * month / steps)
@@ -253,6 +265,80 @@ def _year_of_history(sub: Subscription, start_quantity: int, today: dt.date) -> 
                 unit_price=sub.unit_price,
             )
         )
+
+
+# -- issue 13 item 10: terms and billing frequencies, a window still open, a change at renewal ----------------------
+
+# A demo price for an availability the catalogue lacks, from the SKU's 1-year price per month: a monthly term about
+# 20 % above, paid up front 5 % below (the price sheet, when imported, has Microsoft's own: these are only a fallback).
+_DEMO_PRICE_FACTORS = {
+    ("P1M", "monthly"): Decimal("1.2"),
+    ("P1Y", "monthly"): Decimal("1"),
+    ("P1Y", "annual"): Decimal("12") / Decimal("1.05"),
+    ("P3Y", "annual"): Decimal("12") / Decimal("1.05"),
+    ("P3Y", "triennial"): Decimal("36") / Decimal("1.05"),
+}
+
+
+def _offer(product: Product, term: str, frequency: str) -> Availability:
+    """The product's availability ``term`` billed ``frequency`` with a price this month (ensured: idempotent)."""
+    from app.services import catalogue
+
+    offer = catalogue.ensure_availability(product, term, frequency)
+    if pricing.catalogue_price(offer.id) is None:
+        base = _availability(product)
+        price = pricing.catalogue_price(base.id)
+        factor = _DEMO_PRICE_FACTORS[(term, frequency)] / base.period_months
+        catalogue.set_price(
+            offer,
+            (price.unit_cost * factor).quantize(Decimal("0.0001")),
+            (price.erp_price * factor).quantize(Decimal("0.0001")),
+        )
+    return offer
+
+
+def _increase_in_window(sub: Subscription, *, seats: int, hours_ago: int) -> None:
+    """``seats`` of ``sub`` were an increase ``hours_ago`` hours ago (still inside its 168-hour window); the rest
+    its purchase."""
+    purchase = db.session.query(SeatBatch).filter_by(subscription_id=sub.id, kind="purchase").one()
+    purchase.quantity = sub.quantity - seats
+    purchase.refundable = 0 if purchase.refundable_until <= clock.utcnow() else purchase.quantity
+    added = clock.utcnow().replace(microsecond=0) - dt.timedelta(hours=hours_ago)
+    db.session.add(
+        SeatBatch(
+            account_id=sub.account_id,
+            subscription_id=sub.id,
+            kind="increase",
+            quantity=seats,
+            refundable=seats,
+            added_at=added,
+            refundable_until=subscriptions.window_end(added),
+            unit_price=sub.unit_price,
+        )
+    )
+    db.session.flush()
+
+
+def _schedule_at_renewal(sub: Subscription, offer: tuple[str, str], quantity: int) -> None:
+    """The change Microsoft will make at ``sub``'s renewal (its scheduledNextTermInstructions)."""
+    sub.next_availability_id = _offer(sub.product, *offer).id
+    sub.next_quantity = quantity
+    sub.next_scheduled_at = clock.utcnow().replace(microsecond=0) - dt.timedelta(days=3)
+    db.session.flush()
+
+
+def _mirror_batches_and_schedule(provider, sub: Subscription) -> None:
+    """The sandbox's seat batches and next-term instructions of a demo subscription, as the portal's demo has them."""
+    batches = db.session.query(SeatBatch).filter_by(subscription_id=sub.id).order_by(SeatBatch.added_at).all()
+    scheduled = (None, None, None, None)
+    if sub.has_scheduled_change:
+        offer = db.session.get(Availability, sub.next_availability_id or sub.availability_id)
+        scheduled = (offer.product.sku, offer.term, offer.billing_frequency, sub.next_quantity or sub.quantity)
+    provider.adopt_demo_state(
+        sub.provider_subscription_id,
+        batches=[(b.quantity, b.added_at, b.refundable_until) for b in batches],
+        next_term=scheduled,
+    )
 
 
 def mirror_in_sandbox(customer: Account) -> None:
@@ -277,7 +363,8 @@ def mirror_in_sandbox(customer: Account) -> None:
             sub.provider_subscription_id = made.subscription_id
             # The demo's subscriptions were bought before today: the sandbox's term ends when the portal's does,
             # and the demo's auto-renew is the sandbox's too (reconciliation finds nothing to report on the demo).
-            provider.backdate(made.subscription_id, renew_on=sub.renew_on, auto_renew=sub.auto_renew)
+            provider.backdate(made.subscription_id, renew_on=sub.renew_on, auto_renew=sub.auto_renew, term=sub.term)
+            _mirror_batches_and_schedule(provider, sub)
         for person in db.session.query(M365User).filter_by(account_id=customer.id, provider_user_id=None):
             first, _, last = person.display_name.partition(" ")
             person.provider_user_id = provider.create_user(
@@ -300,6 +387,27 @@ def mirror_in_sandbox(customer: Account) -> None:
     db.session.commit()
 
 
+# The demo's price lists (issue 13): the operator charges every reseller Microsoft's cost + 8 %; Demo Reseller Ltd
+# sells at its buy price + 15 %, Enet Ltd at + 10 %. Seeded after the subscriptions: rules price new orders and
+# renewals, never a subscription's locked price.
+DEMO_BUY_RULE = ("cost", "8")
+DEMO_MARKUP = ("buy", "15")
+DEMO_ENET_MARKUP = ("buy", "10")
+
+
+def _ensure_price_lists(operator: Account, reseller: Account, enet: Account, report: SeedReport) -> None:
+    from app.services import price_lists
+
+    for level, owner, (basis, percent) in (
+        ("buy", operator, DEMO_BUY_RULE),
+        ("sell", reseller, DEMO_MARKUP),
+        ("sell", enet, DEMO_ENET_MARKUP),
+    ):
+        if price_lists.default_rule(level, owner) is None:
+            price_lists.create_rule(level, owner, basis=basis, percent=percent)
+            report.created.append(f"price rule {level} {owner.name}: {basis} + {percent} %")
+
+
 def seed_demo(password: str | None = None, today: dt.date | None = None) -> SeedReport:
     """Create whatever of the demo data is missing; never duplicates. Run under a scope bypass."""
     today = today or clock.today()
@@ -307,7 +415,6 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
     new_password = password or secrets.token_urlsafe(12)
     hashed = hash_password(new_password)
 
-    _ensure_catalogue(report)
     _ensure_domains()
     db.session.flush()
 
@@ -321,6 +428,7 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
         city="Auckland",
     )
     _user(operator, "ops@mycloudstore.co.nz", "Ops", "Admin", hashed, report)
+    _ensure_catalogue(report, today)  # after the operator: the import is an event in its log
 
     demo = _account(
         RESELLER,
@@ -356,7 +464,7 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
     if db.session.query(PlaceholderUser.id).filter_by(account_id=enet.id).first() is None:
         add_default_master_admin(enet)
     enet_users = _m365_users(enet, "enet123.onmicrosoft.com", 20)
-    _subscription(
+    premium = _subscription(
         enet,
         "Office 365 Business Premium",
         1,
@@ -364,6 +472,8 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
         enet_users[:1],
         today - dt.timedelta(days=353),
     )
+    if premium.provider_subscription_id is None:  # new this run: issue 13's change scheduled at renewal
+        _schedule_at_renewal(premium, ("P1Y", "annual"), quantity=2)
     _subscription(
         enet,
         "Exchange Online (Plan 1)",
@@ -401,12 +511,18 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
             cp3_enabled=True,
         )
     contoso_users = _m365_users(contoso, "contosonz.onmicrosoft.com", 14)
-    for name, quantity, start, holders, renew in (
-        ("Microsoft 365 Business Standard", 12, 6, contoso_users[:10], 45),
-        ("Exchange Online (Plan 1)", 6, 2, contoso_users[10:14], 75),
-        ("Microsoft Teams Essentials", 5, 5, contoso_users[:3], 200),
+    # Issue 13 item 10: a 1-year term billed monthly with an increase still inside its window, a 1-year term
+    # billed annually (paid up front) and a 1-month term.
+    for name, quantity, start, holders, renew, offer in (
+        ("Microsoft 365 Business Standard", 12, 6, contoso_users[:10], 45, ("P1Y", "monthly")),
+        ("Exchange Online (Plan 1)", 6, 2, contoso_users[10:14], 75, ("P1Y", "annual")),
+        ("Microsoft Teams Essentials", 5, 5, contoso_users[:3], 20, ("P1M", "monthly")),
     ):
-        sub = _subscription(contoso, name, quantity, today + dt.timedelta(days=renew), holders, today)
+        renew_on = today + dt.timedelta(days=renew)
+        started = subscriptions.add_months(renew_on, -TERM_MONTHS[offer[0]])
+        sub = _subscription(contoso, name, quantity, renew_on, holders, started, offer)
+        if sub.provider_subscription_id is None and name == "Microsoft 365 Business Standard":
+            _increase_in_window(sub, seats=2, hours_ago=48)
         _year_of_history(sub, start, today)
 
     other = _account(
@@ -453,6 +569,7 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
         today - dt.timedelta(days=205),
     )
 
+    _ensure_price_lists(operator, demo, enet, report)
     db.session.commit()
     for customer in (enet, contoso, rival):
         mirror_in_sandbox(customer)

@@ -91,10 +91,19 @@ class EventFilters:
         return ", ".join(parts) or "all events"
 
 
+def _hidden() -> list[ColumnElement]:
+    """Events the caller may not read even in its own log: price-list changes name markups ("buy + 15 %"), which give
+    the buy price away to whoever may not see costs (app/services/price_lists.py)."""
+    from app.services import price_lists
+
+    criterion = price_lists.event_log_criterion()
+    return [] if criterion is None else [criterion]
+
+
 def _filtered(statement: Select, shown: ColumnElement | None, criteria: list[ColumnElement]) -> Select:
     if shown is not None:
         statement = statement.where(shown)
-    return statement.where(*criteria)
+    return statement.where(*criteria, *_hidden())
 
 
 @dataclasses.dataclass
@@ -181,7 +190,7 @@ def export_rows(shown: ColumnElement | None, filters: EventFilters, limit: int) 
     if shown is not None:
         statement = statement.where(shown)
     statement = (
-        statement.where(*filters.criteria())
+        statement.where(*filters.criteria(), *_hidden())
         .order_by(Event.occurred_at.desc(), Event.id.desc())
         .limit(limit)
         .execution_options(yield_per=exports.FETCH)

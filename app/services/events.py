@@ -144,6 +144,13 @@ ACTION_NAMES: dict[str, str] = {
     "subscription.created": "Added a subscription",
     "subscription.quantity_changed": "Changed a licence quantity",
     "subscription.auto_renew": "Changed auto-renew",
+    "subscription.renewal_scheduled": "Scheduled a change at renewal",
+    "subscription.renewal_cleared": "Cleared the change scheduled for renewal",
+    "subscription.renewed": "Renewed a subscription",
+    "subscription.expired": "A subscription expired",
+    "subscription.upgraded": "Upgraded a subscription",
+    "licence.moved": "Moved a licence to the upgraded subscription",
+    "subscription.cancelled": "Cancelled a subscription",
     "licence.assigned": "Assigned a licence",
     "licence.unassigned": "Removed a licence",
     "licence.repaired": "Matched a licence to Microsoft's record",
@@ -173,11 +180,17 @@ ACTION_NAMES: dict[str, str] = {
     "product.created": "Added a product",
     "product.updated": "Edited a product",
     "product.retired": "Retired a product",
+    "pricesheet.imported": "Imported Microsoft's price sheet",
     "usage.snapshot": "Recorded usage",
+    "price_rule.created": "Added a price rule",
+    "price_rule.changed": "Changed a price rule",
+    "price_rule.deleted": "Removed a price rule",
+    "price_rule.applied_now": "Applied prices to monthly-term subscriptions",
+    "subscription.repriced": "Changed a subscription's price",
     "demo.scale_seeded": "Generated scale data",
 }
 #: Actions recorded only on the operator's or a reseller's account: never in a customer portal's action filter.
-PARTNER_SIDE = ("reseller.", "product.", "usage.", "demo.", "event_log.purged")
+PARTNER_SIDE = ("reseller.", "product.", "pricesheet.", "usage.", "demo.", "event_log.purged", "price_rule.")
 
 #: What an event's target is, in words.
 TARGET_NAMES: dict[str, str] = {
@@ -191,6 +204,7 @@ TARGET_NAMES: dict[str, str] = {
     "DashboardWidget": "Widget",
     "BackgroundJob": "Export",
     "Product": "Product",
+    "PriceRule": "Price rule",
     "Drift": "Difference with Microsoft",
     "ReconciliationRun": "Reconciliation",
 }

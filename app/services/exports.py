@@ -24,9 +24,10 @@ from sqlalchemy.orm import aliased
 from app.clock import utcnow
 from app.extensions import db
 from app.formatting import local_time
-from app.models.accounts import CUSTOMER, RESELLER, Account, MicrosoftTenant
-from app.models.catalog import Product
-from app.models.subscriptions import LicenceAssignment, M365User, Subscription
+from app.models.accounts import Account, MicrosoftTenant
+from app.models.catalog import FREQUENCY_LABELS, TERM_LABELS, Availability, Product
+from app.models.subscriptions import LicenceAssignment, M365User, Subscription, scheduled_change_words
+from app.services import csp_report
 from app.services.events import record_event
 from security.models import Membership, PortalUser, address_of
 
@@ -36,6 +37,7 @@ FETCH = 2000
 # such text gets Excel's quote prefix, which keeps it text and shows it unchanged.
 _UNSAFE_FIRST = frozenset("=+-@\t\r")
 TEXT, NUMBER, MONEY, DATE, DATETIME = "text", "number", "money", "date", "datetime"
+WINDOW_END = "window_end"  # a moment to the minute with a four-digit year: 08/12/2026 09:00 AM (portal's zone)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +77,7 @@ def write_workbook(target, title: str, sheets: list[Sheet], progress: Callable[[
         MONEY: workbook.add_format({"num_format": '"$"#,##0.00'}),
         DATE: workbook.add_format({"num_format": "dd/mm/yyyy"}),
         DATETIME: workbook.add_format({"num_format": "dd/mm/yy hh:mm AM/PM"}),
+        WINDOW_END: workbook.add_format({"num_format": "dd/mm/yyyy hh:mm AM/PM"}),
         "quoted": workbook.add_format({"quote_prefix": True}),
     }
     limit = rows_per_sheet()
@@ -128,6 +131,7 @@ def _writers(worksheet, columns: list[Column], formats) -> list:
         worksheet.write_datetime,
     )
     money, date, moment, quoted = formats[MONEY], formats[DATE], formats[DATETIME], formats["quoted"]
+    window_end = formats[WINDOW_END]
 
     def text(row, col, value):
         value = value if type(value) is str else str(value)
@@ -142,6 +146,9 @@ def _writers(worksheet, columns: list[Column], formats) -> list:
         MONEY: lambda row, col, value: write_number(row, col, float(value), money),
         DATE: lambda row, col, value: write_datetime(row, col, dt.datetime.combine(value, dt.time()), date),
         DATETIME: lambda row, col, value: write_datetime(row, col, local_time(value).replace(tzinfo=None), moment),
+        WINDOW_END: lambda row, col, value: write_datetime(
+            row, col, local_time(value).replace(tzinfo=None, second=0, microsecond=0), window_end
+        ),
     }
     return [chosen[column.kind] for column in columns]
 
@@ -149,13 +156,7 @@ def _writers(worksheet, columns: list[Column], formats) -> list:
 # -- the reports ---------------------------------------------------------------------------------------------------
 
 
-def _customers_of(account: Account):
-    """The customer accounts a report on ``account`` covers: itself, or all of a reseller's."""
-    if account.kind == CUSTOMER:
-        return Account.id == account.id
-    if account.kind == RESELLER:
-        return Account.parent_id == account.id
-    return Account.kind == CUSTOMER  # operator staff: every customer (in scope)
+_customers_of = csp_report.customers_of  # the customers a report covers: the page's and the workbook's alike
 
 
 def _stream(statement: Select) -> Iterator:
@@ -170,17 +171,25 @@ SUBSCRIPTION_COLUMNS = [
     Column("SKU", width=20),
     Column("Licenses assigned", NUMBER, 10),
     Column("Licenses total", NUMBER, 10),
+    Column("Term", width=10),
+    Column("Billing frequency", width=12),
     Column("Renew on", DATE, 12),
-    Column("Billing cycle", width=12),
     Column("Auto-renew", width=10),
-    Column("Unit price", MONEY, 12),
-    Column("Monthly total", MONEY, 14),
+    Column("Cancellable until", WINDOW_END, 20),
+    Column("Change at renewal", width=48),
 ]
-COST_COLUMNS = [Column("Unit cost", MONEY, 12), Column("Margin", MONEY, 12)]
+
+
+def subscription_columns(seen: csp_report.Visibility) -> list[Column]:
+    """The fixed columns, then the money columns ``seen`` may see — named as the CSP Report page names them."""
+    money = [Column(c.header, MONEY, 16) for c in csp_report.money_columns(seen, workbook=True)]
+    return SUBSCRIPTION_COLUMNS + money
 
 
 def _subscription_query(account: Account) -> Select:
     reseller = aliased(Account)
+    next_offer, next_product = aliased(Availability), aliased(Product)
+    windows = csp_report.open_windows()
     return (
         select(
             reseller.name,
@@ -190,23 +199,35 @@ def _subscription_query(account: Account) -> Select:
             Product.sku,
             Subscription.assigned,
             Subscription.quantity,
-            Subscription.renew_on,
+            Subscription.term,
             Subscription.billing_cycle,
+            Subscription.renew_on,
             Subscription.auto_renew,
+            windows.c.until,
+            Subscription.next_availability_id,
+            Subscription.next_quantity,
+            next_product.name,
+            next_offer.term,
+            next_offer.billing_frequency,
             Subscription.unit_price,
             Subscription.unit_cost,
+            Subscription.ms_unit_cost,
         )
         .select_from(Subscription)
         .join(Account, Account.id == Subscription.account_id)
         .join(reseller, reseller.id == Account.parent_id)
         .join(Product, Product.id == Subscription.product_id)
         .outerjoin(MicrosoftTenant, MicrosoftTenant.account_id == Account.id)
+        .outerjoin(windows, windows.c.subscription_id == Subscription.id)
+        .outerjoin(next_offer, next_offer.id == Subscription.next_availability_id)
+        .outerjoin(next_product, next_product.id == next_offer.product_id)
         .where(_customers_of(account))
         .order_by(Account.name, Account.id, Product.name, Subscription.id)
     )
 
 
-def subscription_rows(account: Account, with_costs: bool) -> Iterator[tuple]:
+def subscription_rows(account: Account, seen: csp_report.Visibility) -> Iterator[tuple]:
+    keys = [c.key for c in csp_report.money_columns(seen, workbook=True)]
     for (
         reseller,
         customer,
@@ -215,13 +236,29 @@ def subscription_rows(account: Account, with_costs: bool) -> Iterator[tuple]:
         sku,
         assigned,
         quantity,
-        renew_on,
+        term,
         cycle,
+        renew_on,
         auto_renew,
+        window_end,
+        next_offer_id,
+        next_quantity,
+        next_name,
+        next_term,
+        next_cycle,
         price,
         cost,
+        ms_cost,
     ) in _stream(_subscription_query(account)):
-        row = (
+        change = None
+        if next_offer_id is not None or next_quantity is not None:
+            change = (
+                scheduled_change_words(next_name, next_term, next_cycle, next_quantity or quantity)
+                if next_offer_id is not None
+                else scheduled_change_words(product, term, cycle, next_quantity)
+            )
+        money = csp_report.figures(price, cost, ms_cost, quantity, cycle)
+        yield (
             reseller,
             customer,
             f"{prefix}.onmicrosoft.com" if prefix else None,
@@ -229,13 +266,14 @@ def subscription_rows(account: Account, with_costs: bool) -> Iterator[tuple]:
             sku,
             assigned,
             quantity,
+            TERM_LABELS[term],
+            FREQUENCY_LABELS[cycle],
             renew_on,
-            cycle,
             "Yes" if auto_renew else "No",
-            price,
-            price * quantity,
+            window_end,
+            change,
+            *(money[key] for key in keys),
         )
-        yield (*row, cost, (price - cost) * quantity) if with_costs else row
 
 
 def count_subscription_rows(account: Account) -> int:
@@ -377,10 +415,11 @@ def count_user_rows(account: Account) -> int:
     return m365 + portal
 
 
-def report_sheets(kind: str, account: Account, with_costs: bool) -> list[Sheet]:
+def report_sheets(kind: str, account: Account, with_costs: bool, with_ms_costs: bool = False) -> list[Sheet]:
+    """``with_costs``: the buy price and margin (COSTS); ``with_ms_costs``: Microsoft's cost too (MICROSOFT_COSTS)."""
     if kind == "subscriptions":
-        columns = SUBSCRIPTION_COLUMNS + (COST_COLUMNS if with_costs else [])
-        return [Sheet("Subscriptions", columns, subscription_rows(account, with_costs))]
+        seen = csp_report.Visibility(costs=with_costs, microsoft_costs=with_costs and with_ms_costs)
+        return [Sheet("Subscriptions", subscription_columns(seen), subscription_rows(account, seen))]
     return [
         Sheet("Microsoft 365 users", M365_COLUMNS, m365_user_rows(account)),
         Sheet("Portal users", PORTAL_COLUMNS, portal_user_rows(account)),
@@ -414,12 +453,15 @@ class Download:
     name: str
 
 
-def export_report_now(kind: str, account: Account, with_costs: bool, rows: int) -> Download:
+def export_report_now(
+    kind: str, account: Account, with_costs: bool, rows: int, *, with_ms_costs: bool = False
+) -> Download:
     """Export Subscription / Export Users at once (small enough not to need a job): the workbook, and the event that
     it was exported (committed before the file goes out)."""
     now = utcnow()
     with tempfile.NamedTemporaryFile(suffix=".xlsx") as handle:  # constant_memory writes through a file
-        write_workbook(handle.name, report_title(kind, account, now), report_sheets(kind, account, with_costs))
+        sheets = report_sheets(kind, account, with_costs, with_ms_costs)
+        write_workbook(handle.name, report_title(kind, account, now), sheets)
         data = BytesIO(Path(handle.name).read_bytes())
     record_event(
         "report.exported",

@@ -45,7 +45,9 @@ def export_dir() -> Path:
     return path
 
 
-def start_export(kind: str, account: Account, requester, with_costs: bool) -> BackgroundJob:
+def start_export(
+    kind: str, account: Account, requester, with_costs: bool, *, with_ms_costs: bool = False
+) -> BackgroundJob:
     """Queue an export of ``account``'s ``kind`` report for ``requester``; it runs in the background."""
     scope = scoping.current_scope()
     job = BackgroundJob(
@@ -58,6 +60,7 @@ def start_export(kind: str, account: Account, requester, with_costs: bool) -> Ba
                 "kind": kind,
                 "account_id": account.id,
                 "with_costs": with_costs,
+                "with_ms_costs": with_ms_costs,
                 "scope": [scope.kind, scope.account_id],  # as queued, for the record: run() resolves it again
                 "requester": requester.email,
             }
@@ -180,6 +183,10 @@ def requester_scope(job: BackgroundJob, params: dict) -> scoping.Scope:
         scope = scoping.scope_for_user(user, membership)
         if params["with_costs"] and not appbuilder.sm.user_may(user, f"can_{P.READ}", P.COSTS, membership):
             raise JobRefused("its requester may no longer see costs")
+        if params.get("with_ms_costs") and not appbuilder.sm.user_may(
+            user, f"can_{P.READ}", P.MICROSOFT_COSTS, membership
+        ):
+            raise JobRefused("its requester may no longer see Microsoft's costs")
         email = user.email
     if scope.kind == scoping.NONE:
         raise JobRefused("its requester no longer has a portal scope")
@@ -289,7 +296,9 @@ def _write(job_id: str, path: Path, scope, params: dict, now) -> None:
     """The workbook, written to ``path`` under the requester's scope; the job marked done."""
     with scoping.use_scope(scope):
         account = db.session.scalars(select(Account).where(Account.id == params["account_id"])).one()
-        sheets = exports.report_sheets(params["kind"], account, params["with_costs"])
+        sheets = exports.report_sheets(
+            params["kind"], account, params["with_costs"], params.get("with_ms_costs", False)
+        )
         written = exports.write_workbook(
             str(path),
             exports.report_title(params["kind"], account, now),

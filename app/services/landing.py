@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import Integer, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager
 
 from app import clock
@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models.accounts import CUSTOMER, Account, MicrosoftTenant
 from app.models.catalog import Product
 from app.models.subscriptions import M365User, Subscription
+from app.services import csp_report
 
 RENEWAL_WINDOWS = (30, 60, 90)
 RENEWALS_SHOWN = 50
@@ -31,11 +32,6 @@ class UsageStats:
     monthly_spend: Decimal
 
 
-def cents_total(price_column, quantity_column):
-    """SUM(price × quantity) in integer cents: SQLite would add NUMERIC as floats (DESIGN.md rule 8)."""
-    return func.coalesce(func.sum(cast(func.round(price_column * 100), Integer) * quantity_column), 0)
-
-
 def usage_stats() -> UsageStats:
     session = db.session
     customers = session.scalar(select(func.count(Account.id)).where(Account.kind == CUSTOMER))
@@ -44,10 +40,11 @@ def usage_stats() -> UsageStats:
         select(
             func.coalesce(func.sum(Subscription.assigned), 0),
             func.coalesce(func.sum(Subscription.quantity), 0),
-            cents_total(Subscription.unit_price, Subscription.quantity),
+            csp_report.monthly_sum(Subscription.unit_price),
         ).where(Subscription.status == "active")
     ).one()
-    return UsageStats(customers, users, int(used), int(total), Decimal(int(cents)) / 100)
+    # The monthly spend: each subscription's monthly total (price per billing period ÷ its months), added up.
+    return UsageStats(customers, users, int(used), int(total), csp_report.from_cents(cents))
 
 
 def recently_created_tenants(limit: int = 10) -> list[Account]:

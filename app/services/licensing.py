@@ -1,4 +1,5 @@
-"""Microsoft CSP services of a customer: orders, quantities, auto-renew, Microsoft 365 users and licences.
+"""Microsoft CSP services of a customer: quantities, auto-renew, Microsoft 365 users and licences (orders:
+app/services/ordering.py).
 
 Every change of Microsoft's state is a durable operation (app/services/operations.py): written and committed
 ``pending`` before Microsoft is asked, sent with its request id as MS-RequestId, then recorded ``succeeded`` or
@@ -16,27 +17,22 @@ import datetime as dt
 import logging
 import secrets
 import uuid
-from decimal import Decimal
 
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from app import clock, faults
+from app import faults
 from app.csp import get_provider
 from app.csp.base import ProviderError, new_correlation_id
 from app.extensions import db
-from app.formatting import format_money
 from app.models.accounts import Account
 from app.models.base import utcnow
-from app.models.catalog import Availability, Product
-from app.models.operations import SUCCEEDED, ProviderOperation
+from app.models.operations import ProviderOperation
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
-from app.services import operations, pricing, subscriptions
+from app.services import operations
 from app.services.events import record_event
 
 log = logging.getLogger(__name__)
-
-DECREASE_WINDOW_DAYS = 7  # Microsoft's new-commerce rule: licences can be reduced only this long after buying
 
 
 class LicenceError(ValueError):
@@ -62,167 +58,6 @@ def record_usage(sub: Subscription) -> None:
             unit_price=sub.unit_price,
         )
     )
-
-
-def decrease_deadline(sub: Subscription) -> dt.date:
-    return sub.term_started_on + dt.timedelta(days=DECREASE_WINDOW_DAYS)
-
-
-class AlreadyPlaced(Exception):
-    """The form was sent before and its order is placed: ``subscription`` is what it bought."""
-
-    def __init__(self, subscription: Subscription | None):
-        super().__init__("already placed")
-        self.subscription = subscription
-
-
-class StillBeingConfirmed(Exception):
-    """The form was sent before and its order is still with Microsoft (another request is sending it)."""
-
-
-def order(customer: Account, availability: Availability, quantity: int, key: str | None = None) -> Subscription:
-    """Place an order, durably (app/services/operations.py): written as an operation and committed before Microsoft is
-    asked, with one MS-RequestId for every try. The same form again (``key``) is answered from its operation:
-    placed (``AlreadyPlaced``), still being confirmed (``StillBeingConfirmed``), or — failed before, or left pending
-    by a crash — sent again with the same request id, so Microsoft never buys twice."""
-    if isinstance(availability, Product):  # TODO(issue 13, ordering): callers pass the availability
-        availability = availability.availabilities[0]
-    product = availability.product
-    if product.is_retired or availability.retired_on is not None:
-        raise LicenceError(f"{product.name} ({availability.label}) is no longer sold.")
-    if not 1 <= quantity <= 10000:
-        raise LicenceError("Order between 1 and 10,000 licences.")
-    _tenant_id(customer)
-    try:
-        price = pricing.quote(customer, availability)
-    except pricing.NoPrice as exc:
-        raise LicenceError(str(exc)) from None
-    params = {
-        "product_id": product.id,
-        "availability_id": availability.id,
-        "sku": product.sku,
-        "quantity": quantity,
-        "term": availability.term,
-        "billing_cycle": availability.billing_frequency,
-        "unit_price": str(price.sell),
-        "unit_cost": str(price.buy),
-        "ms_unit_cost": str(price.ms_cost),
-    }
-    try:
-        operation = operations.begin("order", customer.id, params, key, target=f"account:{customer.id}")
-    except operations.AlreadySent as sent:
-        operation = sent.operation
-        if operation is None:
-            raise LicenceError("This form is out of date: open it again.") from None
-        if operation.state == SUCCEEDED:
-            placed = operations.result_of(operation).get("subscription_id")
-            raise AlreadyPlaced(db.session.get(Subscription, placed) if placed else None) from None
-        if not operations.claim_retry(operation):
-            raise StillBeingConfirmed from None
-    return send_order(operation, customer)
-
-
-def send_order(operation: ProviderOperation, customer: Account) -> Subscription:
-    """Send ``operation`` (pending, claimed by the caller) to Microsoft and record what it answered; the subscription
-    (created once: an answer for a request already recorded finds its subscription)."""
-    params = operations.params_of(operation)
-    if "availability_id" not in params:  # written before the catalogue had availabilities (migration 0017)
-        params = _legacy_order_params(customer, params)
-    availability = db.session.get(Availability, params["availability_id"])
-    product = availability.product
-    tenant_id = _tenant_id(customer)
-    correlation_id = new_correlation_id()
-    try:
-        bought = get_provider().create_order(
-            tenant_id,
-            params["sku"],
-            params["quantity"],
-            params["billing_cycle"],
-            correlation_id=correlation_id,
-            request_id=operation.request_id,
-        )
-    except ProviderError as exc:
-        operations.failed(operation, exc, correlation_id)
-        raise LicenceError(
-            f"Microsoft did not confirm the order of {params['quantity']} × {product.name}: {exc} (correlation id "
-            f"{exc.correlation_id or correlation_id}). Send this form again to retry it: the same request is sent, so "
-            "Microsoft will not buy twice."
-        ) from exc
-    faults.point(faults.AFTER_CREATE_ORDER)
-    sub = None
-    if not operations.is_first_try(operation):  # an earlier try may have recorded it (its answer came after all)
-        sub = db.session.scalars(
-            select(Subscription).where(
-                Subscription.account_id == customer.id, Subscription.provider_subscription_id == bought.subscription_id
-            )
-        ).first()
-    if sub is None:
-        allowed = [r.allowed_until for r in bought.refundable]
-        sub = subscriptions.new_subscription(
-            customer,
-            availability,
-            params["quantity"],
-            unit_price=Decimal(params["unit_price"]),
-            unit_cost=Decimal(params["unit_cost"]),
-            ms_unit_cost=Decimal(params["ms_unit_cost"]),
-            provider_subscription_id=bought.subscription_id,
-            term_started_on=bought.term_started_on,
-            renew_on=bought.renew_on,
-            auto_renew=bought.auto_renew,
-            refundable_until=max(allowed) if allowed else None,
-        )
-        record_usage(sub)
-        record_event(
-            "subscription.ordered",
-            account_id=customer.id,
-            target=sub,
-            summary=(
-                f"Ordered {params['quantity']} × {product.name} ({availability.label}) at "
-                f"{format_money(sub.unit_price)} a licence per billing period (request id {operation.request_id})"
-            ),
-        )
-    operations.succeeded(
-        operation, {"subscription_id": sub.id, "provider_subscription_id": bought.subscription_id}, correlation_id
-    )
-    return sub
-
-
-def _legacy_order_params(customer: Account, params: dict) -> dict:
-    """An order recorded before availabilities existed: its product's 1-year availability of its billing cycle, priced
-    as today."""
-    availability = db.session.scalars(
-        select(Availability).where(
-            Availability.product_id == params["product_id"],
-            Availability.term == "P1Y",
-            Availability.billing_frequency == params.get("billing_cycle", "monthly"),
-        )
-    ).one()
-    price = pricing.quote(customer, availability)
-    return {
-        **params,
-        "availability_id": availability.id,
-        "term": "P1Y",
-        "unit_price": str(price.sell),
-        "unit_cost": str(price.buy),
-        "ms_unit_cost": str(price.ms_cost),
-    }
-
-
-def recover_orders() -> int:
-    """Orders left pending by a crash: sent again with their request id (Microsoft answers with what the first send
-    made, or places it now); how many were settled. Run under a bypass (CLI, worker start)."""
-    settled = 0
-    for operation in operations.stale_pending("order"):
-        if not operations.claim_retry(operation):
-            continue
-        customer = db.session.get(Account, operation.account_id)
-        try:
-            send_order(operation, customer)
-            db.session.commit()
-        except LicenceError as exc:
-            log.warning("Recovering order operation %s: %s", operation.id, exc)
-        settled += 1
-    return settled
 
 
 # -- durable changes: the operation log, and the truth after a failed or unanswered call ---------------------------
@@ -296,36 +131,21 @@ def _send(operation: ProviderOperation, call, read, settle, *, what: str, noun: 
 
 
 # -- quantities and auto-renew --------------------------------------------------------------------------------------
-def change_quantity(sub: Subscription, quantity: int, today: dt.date | None = None) -> None:
-    today = today or clock.today()
+def change_quantity(sub: Subscription, quantity: int) -> None:
     if quantity == sub.quantity:
         return
     if quantity < 1 or quantity > 10000:
         raise LicenceError("Use a quantity between 1 and 10,000.")
+    if sub.status != "active":
+        raise LicenceError(f"{sub.product.name} is {sub.status}: its licences cannot change.")
     if quantity < sub.quantity:
-        # A decrease must not race a licence being given: it holds the same lease, and checks again under it.
-        _check_decrease(sub, quantity, today)
-        with _Lease(sub).held():
-            db.session.refresh(sub)
-            _check_decrease(sub, quantity, today)
-            _send_quantity(sub, quantity)
+        # Only seats still inside their batch's 168-hour window (app/services/windows.py), never below the assigned;
+        # under the licence lease (no licence given meanwhile, no second reduction), checked again under it.
+        from app.services import windows  # built on this module
+
+        windows.reduce_to(sub, quantity)
         return
     _send_quantity(sub, quantity)
-
-
-def _check_decrease(sub: Subscription, quantity: int, today: dt.date) -> None:
-    if quantity < sub.quantity:
-        if quantity < sub.assigned:
-            raise LicenceError(
-                f"{sub.assigned} licences of {sub.product.name} are assigned: unassign some before "
-                f"going down to {quantity}."
-            )
-        if today > decrease_deadline(sub):
-            raise LicenceError(
-                f"Licences of {sub.product.name} could be reduced only until "
-                f"{decrease_deadline(sub):%d/%m/%Y} (7 days after it was bought or renewed); "
-                f"you can reduce them at renewal on {sub.renew_on:%d/%m/%Y}."
-            )
 
 
 def _linked(sub: Subscription) -> str:
@@ -383,12 +203,16 @@ def _send_quantity(sub: Subscription, quantity: int) -> None:
     if sub.quantity != answer.quantity:
         sub.quantity = answer.quantity
         record_usage(sub)
+    from app.services import windows  # an increase is a seat batch; a decrease gives seats of open batches back
+
+    windows.quantity_changed(sub, before, answer)
     record_event(
         "subscription.quantity_changed",
         account_id=sub.account_id,
         target=sub,
         summary=f"{sub.product.name}: {before} → {sub.quantity} licences (request id {operation.request_id})",
     )
+    _cleared_at_renewal(sub, f"Changing the quantity to {sub.quantity}")
     operations.succeeded(operation, {"quantity": answer.quantity}, cid)
 
 
@@ -434,7 +258,15 @@ def set_auto_renew(sub: Subscription, enabled: bool) -> None:
         target=sub,
         summary=f"{sub.product.name}: auto-renew {'on' if enabled else 'off'} (request id {operation.request_id})",
     )
+    _cleared_at_renewal(sub, f"Turning auto-renew {'on' if enabled else 'off'}")
     operations.succeeded(operation, {"auto_renew": answer.auto_renew}, cid)
+
+
+def _cleared_at_renewal(sub: Subscription, what: str) -> None:
+    """A mid-term change deletes what was scheduled for renewal, at Microsoft and here (app/services/renewals.py)."""
+    from app.services import renewals  # it builds on this module
+
+    renewals.after_midterm_change(sub, what)
 
 
 # -- licences: one change at a time per subscription ------------------------------------------------------------
@@ -599,6 +431,11 @@ def _check_change(sub: Subscription, person: M365User, held: bool) -> None:
         if sub.assigned >= sub.quantity:
             raise LicenceError(
                 f"All {sub.quantity} licences of {sub.product.name} are assigned: raise the quantity first."
+            )
+        if sub.next_quantity is not None and sub.assigned >= sub.next_quantity:  # issue 13: renewals
+            raise LicenceError(
+                f"{sub.product.name} renews on {sub.renew_on:%d/%m/%Y} with {sub.next_quantity} licences, all "
+                "assigned: change the renewal's quantity first."
             )
     elif _assignment(sub, person) is None:
         raise LicenceError(f"{person.user_principal_name} does not have {sub.product.name}.")
@@ -970,8 +807,15 @@ def _recover_password_reset(operation: ProviderOperation) -> None:
     _interrupted(operation, False, RESET_NOT_KNOWN.format(upn=upn))
 
 
-#: How each kind of interrupted operation is settled (orders are sent again: ``recover_orders``).
+def _recover_cancel(operation: ProviderOperation) -> None:
+    from app.services import windows  # built on this module
+
+    windows.recover_cancel(operation)
+
+
+#: How each kind of interrupted operation is settled (orders are sent again: ``ordering.recover_orders``).
 RECOVERERS = {
+    "subscription_cancel": _recover_cancel,  # app/services/windows.py
     QUANTITY: _recover_subscription,
     AUTO_RENEW: _recover_subscription,
     LICENCE_ASSIGN: _recover_licence,

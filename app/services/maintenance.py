@@ -45,6 +45,12 @@ def _recover_operations() -> int:
     return recover_all()
 
 
+def _keep_prices_current() -> int:
+    from app.services.pricesheet import keep_current
+
+    return keep_current()
+
+
 def _send_mail() -> int:
     from app.services.outbox import send_due
 
@@ -69,6 +75,12 @@ def _reconcile() -> int:
     return run_if_due()
 
 
+def _renew() -> int:
+    from app.services.renewals import run_renewals
+
+    return run_renewals()
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     name: str
@@ -89,6 +101,10 @@ TASKS = (
     Task("purge old mail", _purge_mail, lambda app: 3600.0 if _tick(app) else 0),
     # Checked every tick; run_if_due itself asks the database when the last reconciliation started.
     Task("reconcile with Microsoft", _reconcile, lambda app: _tick(app) if app.config["RECONCILE_EVERY_HOURS"] else 0),
+    # Hourly: a renewal starts at 00:00 UTC (13:00 or midday in New Zealand) and Microsoft may take up to 24 hours.
+    Task("renew subscriptions", _renew, lambda app: 3600.0 if _tick(app) else 0),
+    # Hourly: this month's and next month's prices (Microsoft publishes next month's ahead; prices change on the 1st).
+    Task("keep the price sheet current", _keep_prices_current, lambda app: 3600.0 if _tick(app) else 0),
 )
 
 

@@ -18,7 +18,7 @@ from app.csp.base import ProviderError, new_correlation_id
 from app.extensions import db
 from app.models.accounts import MicrosoftTenant
 from app.models.operations import ProviderOperation
-from app.services import licensing, operations, tenants
+from app.services import licensing, operations, ordering, renewals, tenants
 from app.services.events import record_event
 from security import scoping
 
@@ -63,6 +63,7 @@ def _recover_agreement(operation: ProviderOperation) -> None:
 
 RECOVERERS = {
     **licensing.RECOVERERS,
+    **renewals.RECOVERERS,  # issue 13: changes scheduled for renewal, upgrades, licences moved by an upgrade
     tenants.TENANT_CREATE: _recover_tenant_create,
     tenants.AGREEMENT_ACCEPT: _recover_agreement,
 }
@@ -72,7 +73,7 @@ def recover_all() -> int:
     """Settle every stale pending operation of every kind (and every stuck tenant); how many were settled."""
     with scoping.bypass("recovery: interrupted provider operations"):
         settled = tenants.recover_stuck()
-        settled += licensing.recover_orders()
+        settled += ordering.recover_orders()
         for operation in operations.stale_pending():
             recover = RECOVERERS.get(operation.kind)
             if recover is None or not operations.claim_retry(operation):

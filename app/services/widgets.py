@@ -10,12 +10,12 @@ from sqlalchemy import func, select
 
 from app import clock
 from app.extensions import db
-from app.models.catalog import Product
+from app.models.catalog import PERIOD_MONTHS, Product
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.subscriptions import M365User, Subscription, UsagePoint
+from app.services import csp_report
 from app.services.events import customer_portal_events, record_event
-from app.services.landing import cents_total
 from security.models import Membership, PortalUser
 
 
@@ -145,12 +145,8 @@ def renewals(customer_id: int, days: int = 30, today: dt.date | None = None) -> 
 
 
 def monthly_spend(customer_id: int) -> Decimal:
-    cents = db.session.scalar(
-        select(cents_total(Subscription.unit_price, Subscription.quantity)).where(
-            Subscription.account_id == customer_id, Subscription.status == "active"
-        )
-    )
-    return Decimal(int(cents)) / 100
+    """Each active subscription's monthly total (price per billing period ÷ its months, to the cent), added up."""
+    return csp_report.monthly_spend(Subscription.account_id == customer_id, Subscription.status == "active")
 
 
 def users_summary(customer_id: int) -> dict:
@@ -205,6 +201,7 @@ def usage_series(customer_ids, months: int = 12, today: dt.date | None = None) -
             UsagePoint.quantity,
             UsagePoint.assigned,
             UsagePoint.unit_price,
+            Subscription.billing_cycle,
             Product.name,
         )
         .join(UsagePoint.subscription)
@@ -222,13 +219,21 @@ def usage_series(customer_ids, months: int = 12, today: dt.date | None = None) -
     for index, end in enumerate(ends):
         limit = _end_of_day_utc(end)
         while pending is not None and pending.recorded_at < limit:
-            current[pending.subscription_id] = (pending.name, pending.quantity, pending.assigned, pending.unit_price)
+            current[pending.subscription_id] = (
+                pending.name,
+                pending.quantity,
+                pending.assigned,
+                pending.unit_price,
+                PERIOD_MONTHS[pending.billing_cycle],
+            )
             pending = next(points, None)
-        for name, quantity, assigned, price in current.values():
+        for name, quantity, assigned, price, months in current.values():
             series = products.setdefault(name, {"used": [0] * len(ends), "bought": [0] * len(ends)})
             series["used"][index] += assigned
             series["bought"][index] += quantity
-            spend[index] += price * quantity
+            # A point's price is per billing period (the subscription's): its monthly total, rounded as the
+            # landing page rounds it.
+            spend[index] += csp_report.monthly_total(price, quantity, months)
     return {"months": [e.strftime("%b %Y") for e in ends], "products": products, "spend": spend}
 
 

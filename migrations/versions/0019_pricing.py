@@ -9,9 +9,8 @@ Revises: 0018_catalogue
 Create Date: 2026-12-01 12:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0019_pricing'

@@ -1,4 +1,5 @@
-"""issue 13 (windows): schema changes of this part, if any
+"""issue 13 (windows): no schema change — the seat batches (seat_batch, sandbox_seat_batch) and
+subscription.cancelled_at came with 0017_new_commerce; this revision keeps the chain
 
 Revision ID: 0021_windows
 Revises: 0020_ordering

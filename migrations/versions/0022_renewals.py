@@ -1,4 +1,5 @@
-"""issue 13 (renewals): schema changes of this part, if any
+"""issue 13 (renewals): no schema change — a change scheduled for renewal uses Subscription.next_* and
+SandboxSubscription.next_* (0017); a renewal is a SeatBatch of kind "renewal" (0017)
 
 Revision ID: 0022_renewals
 Revises: 0021_windows

@@ -4,7 +4,7 @@ forms, a form sent twice — answers a clear 4xx or is handled once, never a 500
 from __future__ import annotations
 
 import functools
-import re
+import io
 import uuid
 
 import pytest
@@ -14,6 +14,7 @@ from app.models.accounts import Account
 from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.subscriptions import Subscription
+from tests import ordering_steps
 from tests.conftest import at_once, csrf_token, unscoped
 from tests.integration.test_impersonation import _launch
 from tests.integration.test_scoping import database_fingerprint
@@ -84,42 +85,46 @@ def test_nul_characters_are_refused_before_anything_is_saved(world, reseller_a_a
     assert database_fingerprint() == before
 
 
-@pytest.mark.parametrize("amount", ["sNaN", "NaN", "Infinity", "-Infinity"])
-def test_a_price_that_is_not_an_amount_is_told_beside_the_field(ops_admin_client, amount):
-    before = database_fingerprint()
-    response = ops_admin_client.post(
-        "/productview/add",
+def _upload_sheet(client, unit_price: str, erp_price: str = "9.00"):
+    """Catalogue ▸ Price changes ▸ Import price sheet: a one-row sheet in Microsoft's columns."""
+    from tests.integration.test_pricesheet import _row, _sheet
+
+    sheet = _sheet(_row(UnitPrice=unit_price, **{"ERP Price": erp_price}))
+    return client.post(
+        "/catalogue/price-changes/import",
         data={
-            "csrf_token": csrf_token(ops_admin_client),
-            "name": "Odd",
-            "sku": "ODD-2",
-            "billing_cycle": "monthly",
-            "unit_cost": amount,
-            "unit_price": "2.00",
+            "csrf_token": csrf_token(client, "/catalogue/price-changes/"),
+            "market": "NZ",
+            "sheet": (io.BytesIO(sheet), "sheet.csv"),
         },
+        content_type="multipart/form-data",
     )
-    assert response.status_code == 200 and "Enter an amount such as 5.50." in response.text
+
+
+@pytest.mark.parametrize("amount", ["sNaN", "NaN", "Infinity", "-Infinity", "", "5,50", "$5.50"])
+def test_a_price_that_is_not_an_amount_is_told_beside_the_field(ops_admin_client, amount):
+    """Prices now come from Microsoft's price sheet: a bad one refuses the upload, with its line, beside the field."""
+    before = database_fingerprint()
+    response = _upload_sheet(ops_admin_client, amount)
+    assert response.status_code == 400 and 'data-error-for="sheet">line 2: ' in response.text
+    assert ("empty UnitPrice" if not amount else "is not a number") in response.text
     assert database_fingerprint() == before
 
 
 @pytest.mark.parametrize(
     ("field", "amount", "message"),
     [
-        ("unit_cost", "1e309", "Use an amount from 0 to 99,999."),
-        ("unit_price", "9" * 40, "Use an amount from 0 to 99,999."),
-        ("unit_price", "-0.01", "Use an amount from 0 to 99,999."),
-        ("unit_cost", "1e-30", "Use dollars and cents: at most 2 decimal places."),
-        ("unit_price", "0." + "0" * 40 + "1", "Use dollars and cents: at most 2 decimal places."),
+        ("unit_cost", "1e309", "is too large"),
+        ("erp", "9" * 40, "is too large"),
+        ("erp", "-0.01", "is negative"),
+        ("unit_cost", "-1e-30", "is negative"),
     ],
 )
 def test_an_out_of_range_price_is_told_beside_the_field(ops_admin_client, field, amount, message):
     """The outside review's finding: 1e309 or forty nines answered 500."""
     before = database_fingerprint()
-    data = {"name": "Odd", "sku": "ODD-3", "billing_cycle": "monthly", "unit_cost": "1.00", "unit_price": "2.00"}
-    response = ops_admin_client.post(
-        "/productview/add", data={**data, field: amount, "csrf_token": csrf_token(ops_admin_client)}
-    )
-    assert response.status_code == 200 and message in response.text
+    response = _upload_sheet(ops_admin_client, *((amount,) if field == "unit_cost" else ("1", amount)))
+    assert response.status_code == 400 and message in response.text and "line 2: " in response.text
     assert database_fingerprint() == before
 
 
@@ -172,21 +177,16 @@ def test_an_order_without_a_quantity_or_an_unclear_auto_renew_changes_nothing(wo
 
 def test_an_order_sent_twice_is_placed_once(world, customer_a_master_admin_client):
     client, customer = customer_a_master_admin_client, world.accounts["customer_a"].id
-    page = client.get(f"/portal/{customer}/services/microsoft-csp").text
-    key = re.search(r'name="submission_key" type="hidden" value="([0-9a-f]{32})"', page).group(1)
-    token = csrf_token(client)
+    data = ordering_steps.reviewed(client, customer, world.rows["products"]["exchange"], 3)
     ordered = _orders(world)
-    data = {"csrf_token": token, "product_id": str(world.rows["products"]["exchange"]), "quantity": "3"}
     for _ in range(2):
-        assert client.post(f"/portal/{customer}/services/microsoft-csp/orders", data={**data, "submission_key": key})
+        assert ordering_steps.place(client, customer, data)
     assert _orders(world) == ordered + 1
     assert "was already placed" in client.get(f"/portal/{customer}/services/microsoft-csp").text
     # a refused order releases its key: the same form, corrected, goes through
     other = uuid.uuid4().hex
-    client.post(
-        f"/portal/{customer}/services/microsoft-csp/orders", data={**data, "quantity": "0", "submission_key": other}
-    )
-    client.post(f"/portal/{customer}/services/microsoft-csp/orders", data={**data, "submission_key": other})
+    ordering_steps.place(client, customer, data, quantity="0", submission_key=other)
+    ordering_steps.place(client, customer, data, submission_key=other)
     assert _orders(world) == ordered + 2
 
 
@@ -300,10 +300,8 @@ def test_two_different_orders_at_once_both_go_through(app, world, login):
     clients = [login(world.users["customer_a_master_admin"].email) for _ in range(2)]
     forms = [
         {
+            **ordering_steps.reviewed(c, customer, world.rows["products"]["exchange"], 2),
             "csrf_token": csrf_token(c),
-            "product_id": str(world.rows["products"]["exchange"]),
-            "quantity": "2",
-            "submission_key": uuid.uuid4().hex,
         }
         for c in clients
     ]

@@ -1,5 +1,5 @@
 """The portal's calendar is New Zealand's: "today" comes from app/clock.py in Pacific/Auckland, so at 11:30 UTC (already
-tomorrow in Auckland) renewals, the 7-day decrease deadline, export file names, the usage chart's month ends and the
+tomorrow in Auckland) renewals, export file names, the usage chart's month ends and the
 tenant form's date are New Zealand dates — and so across a daylight-saving change."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import time_machine
 from sqlalchemy import select
 
 from app import clock
-from app.models.subscriptions import Subscription, UsagePoint
+from app.models.csp import SandboxSeatBatch
+from app.models.subscriptions import SeatBatch, Subscription, UsagePoint
 from app.services import landing, licensing, widgets
 from tests.conftest import csrf_token, unscoped
 
@@ -74,21 +75,28 @@ def test_renewals_nearing_are_counted_from_new_zealands_today(app, world):
         assert {s.id for s in widgets.renewals(customer, 30)} & {world.rows["a"]["subscription"]} == set()
 
 
-def test_the_seven_day_decrease_deadline_is_a_new_zealand_date(app, world):
-    # Bought on 23 November: reducible until 30 November in Auckland. At 10:30 UTC on the 30th still allowed; an
-    # hour later it is 1 December in Auckland and the window has closed.
-    _set_dates(world, "subscription", term_started_on=dt.date(2026, 11, 23))
+def test_the_decrease_window_is_168_hours_whatever_new_zealands_date(app, world):
+    # Each seat batch has its own window (app/services/windows.py): 168 real hours, not a New Zealand date. Bought at
+    # 11:30 UTC on 23 November (00:30 on the 24th in Auckland): reducible until 11:30 UTC on the 30th — 00:30 on
+    # 1 December in Auckland, already "tomorrow" there at the moment it closes.
+    bought = dt.datetime(2026, 11, 23, 11, 30)
     with unscoped() as session:
         sub = session.get(Subscription, world.rows["a"]["subscription"])
-        assert licensing.decrease_deadline(sub) == dt.date(2026, 11, 30)
+        [batch] = session.scalars(select(SeatBatch).where(SeatBatch.subscription_id == sub.id)).all()
+        batch.added_at, batch.refundable_until, batch.refundable = bought, bought + dt.timedelta(hours=168), 1
+        for seats in session.scalars(
+            select(SandboxSeatBatch).where(SandboxSeatBatch.subscription_id == sub.provider_subscription_id)
+        ):
+            seats.added_at, seats.allowed_until, seats.quantity = bought, bought + dt.timedelta(hours=168), 1
+        session.commit()
         quantity = sub.quantity
-    with time_machine.travel(AFTER_NZ_MIDNIGHT, tick=False), unscoped() as session:
+    with time_machine.travel(AFTER_NZ_MIDNIGHT + dt.timedelta(minutes=1), tick=False), unscoped() as session:
         sub = session.get(Subscription, world.rows["a"]["subscription"])
-        with pytest.raises(licensing.LicenceError, match="could be reduced only until 30/11/2026"):
+        with pytest.raises(licensing.LicenceError, match="No licences .* can be given back now"):
             licensing.change_quantity(sub, quantity - 1)
-    with time_machine.travel(BEFORE_NZ_MIDNIGHT, tick=False), unscoped() as session:
+    with time_machine.travel(AFTER_NZ_MIDNIGHT - dt.timedelta(minutes=1), tick=False), unscoped() as session:
         sub = session.get(Subscription, world.rows["a"]["subscription"])
-        licensing.change_quantity(sub, quantity - 1)  # still 30 November in Auckland: allowed
+        licensing.change_quantity(sub, quantity - 1)  # 1 December in Auckland already, but not 168 hours yet
         session.commit()
         assert session.get(Subscription, world.rows["a"]["subscription"]).quantity == quantity - 1
 

@@ -29,10 +29,7 @@ def test_delete_and_actions_refuse_get(app, world, ops_admin_client):
     [
         ("/productview/action_post", {"action": "retire", "rowid": "1"}),
         ("/accounts/4/details", {"name": "Changed", "country": "NZ"}),
-        (
-            "/productview/add",
-            {"name": "Free stuff", "sku": "FREE", "billing_cycle": "monthly", "unit_cost": "0", "unit_price": "0"},
-        ),
+        ("/productview/add", {"product_title": "Free stuff", "name": "Free stuff", "sku": "FREE"}),
     ],
 )
 def test_post_without_csrf_token_is_refused(world, ops_admin_client, path, data):

@@ -18,7 +18,7 @@ from app.models.dashboards import DashboardWidget
 from app.models.events import Event
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from security.models import Membership, PortalUser
-from tests import factories
+from tests import factories, ordering_steps
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
 from tests.mail import empty_outbox, outbox_messages
@@ -27,10 +27,12 @@ CUSTOMER_VIEWS = (
     "CustomerDashboardView",
     "CustomerServicesView",
     "CustomerOrdersView",
+    "CustomerOrderingView",
     "CustomerLicencesView",
     "CustomerM365UsersView",
     "CustomerUsersView",
     "CustomerEventsView",
+    "CustomerSeatWindowsView",
 )
 
 
@@ -174,11 +176,8 @@ def _sub(world, key="subscription"):
 
 
 def test_order_a_subscription_through_the_provider(world, customer_a_master_admin_client):
-    response = _post(
-        customer_a_master_admin_client,
-        f"{_portal(world)}/services/microsoft-csp/orders",
-        product_id=str(world.rows["products"]["exchange"]),
-        quantity="5",
+    response = ordering_steps.order_product(
+        customer_a_master_admin_client, world.accounts["customer_a"].id, world.rows["products"]["exchange"], 5
     )
     assert response.status_code == 302
     with unscoped() as session:
@@ -205,8 +204,9 @@ def test_customer_admins_cannot_order(world, login):
     response = _post(
         client,
         f"{_portal(world)}/services/microsoft-csp/orders",
-        product_id=str(world.rows["products"]["exchange"]),
+        availability_id=str(world.rows["products"]["exchange"]),
         quantity="1",
+        reviewed_price="5.50",
     )
     assert response.status_code == 403
 
@@ -220,8 +220,8 @@ def test_quantity_up_any_time_down_never_below_assigned_nor_after_seven_days(wor
     _post(client, path, quantity=str(assigned - 1))
     page = client.get(f"{base}/services/microsoft-csp").text
     assert "are assigned: unassign some before going down" in page
-    _post(client, path, quantity=str(quantity))  # bought 30 days ago: past the 7-day window
-    assert "could be reduced only until" in client.get(f"{base}/services/microsoft-csp").text
+    _post(client, path, quantity=str(quantity - 1))  # 3 fewer: only the increase's 2 are inside their 7-day window
+    assert "Only 2 licences of" in client.get(f"{base}/services/microsoft-csp").text
     assert _sub(world)[1] == quantity + 2
     with unscoped() as session:
         at_microsoft = session.scalars(
@@ -234,20 +234,15 @@ def test_quantity_up_any_time_down_never_below_assigned_nor_after_seven_days(wor
 
 def test_a_new_subscription_can_go_down_within_seven_days(world, customer_a_master_admin_client):
     client, base = customer_a_master_admin_client, _portal(world)
-    _post(
-        client,
-        f"{base}/services/microsoft-csp/orders",
-        product_id=str(world.rows["products"]["exchange"]),
-        quantity="5",
-    )
+    ordering_steps.order_product(client, world.accounts["customer_a"].id, world.rows["products"]["exchange"], 5)
     with unscoped() as session:
         sub_id = session.scalar(select(Subscription.id).where(Subscription.quantity == 5))
     _post(client, f"{base}/services/microsoft-csp/subscriptions/{sub_id}/quantity", quantity="2")
     with unscoped() as session:
         assert session.get(Subscription, sub_id).quantity == 2
     page = client.get(f"{base}/services/microsoft-csp/subscriptions/{sub_id}").text
-    deadline = (clock.today() + dt.timedelta(days=7)).strftime("%d/%m/%Y")
-    assert f"until {deadline}" in page
+    deadline = (clock.today() + dt.timedelta(days=7)).strftime("%d/%m/%Y")  # the purchase's window: 168 hours
+    assert f'<td data-test="until">{deadline} ' in page.split('data-test="seat-batches"')[1]
 
 
 def test_auto_renew_toggle(world, customer_a_master_admin_client):

@@ -363,3 +363,23 @@ def test_another_resellers_own_log_shows_none_of_a_through_any_filter(world, res
         assert "marker a" not in page and "alpha" not in _rows(page), query
     rows = _sheet_rows(_export(reseller_b_admin_client, "/eventview/export", person=a_user.email))
     assert rows == []
+
+
+# -- price lists: a markup gives the buy price away ------------------------------------------------------------------
+
+
+def test_price_list_changes_are_shown_only_to_those_who_may_see_costs(
+    world, reseller_a_user_client, reseller_a_admin_client
+):
+    """A sell rule's event ("buy + 15 %") names the markup on the reseller's buy price: a Partner User (no costs)
+    finds it neither on the page nor in the export; the CSP Admin finds both."""
+    reseller = world.accounts["reseller_a"].id
+    _add(reseller, action="price_rule.created", summary="marker markup buy + 15 %")
+    _add(reseller, action="test.thing", summary="marker other")
+    for client, sees in ((reseller_a_user_client, False), (reseller_a_admin_client, True)):
+        page = client.get("/eventview/list/").text
+        rows = _sheet_rows(_export(client, "/eventview/export"))
+        summaries = {r[6] for r in rows}
+        assert "marker other" in page and "marker other" in summaries
+        assert ("marker markup" in page) is sees
+        assert ("marker markup buy + 15 %" in summaries) is sees

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
@@ -43,7 +44,7 @@ from app.models.operations import ProviderOperation
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription
 from security import scoping
 from security.models import PortalUser
-from tests import clocked
+from tests import clocked, ordering_steps
 from tests.conftest import unscoped
 from tests.factories import PASSWORD
 from tests.mail import free_port
@@ -496,8 +497,9 @@ def test_an_order_whose_worker_is_killed_is_placed_once_and_resent_truthfully(ap
     assert_portal_equals_sandbox()
     before = _subscriptions_of(customer, "TEST-EXO1")
     master = Browser(gunicorn.base, world.users["customer_a_master_admin"].email)
-    page = master.get(f"/portal/{customer}/services/microsoft-csp").text
-    form = {**form_on(page, "/services/microsoft-csp/orders"), "product_id": str(product), "quantity": "4"}
+    choice = urllib.parse.urlencode({**ordering_steps.product_form(product), "quantity": "4"})
+    page = master.get(f"/portal/{customer}/services/microsoft-csp/orders/review?{choice}").text  # Review order
+    form = form_on(page, "/services/microsoft-csp/orders")  # Place order
     orders = f"/portal/{customer}/services/microsoft-csp/orders"
 
     with killed(gunicorn):

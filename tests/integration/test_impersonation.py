@@ -15,7 +15,7 @@ from app.models.events import Event
 from app.models.subscriptions import M365User, Subscription
 from security.impersonation import can_impersonate
 from security.models import Membership, PortalUser
-from tests import factories
+from tests import factories, ordering_steps
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
 
@@ -187,14 +187,13 @@ def test_a_partner_user_launched_as_master_admin_still_cannot_order(world, login
         _launch(client, world)
         page = client.get(f"/portal/{customer}/services/microsoft-csp").text
         assert ("Add a subscription" in page) is allowed
-        response = client.post(
-            f"/portal/{customer}/services/microsoft-csp/orders",
-            data={
-                "csrf_token": csrf_token(client, f"/portal/{customer}/"),
-                "product_id": world.rows["products"]["basic"],
-                "quantity": "1",
-            },
-        )
+        form = ordering_steps.product_form(world.rows["products"]["basic"])
+        reviewed = ordering_steps.review(client, customer, form, 1)
+        assert (reviewed.status_code == 200) is allowed and (reviewed.status_code == 403) is not allowed
+        fields = {"availability_id": "1", "quantity": "1", "reviewed_price": "9.00", "submission_key": "f" * 32}
+        if allowed:
+            fields = ordering_steps.hidden_fields(reviewed.text)
+        response = ordering_steps.place(client, customer, fields)
         assert (response.status_code == 302) is allowed and (response.status_code == 403) is not allowed
 
 

@@ -237,27 +237,28 @@ def test_a_decrease_waits_for_the_licence_lease_and_rechecks_under_it(app, aardv
 
     sub_id, customer = aardvark["sub"], aardvark["customer"]
     holders = _agree(sub_id)
-    _raise_quantity(sub_id, len(holders) + 2)
+    more = len(holders) + 2  # an increase: its seats are inside their own 168-hour window (app/services/windows.py)
+    raise_ = lambda: licensing.change_quantity(db.session.get(Subscription, sub_id), more)  # noqa: E731
+    assert _as_request(app, customer, raise_) == "done"
     with unscoped() as session:
         sub = session.get(Subscription, sub_id)
-        sub.term_started_on = clock.today()  # inside Microsoft's 7-day window
         sub.licence_lease, sub.licence_lease_until = "an assign", clock.utcnow() + dt.timedelta(seconds=30)
         session.commit()
 
     def decrease() -> str:
         return _as_request(
-            app, customer, lambda: licensing.change_quantity(db.session.get(Subscription, sub_id), len(holders))
+            app, customer, lambda: licensing.change_quantity(db.session.get(Subscription, sub_id), more - 1)
         )
 
     assert "under way" in decrease()
     with unscoped() as session:
-        assert session.get(Subscription, sub_id).quantity == len(holders) + 2
+        assert session.get(Subscription, sub_id).quantity == more
         session.get(Subscription, sub_id).licence_lease_until = None
         session.commit()
     assert decrease() == "done"
     with unscoped() as session:
         sub = session.get(Subscription, sub_id)
-        assert (sub.quantity, sub.licence_lease) == (len(holders), None)
+        assert (sub.quantity, sub.licence_lease) == (more - 1, None)
 
 
 def test_forked_sandbox_processes_draw_their_own_failures(app, sandbox):

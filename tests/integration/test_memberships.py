@@ -20,7 +20,7 @@ from app.models.subscriptions import Subscription
 from app.services.users import add_member, plus_address
 from security import scoping
 from security.models import Membership, PortalUser
-from tests import factories
+from tests import factories, ordering_steps
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_scoping import database_fingerprint
 from tests.mail import body_of, empty_outbox, outbox_messages
@@ -116,15 +116,7 @@ def test_each_membership_gives_its_own_role_and_nothing_more(app, world, shared)
     with unscoped() as session:
         product_id = world.rows["products"]["basic"]
         before = session.scalar(select(func.count(Subscription.id)).where(Subscription.account_id == a))
-    ordered = client.post(
-        f"/portal/{a}/services/microsoft-csp/orders",
-        data={
-            "csrf_token": csrf_token(client, f"/portal/{a}/"),
-            "product_id": product_id,
-            "quantity": "2",
-            "submission_key": "k-membership-a",
-        },
-    )
+    ordered = ordering_steps.order_product(client, a, product_id, 2)
     assert ordered.status_code in (200, 302)
     with unscoped() as session:
         assert session.scalar(select(func.count(Subscription.id)).where(Subscription.account_id == a)) == before + 1
@@ -137,8 +129,9 @@ def test_each_membership_gives_its_own_role_and_nothing_more(app, world, shared)
         f"/portal/{a2}/services/microsoft-csp/orders",
         data={
             "csrf_token": csrf_token(client, f"/portal/{a2}/"),
-            "product_id": product_id,
+            "availability_id": "1",
             "quantity": "2",
+            "reviewed_price": "9.00",
             "submission_key": "k-membership-a2",
         },
     )
@@ -166,7 +159,10 @@ def test_working_in_a_the_session_cannot_read_or_write_b(app, world, shared):
         (f"/portal/{a2}/users/new", {"first_name": "X", "last_name": "Y", "email": "x@y.example"}),
         (f"/portal/{a2}/users/{shared['login']}/disable", {}),
         (f"/portal/{a2}/events.xlsx", {}),
-        (f"/portal/{a2}/services/microsoft-csp/orders", {"product_id": "1", "quantity": "1", "submission_key": "z"}),
+        (
+            f"/portal/{a2}/services/microsoft-csp/orders",
+            {"availability_id": "1", "quantity": "1", "reviewed_price": "9.00", "submission_key": "z"},
+        ),
     ):
         assert client.post(path, data={"csrf_token": token, **data}).status_code == 404, path
     # A's own rows by id, under A2's ids: a subscription of A2 does not exist from A.

@@ -1,8 +1,10 @@
-"""Orders are durable provider operations (issue 12, parts 1–2): written and committed before Microsoft is asked, sent
-with one MS-RequestId on every try, and their form key tied to them. A process killed after Microsoft placed the
-order (a real process exiting at a named fault point) leaves an operation pending, never a false "placed once": a
-resend of the form says it is still being confirmed, and — past OPERATION_TIMEOUT_SECONDS — sends the same request
-again, which Microsoft answers with what the first one made. After every fault the portal equals the provider."""
+"""Orders are durable provider operations (issue 12, parts 1–2; issue 13: a cart, then its checkout): written and
+committed before Microsoft is asked, each step sent with its MS-RequestId derived from the operation's, the same on
+every try, and their form key tied to them. A process killed after Microsoft made the cart, or after it checked it out
+(a real process exiting at a named fault point), leaves an operation pending, never a false "placed once": a resend of
+the form says it is still being confirmed, and — past OPERATION_TIMEOUT_SECONDS — sends the same requests again, which
+Microsoft answers with the cart and the subscriptions the first ones made. After every fault the portal equals the
+provider."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import re
 import subprocess
 
+import pytest
 import time_machine
 from sqlalchemy import func, select
 
@@ -19,8 +22,8 @@ from app.csp import get_provider
 from app.models.csp import SandboxSubscription
 from app.models.operations import ProviderOperation
 from app.models.subscriptions import Subscription
-from tests import clocked
-from tests.conftest import csrf_token, unscoped
+from tests import clocked, ordering_steps
+from tests.conftest import unscoped
 from tests.integration.test_reports import ROOT
 
 LATER = dt.timedelta(minutes=5)  # past the default OPERATION_TIMEOUT_SECONDS (120)
@@ -32,13 +35,13 @@ from app import create_app
 from app.extensions import db
 from app.models.accounts import Account
 from app.models.catalog import Product
-from app.services import licensing
+from app.services import ordering
 from security import scoping
 
 app = create_app()
 with app.app_context(), scoping.bypass("test: an order whose process will be killed"):
     customer = db.session.get(Account, int(sys.argv[1]))
-    licensing.order(customer, db.session.get(Product, int(sys.argv[2])), 4, key=sys.argv[3])
+    ordering.order(customer, db.session.get(Product, int(sys.argv[2])).availabilities[0], 4, key=sys.argv[3])
     db.session.commit()
 """
 
@@ -64,14 +67,14 @@ def _counts(customer_id: int, sku_product_id: int) -> tuple[int, int]:
         return portal, provider
 
 
-def _killed_order(database_url, tmp_path, customer_id: int, product_id: int) -> None:
+def _killed_order(database_url, tmp_path, customer_id: int, product_id: int, point: str = "after_create_order"):
     env = {
         **os.environ,
         "PORTAL_ENV": "testing",
         "DATABASE_URL": database_url,
         "PORTAL_INSTANCE_PATH": str(tmp_path / "killed"),
         "PYTHONPATH": str(ROOT),
-        "PORTAL_FAULT_POINT": "after_create_order",
+        "PORTAL_FAULT_POINT": point,
     }
     done = subprocess.run(
         clocked.command("-c", ORDER, str(customer_id), str(product_id), KEY),
@@ -84,26 +87,39 @@ def _killed_order(database_url, tmp_path, customer_id: int, product_id: int) -> 
     assert done.returncode == 137, done.stderr[-2000:]
 
 
+def _review(client, customer_id: int, product_id: int):
+    """The Review order page of 4 licences of the product's availability."""
+    with unscoped() as session:
+        from app.models.catalog import Product
+
+        offer = session.get(Product, product_id).availabilities[0]
+        form = {
+            "product": offer.product.product_title,
+            "sku": str(offer.product_id),
+            "term": offer.term,
+            "billing_frequency": offer.billing_frequency,
+        }
+    return ordering_steps.review(client, customer_id, form, 4)
+
+
 def _resend(client, customer_id: int, product_id: int, key: str = KEY):
-    return client.post(
-        f"/portal/{customer_id}/services/microsoft-csp/orders",
-        data={
-            "csrf_token": csrf_token(client, f"/portal/{customer_id}/"),
-            "product_id": str(product_id),
-            "quantity": "4",
-            "submission_key": key,
-        },
-        follow_redirects=True,
-    )
+    """Place order (reviewed first) with the form key ``key``."""
+    fields = ordering_steps.hidden_fields(_review(client, customer_id, product_id).text)
+    response = ordering_steps.place(client, customer_id, fields, submission_key=key)
+    if response.status_code == 302:
+        return client.get(response.location)
+    return response
 
 
+@pytest.mark.parametrize("point", ["after_create_cart", "after_create_order"])
 def test_an_order_killed_after_microsoft_placed_it_is_never_a_false_placed_once(
-    app, world, tmp_path, database_url, customer_a_master_admin_client
+    app, world, tmp_path, database_url, customer_a_master_admin_client, point
 ):
     customer, product = world.accounts["customer_a"].id, world.rows["products"]["exchange"]
     before = _counts(customer, product)
-    _killed_order(database_url, tmp_path, customer, product)
-    assert _counts(customer, product) == (before[0], before[1] + 1)  # bought at Microsoft, not recorded here
+    _killed_order(database_url, tmp_path, customer, product, point)
+    bought = 1 if point == "after_create_order" else 0  # checked out at Microsoft, or only its cart made
+    assert _counts(customer, product) == (before[0], before[1] + bought)  # nothing recorded here
     with unscoped() as session:
         operation = session.scalars(select(ProviderOperation).where(ProviderOperation.submission_key == KEY)).one()
         assert operation.state == "pending" and operation.kind == "order"
@@ -123,10 +139,11 @@ def test_an_order_killed_after_microsoft_placed_it_is_never_a_false_placed_once(
         assert operation.state == "succeeded" and operation.correlation_id
 
 
-def test_recover_operations_settles_a_killed_order_without_its_form(app, world, tmp_path, database_url):
+@pytest.mark.parametrize("point", ["after_create_cart", "after_create_order"])
+def test_recover_operations_settles_a_killed_order_without_its_form(app, world, tmp_path, database_url, point):
     customer, product = world.accounts["customer_a"].id, world.rows["products"]["exchange"]
     before = _counts(customer, product)
-    _killed_order(database_url, tmp_path, customer, product)
+    _killed_order(database_url, tmp_path, customer, product, point)
     assert "settled: 0" in app.test_cli_runner().invoke(args=["portal", "recover-operations"]).output
     with time_machine.travel(clock.utcnow().replace(tzinfo=dt.UTC) + LATER, tick=True):
         result = app.test_cli_runner().invoke(args=["portal", "recover-operations"])
@@ -134,9 +151,9 @@ def test_recover_operations_settles_a_killed_order_without_its_form(app, world, 
     assert _counts(customer, product) == (before[0] + 1, before[1] + 1)
 
 
-def _order_page_key(client, customer_id: int) -> str:
-    page = client.get(f"/portal/{customer_id}/services/microsoft-csp").text
-    return re.search(r'name="submission_key" type="hidden" value="([0-9a-f]{32})"', page).group(1)
+def _order_page_key(client, customer_id: int, product_id: int) -> str:
+    page = _review(client, customer_id, product_id).text
+    return re.search(r'name="submission_key" value="([0-9a-f]{32})"', page).group(1)
 
 
 def test_a_failed_or_unanswered_order_is_retried_with_the_same_request(app, world, customer_a_master_admin_client):
@@ -150,9 +167,9 @@ def test_a_failed_or_unanswered_order_is_retried_with_the_same_request(app, worl
     try:
         for fault in ("refused", "answer lost"):
             before = _counts(customer, product)
-            key = _order_page_key(client, customer)
+            key = _order_page_key(client, customer, product)
             if fault == "refused":
-                sandbox.fail_rate, sandbox.fail_operations = 1.0, frozenset({"create_order"})
+                sandbox.fail_rate, sandbox.fail_operations = 1.0, frozenset({"checkout_cart"})
             else:
                 sandbox.lost_answer_rate = 1.0
             failed = _resend(client, customer, product, key)

@@ -74,18 +74,27 @@ def test_customer_report_page(world, reseller_a_admin_client):
     for button in ("Export Subscription", "Export Users"):
         assert f">{button}</button>" in page  # POST forms with the CSRF token
     table = page.split('class="table table-condensed subscriptions-report"')[1].split("</table>")[0]
-    assert re.findall(r"<th>([^<]*)</th>", table.split("</thead>")[0]) == [
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", table.split("</thead>")[0]) == [
         "Description",
         "Licenses",
+        "Term",
+        "Billing frequency",
         "Renew on date",
+        "Cancellable until",
         "Price",
-        "Cost",
-        "Margin",
+        "Price per licence per month",
+        "Price per month in total",
+        "Cost per licence per month",
+        "Cost per month in total",
+        "Margin per licence per month",
+        "Margin per month in total",
+        "Change at renewal",
     ]
     renew = (clock.today() + dt.timedelta(days=10)).strftime("%d/%m/%Y")
     assert re.search(
         rf"Microsoft 365 Business Basic .*title=\"SKU TEST-BASIC · monthly\".*?<td>3/4</td>\s*"
-        rf"<td>{renew}</td>\s*<td>\$9\.00</td>",
+        rf"<td[^>]*>1 year</td>\s*<td[^>]*>Monthly</td>\s*<td>{renew}</td>\s*<td[^>]*></td>\s*"
+        rf"<td[^>]*>\$9\.00</td>",
         table,
         re.S,
     )
@@ -94,7 +103,7 @@ def test_customer_report_page(world, reseller_a_admin_client):
 
 def test_partner_users_and_customers_never_see_cost(world, reseller_a_user_client, customer_a_master_admin_client):
     page = reseller_a_user_client.get(f"/accounts/{world.accounts['customer_a'].id}/products/csp-report").text
-    assert "<th>Cost</th>" not in page and "<th>Margin</th>" not in page and "$7.65" not in page
+    assert "Cost per" not in page and "Margin per" not in page and "$7.65" not in page
     assert (
         customer_a_master_admin_client.get(
             f"/accounts/{world.accounts['customer_a'].id}/products/csp-report"
@@ -150,13 +159,20 @@ def test_export_subscription_has_real_types_and_the_database_values(world, resel
         "SKU",
         "Licenses assigned",
         "Licenses total",
+        "Term",
+        "Billing frequency",
         "Renew on",
-        "Billing cycle",
         "Auto-renew",
-        "Unit price",
-        "Monthly total",
-        "Unit cost",
-        "Margin",
+        "Cancellable until",
+        "Change at renewal",
+        "Price",
+        "Price per licence per month",
+        "Price per month in total",
+        "Cost (per licence per billing period)",
+        "Cost per licence per month",
+        "Cost per month in total",
+        "Margin per licence per month",
+        "Margin per month in total",
     ]
     assert all(c.font.bold for c in sheet[2]) and sheet.freeze_panes == "A3" and sheet.auto_filter.ref
     rows = _rows(sheet)
@@ -165,26 +181,31 @@ def test_export_subscription_has_real_types_and_the_database_values(world, resel
             select(Subscription).where(Subscription.account_id == customer).order_by(Subscription.id)
         ).all()
         expected = sorted((s.product.name, s.assigned, s.quantity, s.renew_on, s.unit_price) for s in subs)
-    got = sorted((r[3], r[5], r[6], r[7].date(), Decimal(str(r[10]))) for r in rows)
+    got = sorted((r[3], r[5], r[6], r[9].date(), Decimal(str(r[13]))) for r in rows)
     assert got == expected
     basic = next(r for r in rows if r[3] == "Microsoft 365 Business Basic")
     assert basic[:3] == ("Alpha Partners Ltd", "Aardvark Farms", "aardvark.onmicrosoft.com")
-    assert isinstance(basic[5], int) and isinstance(basic[7], dt.datetime) and isinstance(basic[10], (int, float))
-    assert Decimal(str(basic[11])) == Decimal("36.00") and Decimal(str(basic[13])) == Decimal("5.40")
-    money_cell = sheet.cell(row=3 + rows.index(basic), column=11)
+    assert basic[7:9] == ("1 year", "Monthly")
+    assert isinstance(basic[5], int) and isinstance(basic[9], dt.datetime) and isinstance(basic[13], (int, float))
+    assert Decimal(str(basic[15])) == Decimal("36.00") and Decimal(str(basic[20])) == Decimal("5.40")
+    money_cell = sheet.cell(row=3 + rows.index(basic), column=14)
     assert "$" in money_cell.number_format and "0.00" in money_cell.number_format
-    assert sheet.cell(row=3 + rows.index(basic), column=8).number_format == "dd/mm/yyyy"
+    assert sheet.cell(row=3 + rows.index(basic), column=10).number_format == "dd/mm/yyyy"
 
 
 def test_partner_users_export_without_costs(world, reseller_a_user_client):
     book = _workbook(_export(reseller_a_user_client, world.accounts["customer_a"].id, "subscriptions"))
-    assert [c.value for c in book.active[2]][-2:] == ["Unit price", "Monthly total"]
+    assert [c.value for c in book.active[2]][-3:] == [
+        "Price",
+        "Price per licence per month",
+        "Price per month in total",
+    ]
 
 
 def test_workbook_money_equals_the_page_to_the_cent(world, reseller_a_admin_client):
     reseller = world.accounts["reseller_a"].id
     book = _workbook(_export(reseller_a_admin_client, reseller, "subscriptions"))
-    total = sum(Decimal(str(r[11])).quantize(Decimal("0.01")) for r in _rows(book.active))
+    total = sum(Decimal(str(r[15])).quantize(Decimal("0.01")) for r in _rows(book.active))
     price, _ = _expected_cents([world.accounts["customer_a"].id, world.accounts["customer_a2"].id])
     assert total == price
 

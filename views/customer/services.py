@@ -13,32 +13,19 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import HiddenField, IntegerField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Regexp
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length, Regexp
 
 from app import clock
 from app.extensions import db
 from app.models.catalog import Product
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription
-from app.services import catalogue, licensing, submissions
+from app.services import licensing, windows
 from app.services.licensing import LicenceError
 from security import permissions as P
 from security.passwords import password_problem
 from views.base import get_or_404
 from views.customer.base import CustomerPortalView, customer_page
-
-
-class OrderForm(FlaskForm):
-    product_id = SelectField("Product", coerce=int, validators=[DataRequired(message="Choose a product.")])
-    quantity = IntegerField(
-        "Licences",
-        default=1,  # what the form shows; a request without the field is refused (InputRequired)
-        validators=[
-            InputRequired(message="Enter how many licences."),
-            NumberRange(min=1, max=10000, message="Order between 1 and 10,000 licences."),
-        ],
-    )
-    submission_key = HiddenField(default=submissions.new_key)
 
 
 class NewM365UserForm(FlaskForm):
@@ -76,13 +63,6 @@ def _person(customer_id, person_id) -> M365User:
     return person
 
 
-def _order_form() -> OrderForm:
-    form = OrderForm()
-    products = db.session.scalars(select(Product).where(Product.retired_on.is_(None)).order_by(Product.name))
-    form.product_id.choices = [(p.id, p.name) for p in products]
-    return form
-
-
 _ON, _OFF = frozenset({"1", "true", "on", "yes"}), frozenset({"0", "false", "off", "no"})
 
 
@@ -107,8 +87,8 @@ def _apply_once(change, success: str, customer_id: int, back=None):
     return back or _csp_page(customer_id), True
 
 
-def _services_page(view, customer_id: int, *, order_form=None, user_form=None, status: int = 200):
-    """Services ▸ Microsoft CSP — also re-drawn by a refused order or new user, with the errors beside the fields
+def _services_page(view, customer_id: int, *, user_form=None, status: int = 200):
+    """Services ▸ Microsoft CSP — also re-drawn by a refused new user, with the errors beside the fields
     and what was typed still in them."""
     customer = g.customer
     subs = db.session.scalars(
@@ -136,9 +116,7 @@ def _services_page(view, customer_id: int, *, order_form=None, user_form=None, s
         subscriptions=subs,
         people=people,
         held=held,
-        order_form=order_form or _order_form(),
         user_form=user_form or NewM365UserForm(formdata=None),
-        deadline=licensing.decrease_deadline,
     )
     return page, status
 
@@ -176,45 +154,17 @@ class CustomerServicesView(CustomerPortalView):
             sub=sub,
             holders=holders,
             others=[p for p in others if p.id not in holder_ids],
-            deadline=licensing.decrease_deadline(sub),
+            seat_windows=windows.summary(sub),  # the seat batches' windows (portal/customer/_seat_batches.html)
             today=clock.today(),
         )
 
 
 class CustomerOrdersView(CustomerPortalView):
-    """Orders, quantities and auto-renew: a Partner CSP Admin (also while launched) or the Master Admin."""
+    """Quantities and auto-renew (new orders: views/customer/ordering.py): a Partner CSP Admin (also while launched)
+    or the Master Admin."""
 
     class_permission_name = P.ORDERS
-    method_permission_name = {"order": P.WRITE, "quantity": P.WRITE, "auto_renew": P.WRITE}
-
-    @expose("/<int:customer_id>/services/microsoft-csp/orders", methods=["POST"])
-    @customer_page
-    @has_access
-    def order(self, customer_id):
-        form = _order_form()
-        if not form.validate_on_submit():
-            return _services_page(self, customer_id, order_form=form, status=400)
-        product = get_or_404(Product, form.product_id.data)
-        offers = [a for a in catalogue.for_sale() if a.product_id == product.id]
-        if not offers:
-            abort(404)
-        try:
-            sub = licensing.order(g.customer, offers[0], form.quantity.data, key=form.submission_key.data)
-            db.session.commit()
-        except licensing.AlreadyPlaced as placed:
-            what = f"{placed.subscription.quantity} × {placed.subscription.product.name}" if placed.subscription else ""
-            flash(f"This order was already placed ({what}): it was bought once.", "info")
-            return _csp_page(customer_id)
-        except licensing.StillBeingConfirmed:
-            flash("This order is still being confirmed with Microsoft: reload the page in a moment.", "info")
-            return _csp_page(customer_id)
-        except LicenceError as exc:
-            # Shown again with the same form key: sending it again retries the same request, never a second order.
-            db.session.rollback()
-            form.form_errors.append(str(exc))
-            return _services_page(self, customer_id, order_form=form, status=400)
-        flash(f"Ordered {sub.quantity} × {product.name}.", "success")
-        return _csp_page(customer_id)
+    method_permission_name = {"quantity": P.WRITE, "auto_renew": P.WRITE}
 
     @expose("/<int:customer_id>/services/microsoft-csp/subscriptions/<int:subscription_id>/quantity", methods=["POST"])
     @customer_page

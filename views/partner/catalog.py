@@ -1,16 +1,48 @@
-"""Catalogue ▸ Products: the operator's price list; partners read it."""
+"""Catalogue ▸ Products: Microsoft's SKUs as the price sheet publishes them, each with its availabilities (term,
+billing frequency) and this month's prices — Microsoft's cost for operator staff, its estimated retail price for
+everyone who reads products. Catalogue ▸ Price changes (operator staff): next month's prices that differ from this
+month's before they apply, and the price sheet's upload (app/services/pricesheet.py decides)."""
 
 from __future__ import annotations
 
-from flask import flash, redirect
+from decimal import Decimal
+
+from babel.numbers import format_currency
+from flask import current_app, flash, redirect, request, url_for
 from flask_appbuilder.actions import action
+from flask_appbuilder.baseviews import expose
+from flask_appbuilder.security.decorators import has_access
+from sqlalchemy import select
 from wtforms.validators import DataRequired, Length, Regexp
 
+from app import clock
 from app.extensions import db
 from app.models.base import utcnow
-from app.models.catalog import Product
+from app.models.catalog import FREQUENCY_LABELS, TERM_LABELS, Availability, Product
+from app.services import pricesheet
+from app.services.pricing import monthly
 from security import permissions as P
-from views.base import EagerInterface, ScopedModelView
+from security.capabilities import may
+from views.base import EagerInterface, PortalView, ScopedModelView, get_or_404, signed_in_first
+
+MAX_SHEET_BYTES = 64 * 1024 * 1024  # a market's licence-based sheet is a few megabytes
+_ORDER = {"P1M": 0, "P1Y": 1, "P3Y": 2, "monthly": 0, "annual": 1, "triennial": 2}
+
+
+def sheet_money(value: Decimal | None) -> str:
+    """A price as the sheet states it: to the cent, or to four decimals when it has them ($719.9955)."""
+    if value is None:
+        return ""
+    return format_currency(
+        Decimal(value).normalize(),
+        current_app.config["PORTAL_CURRENCY"],
+        locale=current_app.config["PORTAL_LOCALE"],
+        decimal_quantization=False,
+    )
+
+
+def _labels() -> dict:
+    return {"term_label": TERM_LABELS, "frequency_label": FREQUENCY_LABELS, "sheet_money": sheet_money}
 
 
 class ProductView(ScopedModelView):
@@ -39,6 +71,31 @@ class ProductView(ScopedModelView):
         ],
     }
 
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk):
+        """The SKU with its availabilities and their prices this month (per licence per billing period, and per
+        month); Microsoft's cost only for those who may see it."""
+        product = get_or_404(Product, pk)
+        availabilities = sorted(
+            db.session.scalars(select(Availability).where(Availability.product_id == product.id)),
+            key=lambda a: (_ORDER[a.term], _ORDER[a.billing_frequency]),
+        )
+        today = clock.today()
+        prices = pricesheet.prices_in_force([a.id for a in availabilities], today)
+        return self.render_template(
+            "portal/catalogue/product.html",
+            product=product,
+            availabilities=availabilities,
+            prices=prices,
+            month=today.replace(day=1),
+            monthly=monthly,
+            sees_cost=may(P.MICROSOFT_COSTS, P.READ),
+            may_edit=may(P.PRODUCTS, P.WRITE),
+            may_see_changes=may(P.PRICE_SHEET, P.READ),
+            **_labels(),
+        )
+
     @action(
         "retire",
         "Retire",
@@ -57,3 +114,60 @@ class ProductView(ScopedModelView):
         else:
             flash("Those products were already retired.", "info")
         return redirect(self.get_redirect())
+
+
+class PriceChangesView(PortalView):
+    """Catalogue ▸ Price changes: what next month's price sheet changes, and the sheet's upload (operator staff)."""
+
+    route_base = "/catalogue/price-changes"
+    default_view = "changes"
+    class_permission_name = P.PRICE_SHEET
+    method_permission_name = {"changes": P.READ, "upload": P.WRITE}
+
+    def _page(self, *, errors: dict[str, list[str]] | None = None, market: str = "NZ", status: int = 200):
+        """The page; ``errors`` beside the upload form's fields (``market``, ``sheet``)."""
+        upcoming = pricesheet.upcoming_changes(clock.today())
+        page = self.render_template(
+            "portal/catalogue/price_changes.html",
+            upcoming=upcoming,
+            errors=errors or {},
+            market=market,
+            sees_cost=may(P.MICROSOFT_COSTS, P.READ),
+            may_import=may(P.PRICE_SHEET, P.WRITE),
+            **_labels(),
+        )
+        return page, status
+
+    @expose("/")
+    @signed_in_first
+    @has_access
+    def changes(self):
+        return self._page()
+
+    @expose("/import", methods=["POST"])
+    @signed_in_first
+    @has_access
+    def upload(self):
+        """Import an uploaded price sheet (CSV or zip, Microsoft's columns): all or nothing."""
+        market = (request.form.get("market") or "NZ").strip().upper()
+        if len(market) != 2 or not market.isalpha():
+            return self._page(errors={"market": ["Use the two-letter country code (NZ)."]}, market="", status=400)
+        upload = request.files.get("sheet")
+        if upload is None or not upload.filename:
+            refusal = {"sheet": ["Choose Microsoft's price sheet (a .csv or .zip file)."]}
+            return self._page(errors=refusal, market=market, status=400)
+        data = upload.stream.read(MAX_SHEET_BYTES + 1)
+        if len(data) > MAX_SHEET_BYTES:
+            return self._page(
+                errors={"sheet": ["That file is too large for a price sheet."]}, market=market, status=400
+            )
+        try:
+            result = pricesheet.import_sheet(data, market)
+        except pricesheet.PriceSheetRefused as refused:
+            return self._page(
+                errors={"sheet": ["The price sheet was refused: nothing was imported.", *refused.lines()]},
+                market=market,
+                status=400,
+            )
+        flash(result.summary() if result.changed else f"{result.summary()} Nothing changed.", "success")
+        return redirect(url_for(".changes"))

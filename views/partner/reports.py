@@ -3,38 +3,23 @@ when large), and the Usage Chart — for one customer, or for a reseller's whole
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 from flask import abort, flash, g, jsonify, redirect, send_file, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, has_access_api
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models.accounts import CUSTOMER, RESELLER, Account
 from app.models.base import utcnow
-from app.models.catalog import Product
 from app.models.jobs import BackgroundJob
-from app.models.subscriptions import Subscription
-from app.services import exports, jobs, widgets
-from app.services.landing import cents_total
-from security import capabilities
+from app.services import csp_report, exports, jobs, widgets
 from security import permissions as P
 from views.base import PortalView, page_arg, signed_in_first
 from views.partner.accounts_screen import account_in_scope
 
-CUSTOMERS_PER_PAGE = 25
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def sees_costs() -> bool:
-    """Partner CSP Admins (and operator staff) see cost and margin."""
-    return capabilities.may(P.COSTS)
-
-
-def _customers(account: Account):
-    return Account.id == account.id if account.kind == CUSTOMER else Account.parent_id == account.id
 
 
 def _usage_ids(account: Account):
@@ -62,47 +47,8 @@ class ReportsView(PortalView):
     def csp_report(self, account_id):
         account = account_in_scope(account_id)
         page = page_arg()
-        customers = db.session.scalars(
-            select(Account)
-            .where(_customers(account), Account.kind == CUSTOMER)
-            .order_by(func.lower(Account.name), Account.id)
-            .offset((page - 1) * CUSTOMERS_PER_PAGE)
-            .limit(CUSTOMERS_PER_PAGE)
-        ).all()
-        ids = [c.id for c in customers]
-        subs = (
-            db.session.scalars(
-                select(Subscription)
-                .join(Subscription.product)
-                .where(Subscription.account_id.in_(ids))
-                .order_by(Product.name, Subscription.id)
-            ).all()
-            if ids
-            else []
-        )
-        by_customer: dict[int, list] = {}
-        for sub in subs:
-            by_customer.setdefault(sub.account_id, []).append(sub)
-        total_customers = db.session.scalar(
-            select(func.count(Account.id)).where(_customers(account), Account.kind == CUSTOMER)
-        )
-        used, bought, price_cents, cost_cents = db.session.execute(
-            select(
-                func.coalesce(func.sum(Subscription.assigned), 0),
-                func.coalesce(func.sum(Subscription.quantity), 0),
-                cents_total(Subscription.unit_price, Subscription.quantity),
-                cents_total(Subscription.unit_cost, Subscription.quantity),
-            )
-            .join(Account, Account.id == Subscription.account_id)
-            .where(_customers(account))
-        ).one()
-        totals = {
-            "used": int(used),
-            "bought": int(bought),
-            "monthly": Decimal(int(price_cents)) / 100,
-            "cost": Decimal(int(cost_cents)) / 100,
-        }
-        totals["margin"] = totals["monthly"] - totals["cost"]
+        seen = csp_report.visibility()
+        report = csp_report.report_page(account, page, seen)
         jobs.fail_abandoned()  # nothing listed as running whose worker is gone
         recent = db.session.scalars(
             select(BackgroundJob)
@@ -116,13 +62,12 @@ class ReportsView(PortalView):
         return self._render(
             "csp_report.html",
             account,
-            customers=customers,
-            by_customer=by_customer,
-            totals=totals,
-            with_costs=sees_costs(),
+            report=report,
+            customers=report.customers,
+            with_costs=seen.costs,
             page=page,
-            per_page=CUSTOMERS_PER_PAGE,
-            total_customers=total_customers,
+            per_page=csp_report.CUSTOMERS_PER_PAGE,
+            total_customers=report.total_customers,
             jobs=recent,
         )
 
@@ -139,17 +84,17 @@ class ReportsView(PortalView):
         account = account_in_scope(account_id)
         if account.kind not in (CUSTOMER, RESELLER):
             abort(404)
-        with_costs = kind == "subscriptions" and sees_costs()
+        seen = csp_report.visibility() if kind == "subscriptions" else csp_report.Visibility()
         rows = exports.count_rows(kind, account)
         if rows > current_app.config["EXPORT_JOB_THRESHOLD"]:
-            job = jobs.start_export(kind, account, g.user, with_costs)
+            job = jobs.start_export(kind, account, g.user, seen.costs, with_ms_costs=seen.microsoft_costs)
             flash(
                 f"The {kind} report has {rows:,} rows: it is being prepared in the background. Its download link "
                 "appears below when it is ready.",
                 "info",
             )
             return redirect(url_for(".csp_report", account_id=account.id, job=job.id))
-        made = exports.export_report_now(kind, account, with_costs, rows)
+        made = exports.export_report_now(kind, account, seen.costs, rows, with_ms_costs=seen.microsoft_costs)
         return send_file(made.data, as_attachment=True, download_name=made.name, mimetype=XLSX)
 
     @expose("/<int:account_id>/products/usage-chart")
