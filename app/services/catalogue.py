@@ -5,13 +5,18 @@ order form reads it."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from sqlalchemy import select
 
 from app import clock
 from app.extensions import db
+from app.models.base import utcnow
 from app.models.catalog import Availability, CataloguePrice, Product, valid_combination
+from app.services.customer_services import commit
+
+_ORDER = {"P1M": 0, "P1Y": 1, "P3Y": 2, "monthly": 0, "annual": 1, "triennial": 2}
 
 
 def product_by_sku(sku: str) -> Product | None:
@@ -26,6 +31,28 @@ def ensure_product(name: str, sku: str, product_title: str | None = None) -> Pro
         db.session.add(product)
         db.session.flush()
     return product
+
+
+def retire(products: Iterable[Product], record: Callable[[Product], None]) -> list[Product]:
+    """Retire those of ``products`` not retired yet (existing subscriptions keep them), ``record`` each one's event,
+    and commit; the retired ones, in the order given (rolled back, and raised, on any failure)."""
+
+    def change() -> list[Product]:
+        retired = [product for product in {p.id: p for p in products}.values() if product.retired_on is None]
+        for product in retired:
+            product.retired_on = utcnow()
+            record(product)
+        return retired
+
+    return commit(change)
+
+
+def availabilities(product: Product) -> list[Availability]:
+    """The SKU's availabilities (retired or not), by term and billing frequency."""
+    return sorted(
+        db.session.scalars(select(Availability).where(Availability.product_id == product.id)),
+        key=lambda a: (_ORDER[a.term], _ORDER[a.billing_frequency]),
+    )
 
 
 def availability_of(product: Product, term: str, billing_frequency: str) -> Availability | None:

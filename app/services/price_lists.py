@@ -17,14 +17,17 @@ sell price now to monthly-term subscriptions. app/services/pricing.py applies th
   and 3-year prices are locked for the term and monthly terms take the price in force at renewal is stated by
   partner publications, ../shared/reference/microsoft-commerce.md.)
 
-Every change records an event: who (the signed-in user), which list, the old rule → the new. Callers commit.
+Every change records an event: who (the signed-in user), which list, the old rule → the new. The functions that
+change rules flush; the pages run them through ``save``, which commits (or rolls back what was refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +39,7 @@ from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
 from app.models.catalog import PRICE_BASES, Availability, PriceRule, Product, rule_reach
 from app.models.subscriptions import Subscription
 from app.services import pricing
+from app.services.customer_services import commit
 from app.services.events import record_event
 from security import permissions as P
 from security.capabilities import may, require
@@ -46,6 +50,7 @@ MONTHLY_TERM = "P1M"
 _MS_PRODUCT_ID = re.compile(r"[A-Za-z0-9-]{1,32}")  # Microsoft's ProductId (CFQ7TTC0LH18)
 _TERM_ORDER = {"P1M": 0, "P1Y": 1, "P3Y": 2}
 _FREQUENCY_ORDER = {"monthly": 0, "annual": 1, "triennial": 2}
+T = TypeVar("T")
 
 
 class PriceRuleError(ValueError):
@@ -100,6 +105,44 @@ def catalogue_skus() -> list[Product]:
             select(Product).where(Product.retired_on.is_(None)).order_by(Product.product_title, Product.name)
         )
     )
+
+
+def sku(product_id: int) -> Product | None:
+    """The catalogue's SKU ``product_id`` (retired or not), or None."""
+    return db.session.get(Product, product_id)
+
+
+# -- the pages' choosers ---------------------------------------------------------------------------------------------
+
+
+def resellers_page(page: int, per_page: int) -> tuple[list[Account], int]:
+    """A page of the resellers, by name, and how many there are (two statements)."""
+    query = select(Account).where(Account.kind == RESELLER)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    resellers = db.session.scalars(
+        query.order_by(func.lower(Account.name), Account.id).offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    return list(resellers), total
+
+
+def reseller_choices(limit: int) -> list[tuple[int, str]]:
+    """(id, name) of the first ``limit`` resellers by name, for the reseller chooser."""
+    return db.session.execute(
+        select(Account.id, Account.name)
+        .where(Account.kind == RESELLER)
+        .order_by(func.lower(Account.name), Account.id)
+        .limit(limit)
+    ).all()
+
+
+def customer_choices(reseller: Account, limit: int) -> list[tuple[int, str]]:
+    """(id, name) of the first ``limit`` of the reseller's customers by name, for the customer chooser."""
+    return db.session.execute(
+        select(Account.id, Account.name)
+        .where(Account.parent_id == reseller.id, Account.kind == CUSTOMER)
+        .order_by(func.lower(Account.name), Account.id)
+        .limit(limit)
+    ).all()
 
 
 # -- describing rules ------------------------------------------------------------------------------------------------
@@ -205,6 +248,18 @@ def customers_with_rules(reseller: Account, limit: int = 100) -> list[tuple[int,
 
 
 # -- changing rules --------------------------------------------------------------------------------------------------
+
+
+def save(change: Callable[[], T]) -> T:
+    """Run ``change`` (rules created, changed or deleted, prices applied now) and commit what it did; anything it
+    raises (a ``PriceRuleError``, a refusal, an outage) rolls it back and goes to the caller."""
+    return commit(change)
+
+
+def in_sell_list_of(rule: PriceRule, reseller: Account) -> bool:
+    """Whether ``rule`` is in ``reseller``'s price list for its customers (its own default or one customer's)."""
+    owner = db.session.get(Account, rule.account_id)
+    return rule.level == "sell" and (owner.id == reseller.id or owner.parent_id == reseller.id)
 
 
 def _reseller_of(level: str, owner: Account) -> Account | None:

@@ -781,3 +781,15 @@ def _recover_upgrade(operation) -> None:
 
 
 RECOVERERS = {SCHEDULE: _recover_schedule, LICENCE_MOVE: _recover_licence_move, UPGRADE: _recover_upgrade}
+
+
+def availability_on_sale(product_id: int, term: str, billing_frequency: str) -> Availability | None:
+    """The availability the Change at renewal form names, when it is still sold."""
+    return db.session.scalars(
+        select(Availability).where(
+            Availability.product_id == product_id,
+            Availability.term == term,
+            Availability.billing_frequency == billing_frequency,
+            Availability.retired_on.is_(None),
+        )
+    ).first()

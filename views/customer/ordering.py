@@ -12,9 +12,8 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
-from app.extensions import db
 from app.models.catalog import BILLING_FREQUENCIES, FREQUENCY_LABELS, TERM_LABELS, TERMS
-from app.services import ordering, submissions
+from app.services import customer_services, ordering, submissions
 from app.services.licensing import LicenceError
 from security import permissions as P
 from security.capabilities import NotAllowed
@@ -175,15 +174,16 @@ class CustomerOrderingView(CustomerPortalView):
             return self._form(choice, offers, coterms, 400)
         key = request.form.get("submission_key", "")
         try:
-            sub = ordering.order(
-                g.customer,
-                choice.availability,
-                choice.quantity,
-                key,
-                reviewed_price=reviewed,
-                coterm_with=choice.coterm,
+            sub = customer_services.commit(
+                lambda: ordering.order(
+                    g.customer,
+                    choice.availability,
+                    choice.quantity,
+                    key,
+                    reviewed_price=reviewed,
+                    coterm_with=choice.coterm,
+                )
             )
-            db.session.commit()
         except NotAllowed:
             abort(403)
         except ordering.AlreadyPlaced as placed:
@@ -194,15 +194,12 @@ class CustomerOrderingView(CustomerPortalView):
             flash("This order is still being confirmed with Microsoft: reload the page in a moment.", "info")
             return self._services(customer_id)
         except ordering.PriceChanged as changed:
-            db.session.rollback()
             return self._review_page(changed.review, choice, submissions.new_key(), str(changed), 409)
         except ordering.OrderInputError as exc:
-            db.session.rollback()
             choice.errors[exc.field] = str(exc)
             return self._form(choice, offers, coterms, 400)
         except LicenceError as exc:
             # The same review with the same form key: sending it again retries the same request, never a second order.
-            db.session.rollback()
             try:
                 again = ordering.review(g.customer, choice.availability, choice.quantity, choice.coterm)
             except LicenceError:

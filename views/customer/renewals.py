@@ -15,10 +15,9 @@ from flask_appbuilder.security.decorators import has_access
 
 from app import clock
 from app.csp.base import ProviderError
-from app.extensions import db
 from app.models.catalog import FREQUENCY_LABELS, TERM_LABELS, Availability
 from app.models.subscriptions import M365User, Subscription
-from app.services import renewals
+from app.services import customer_services, renewals
 from app.services.licensing import LicenceError
 from security import capabilities
 from security import permissions as P
@@ -151,25 +150,16 @@ class CustomerRenewalsView(CustomerPortalView):
         quantity = _whole(form.quantity)
         if quantity is None or not 1 <= quantity <= 10000:
             form.errors["quantity"] = "Enter between 1 and 10,000 licences."
-        availability = db.session.scalars(
-            db.select(Availability).where(
-                Availability.product_id == (form.product_id or 0),
-                Availability.term == form.term,
-                Availability.billing_frequency == form.billing_frequency,
-                Availability.retired_on.is_(None),
-            )
-        ).first()
+        availability = renewals.availability_on_sale(form.product_id or 0, form.term, form.billing_frequency)
         if availability is None:
             form.errors["product_id"] = "That SKU is not sold with that term and billing frequency."
         if form.errors:
             return self._form_page(sub, form, 400)
         try:
-            renewals.schedule(sub, availability, quantity)
-            db.session.commit()
+            customer_services.commit(lambda: renewals.schedule(sub, availability, quantity))
         except LicenceError as exc:
-            db.session.rollback()
             form.errors["form"] = str(exc)
-            return self._form_page(db.session.get(Subscription, sub.id), form, 400)
+            return self._form_page(get_or_404(Subscription, sub.id), form, 400)
         flash(renewals.describe(sub) or "Scheduled.", "success")
         return redirect(self._page(sub))
 
@@ -181,11 +171,9 @@ class CustomerRenewalsView(CustomerPortalView):
     def clear_renewal_change(self, customer_id, subscription_id):
         sub = _subscription(customer_id, subscription_id)
         try:
-            renewals.clear(sub)
-            db.session.commit()
+            customer_services.commit(lambda: renewals.clear(sub))
             flash(f"{sub.product.name} renews as it is on {sub.renew_on:%d/%m/%Y}.", "success")
         except LicenceError as exc:
-            db.session.rollback()
             flash(str(exc), "danger")
         return redirect(self._page(sub))
 
@@ -205,10 +193,8 @@ class CustomerRenewalsView(CustomerPortalView):
         try:
             if quantity is None:
                 raise LicenceError("Enter how many licences to upgrade.")
-            holder = renewals.upgrade(sub, target, quantity, chosen)
-            db.session.commit()
+            holder = customer_services.commit(lambda: renewals.upgrade(sub, target, quantity, chosen))
         except LicenceError as exc:
-            db.session.rollback()
             flash(str(exc), "danger")
             return redirect(self._page(sub))
         flash(f"{quantity} licences upgraded to {target.product.name}.", "success")

@@ -12,15 +12,12 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Regexp
 
 from app import clock
-from app.extensions import db
-from app.models.catalog import Product
-from app.models.subscriptions import LicenceAssignment, M365User, Subscription
-from app.services import licensing, windows
+from app.models.subscriptions import M365User, Subscription
+from app.services import customer_services, licensing, windows
 from app.services.licensing import LicenceError
 from security import permissions as P
 from security.passwords import password_problem
@@ -77,10 +74,8 @@ def _apply(change, success: str, customer_id: int, back=None):
 def _apply_once(change, success: str, customer_id: int, back=None):
     """Run ``change`` and commit; a refusal is rolled back and flashed. Returns (response, whether it was done)."""
     try:
-        change()
-        db.session.commit()
+        customer_services.commit(change)
     except LicenceError as exc:
-        db.session.rollback()
         flash(str(exc), "danger")
         return back or _csp_page(customer_id), False
     flash(success, "success")
@@ -91,31 +86,15 @@ def _services_page(view, customer_id: int, *, user_form=None, status: int = 200)
     """Services ▸ Microsoft CSP — also re-drawn by a refused new user, with the errors beside the fields
     and what was typed still in them."""
     customer = g.customer
-    subs = db.session.scalars(
-        select(Subscription)
-        .join(Subscription.product)
-        .where(Subscription.account_id == customer_id)
-        .order_by(Product.name, Subscription.id)
-    ).all()
-    people = db.session.scalars(
-        select(M365User).where(M365User.account_id == customer_id).order_by(func.lower(M365User.display_name))
-    ).all()
-    held = {}
-    for person_id, name in db.session.execute(
-        select(LicenceAssignment.m365_user_id, Product.name)
-        .join(LicenceAssignment.subscription)
-        .join(Subscription.product)
-        .where(LicenceAssignment.account_id == customer_id)
-    ):
-        held.setdefault(person_id, []).append(name)
+    shown = customer_services.overview(customer_id)
     page = view.render_template(
         "portal/customer/microsoft_csp.html",
         customer=customer,
         section="microsoft_csp",
         tenant=customer.tenant,
-        subscriptions=subs,
-        people=people,
-        held=held,
+        subscriptions=shown.subscriptions,
+        people=shown.people,
+        held=shown.held,
         user_form=user_form or NewM365UserForm(formdata=None),
     )
     return page, status
@@ -137,23 +116,12 @@ class CustomerServicesView(CustomerPortalView):
     @has_access
     def subscription(self, customer_id, subscription_id):
         sub = _subscription(customer_id, subscription_id)
-        holders = db.session.scalars(
-            select(M365User)
-            .join(LicenceAssignment, LicenceAssignment.m365_user_id == M365User.id)
-            .where(LicenceAssignment.subscription_id == sub.id)
-            .order_by(func.lower(M365User.display_name))
-        ).all()
-        holder_ids = {p.id for p in holders}
-        others = db.session.scalars(
-            select(M365User)
-            .where(M365User.account_id == customer_id, M365User.status == "active")
-            .order_by(func.lower(M365User.display_name))
-        ).all()
+        holders, others = customer_services.holders(sub)
         return self.render(
             "subscription.html",
             sub=sub,
             holders=holders,
-            others=[p for p in others if p.id not in holder_ids],
+            others=others,
             seat_windows=windows.summary(sub),  # the seat batches' windows (portal/customer/_seat_batches.html)
             today=clock.today(),
         )
@@ -321,10 +289,8 @@ class CustomerM365UsersView(CustomerPortalView):
         stored, and the page is not cached."""
         person = _person(customer_id, person_id)
         try:
-            password = licensing.reset_m365_user_password(person)
-            db.session.commit()
+            password = customer_services.commit(lambda: licensing.reset_m365_user_password(person))
         except LicenceError as exc:
-            db.session.rollback()
             flash(str(exc), "danger")
             return _csp_page(customer_id)
         page = self.render("m365_password.html", person=person, password=password)

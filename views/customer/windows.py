@@ -10,8 +10,7 @@ from flask import abort, current_app, flash, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
-from app.extensions import db
-from app.services import windows
+from app.services import customer_services, windows
 from app.services.licensing import LicenceError
 from security import capabilities
 from security import permissions as P
@@ -76,17 +75,13 @@ class CustomerSeatWindowsView(CustomerPortalView):
             total = sum((t.refund for t in takes), Decimal("0.00"))
             return self._page(sub, action="reduce", give_back=give_back, takes=takes, total=total, confirm=True)
         try:
-            windows.reduce(sub, give_back)
-            db.session.commit()
+            customer_services.commit(lambda: windows.reduce(sub, give_back))
         except capabilities.NotAllowed:
-            db.session.rollback()
             abort(403)
         except windows.ReductionRefused as exc:  # changed meanwhile (another reduction took the seats)
-            db.session.rollback()
             offer = renewal_offer(customer_id, sub.id, max(1, quantity))
             return self._page(sub, action="reduce", give_back=give_back, error=str(exc), offer=offer), 400
         except LicenceError as exc:
-            db.session.rollback()
             return self._page(sub, action="reduce", give_back=give_back, error=str(exc)), 400
         flash(
             f"{give_back} licence{'s' if give_back != 1 else ''} of {sub.product.name} given back: it now has "
@@ -110,13 +105,10 @@ class CustomerSeatWindowsView(CustomerPortalView):
             return self._page(sub, action="cancel", confirm=True)
         name = sub.product.name
         try:
-            windows.cancel(sub)
-            db.session.commit()
+            customer_services.commit(lambda: windows.cancel(sub))
         except capabilities.NotAllowed:
-            db.session.rollback()
             abort(403)
         except LicenceError as exc:
-            db.session.rollback()
             return self._page(sub, action="cancel", error=str(exc)), 400
         flash(f"{name} is cancelled: its licences were taken back from their users.", "success")
         return self._back(customer_id, sub)

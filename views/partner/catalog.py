@@ -12,21 +12,17 @@ from flask import current_app, flash, redirect, request, url_for
 from flask_appbuilder.actions import action
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
-from sqlalchemy import select
 from wtforms.validators import DataRequired, Length, Regexp
 
 from app import clock
-from app.extensions import db
-from app.models.base import utcnow
-from app.models.catalog import FREQUENCY_LABELS, TERM_LABELS, Availability, Product
-from app.services import pricesheet
+from app.models.catalog import FREQUENCY_LABELS, TERM_LABELS, Product
+from app.services import catalogue, pricesheet
 from app.services.pricing import monthly
 from security import permissions as P
 from security.capabilities import may
 from views.base import EagerInterface, PortalView, ScopedModelView, get_or_404, signed_in_first
 
 MAX_SHEET_BYTES = 64 * 1024 * 1024  # a market's licence-based sheet is a few megabytes
-_ORDER = {"P1M": 0, "P1Y": 1, "P3Y": 2, "monthly": 0, "annual": 1, "triennial": 2}
 
 
 def sheet_money(value: Decimal | None) -> str:
@@ -77,10 +73,7 @@ class ProductView(ScopedModelView):
         """The SKU with its availabilities and their prices this month (per licence per billing period, and per
         month); Microsoft's cost only for those who may see it."""
         product = get_or_404(Product, pk)
-        availabilities = sorted(
-            db.session.scalars(select(Availability).where(Availability.product_id == product.id)),
-            key=lambda a: (_ORDER[a.term], _ORDER[a.billing_frequency]),
-        )
+        availabilities = catalogue.availabilities(product)
         today = clock.today()
         prices = pricesheet.prices_in_force([a.id for a in availabilities], today)
         return self.render_template(
@@ -104,11 +97,7 @@ class ProductView(ScopedModelView):
         single=False,
     )
     def retire(self, items):
-        retired = [product for product in {p.id: p for p in items}.values() if product.retired_on is None]
-        for product in retired:
-            product.retired_on = utcnow()
-            self._event("retired", product, f"Retired {product.name} ({product.sku})")
-        db.session.commit()
+        retired = catalogue.retire(items, lambda p: self._event("retired", p, f"Retired {p.name} ({p.sku})"))
         if retired:
             flash(f"Retired {', '.join(p.name for p in retired)}. Existing subscriptions keep them.", "success")
         else:

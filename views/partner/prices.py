@@ -13,12 +13,10 @@ from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
 from wtforms import BooleanField, HiddenField, SelectField, StringField
 
-from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
-from app.models.catalog import FREQUENCY_LABELS, PRICE_BASES, TERM_LABELS, PriceRule, Product, rule_reach
+from app.models.catalog import FREQUENCY_LABELS, PRICE_BASES, TERM_LABELS, PriceRule, rule_reach
 from app.models.subscriptions import Subscription
 from app.services import price_lists
 from app.services.price_lists import BASIS_LABELS, PriceRuleError
@@ -96,7 +94,7 @@ def _applies_to(value: str, customer: Account | None) -> dict:
             raise PriceRuleError("That product is not in the catalogue.", "applies_to")
         return {"ms_product_id": ident}
     if kind == "sku" and ident.isdigit() and len(ident) < 10:
-        product = db.session.get(Product, int(ident))
+        product = price_lists.sku(int(ident))
         if product is None:
             raise PriceRuleError("That SKU is not in the catalogue.", "applies_to")
         return {"product": product}
@@ -145,8 +143,7 @@ class CustomerPricesView(PortalView):
     @staticmethod
     def _rule(reseller: Account, rule_id) -> PriceRule:
         rule = get_or_404(PriceRule, rule_id)
-        owner = db.session.get(Account, rule.account_id)
-        if rule.level != "sell" or not (owner.id == reseller.id or owner.parent_id == reseller.id):
+        if not price_lists.in_sell_list_of(rule, reseller):
             abort(404)
         return rule
 
@@ -162,11 +159,7 @@ class CustomerPricesView(PortalView):
         if own.kind != OPERATOR:
             abort(404)
         page = page_arg()
-        query = select(Account).where(Account.kind == RESELLER)
-        total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-        resellers = db.session.scalars(
-            query.order_by(func.lower(Account.name), Account.id).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
-        ).all()
+        resellers, total = price_lists.resellers_page(page, PER_PAGE)
         return self.render_template(
             "portal/prices/choose_reseller.html", resellers=resellers, page=page, per_page=PER_PAGE, total=total
         )
@@ -187,12 +180,7 @@ class CustomerPricesView(PortalView):
         rules = price_lists.describe_rules(price_lists.rules_of("sell", owners))
         every = rule_reach(None, None, None)
         default = next((r for r in rules if r.rule.account_id == reseller.id and r.rule.reach == every), None)
-        customers = db.session.execute(
-            select(Account.id, Account.name)
-            .where(Account.parent_id == reseller.id, Account.kind == CUSTOMER)
-            .order_by(func.lower(Account.name), Account.id)
-            .limit(CUSTOMER_CHOICES)
-        ).all()
+        customers = price_lists.customer_choices(reseller, CUSTOMER_CHOICES)
         subscriptions = price_lists.subscription_prices(reseller, customer) if customer else []
         form = form or RuleForm()
         form.basis.choices = [(b, BASIS_LABELS[b]) for b in PRICE_BASES["sell"]]
@@ -251,11 +239,12 @@ class CustomerPricesView(PortalView):
         if not form.validate_on_submit():
             abort(400, description="The form expired: reload the page and try again.")
         try:
-            target = _applies_to(form.applies_to.data, customer)
-            rule = price_lists.create_rule("sell", customer or reseller, **target, **_rule_input(form))
-            db.session.commit()
+            rule = price_lists.save(
+                lambda: price_lists.create_rule(
+                    "sell", customer or reseller, **_applies_to(form.applies_to.data, customer), **_rule_input(form)
+                )
+            )
         except PriceRuleError as exc:
-            db.session.rollback()
             _error(errors, exc)
             return self._page(reseller, customer, errors=errors, form=form, status=400)
         except NotAllowed:
@@ -276,10 +265,8 @@ class CustomerPricesView(PortalView):
         if not form.validate_on_submit():
             abort(400, description="The form expired: reload the page and try again.")
         try:
-            price_lists.change_rule(rule, **_rule_input(form))
-            db.session.commit()
+            price_lists.save(lambda: price_lists.change_rule(rule, **_rule_input(form)))
         except PriceRuleError as exc:
-            db.session.rollback()
             errors: dict[str, str] = {}
             _error(errors, exc)
             return self._page(reseller, customer, change_errors={rule_id: errors}, status=400)
@@ -298,8 +285,7 @@ class CustomerPricesView(PortalView):
         if not ApplyNowForm().validate_on_submit():
             abort(400, description="The form expired: reload the page and try again.")
         try:
-            price_lists.delete_rule(rule)
-            db.session.commit()
+            price_lists.save(lambda: price_lists.delete_rule(rule))
         except NotAllowed:
             abort(404)
         flash("Removed the rule: the next one applies.", "success")
@@ -316,8 +302,7 @@ class CustomerPricesView(PortalView):
         if not form.validate_on_submit():
             abort(400, description="The form expired: reload the page and try again.")
         try:
-            changed = price_lists.apply_now_to_monthly_terms(reseller, customer)
-            db.session.commit()
+            changed = price_lists.save(lambda: price_lists.apply_now_to_monthly_terms(reseller, customer))
         except NotAllowed:
             abort(404)
         flash(
@@ -372,12 +357,7 @@ class ResellerPricesView(PortalView):
         rows, total = price_lists.price_table(reseller, None, page=page, per_page=PER_PAGE) if reseller else ([], 0)
         owners = [operator.id] + ([reseller.id] if reseller else [])
         rules = price_lists.describe_rules(price_lists.rules_of("buy", owners))
-        resellers = db.session.execute(
-            select(Account.id, Account.name)
-            .where(Account.kind == RESELLER)
-            .order_by(func.lower(Account.name), Account.id)
-            .limit(CUSTOMER_CHOICES)
-        ).all()
+        resellers = price_lists.reseller_choices(CUSTOMER_CHOICES)
         choices = [("", "Every product (default)")]
         choices += [
             (f"product:{ms_id}", f"Product: {title} (every SKU)") for ms_id, title in price_lists.catalogue_products()
@@ -420,14 +400,16 @@ class ResellerPricesView(PortalView):
         form = RuleForm()
         if not form.validate_on_submit():
             abort(400, description="The form expired: reload the page and try again.")
-        try:
+
+        def add():
             target = _applies_to(form.applies_to.data, None)
             if "subscription" in target:
                 raise PriceRuleError("Buy prices apply to products and SKUs.", "applies_to")
-            rule = price_lists.create_rule("buy", owner, **target, **_rule_input(form))
-            db.session.commit()
+            return price_lists.create_rule("buy", owner, **target, **_rule_input(form))
+
+        try:
+            rule = price_lists.save(add)
         except PriceRuleError as exc:
-            db.session.rollback()
             errors: dict[str, str] = {}
             _error(errors, exc)
             return self._page(operator, reseller, errors=errors, form=form, owner_id=owner.id, status=400)
@@ -453,10 +435,8 @@ class ResellerPricesView(PortalView):
         if not form.validate_on_submit():
             abort(400, description="The form expired: reload the page and try again.")
         try:
-            price_lists.change_rule(rule, **_rule_input(form))
-            db.session.commit()
+            price_lists.save(lambda: price_lists.change_rule(rule, **_rule_input(form)))
         except PriceRuleError as exc:
-            db.session.rollback()
             errors: dict[str, str] = {}
             _error(errors, exc)
             return self._page(operator, reseller, change_errors={rule_id: errors}, status=400)
@@ -472,7 +452,6 @@ class ResellerPricesView(PortalView):
         reseller = self._reseller(request.form.get("reseller_id") or None)
         if not ApplyNowForm().validate_on_submit():
             abort(400, description="The form expired: reload the page and try again.")
-        price_lists.delete_rule(rule)
-        db.session.commit()
+        price_lists.save(lambda: price_lists.delete_rule(rule))
         flash("Removed the rule: the next one applies.", "success")
         return redirect(url_for(".index", reseller=reseller.id if reseller else None))
