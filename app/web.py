@@ -59,7 +59,8 @@ def _too_big(value) -> bool:
     if isinstance(value, int):
         return abs(value) > _MAX_ID
     text = str(value).strip().lstrip("+-")
-    return text.isdigit() and (len(text) > 10 or int(text) > _MAX_ID)
+    # Digits no keyboard types as an id ("²", "١٢"): no row either (int() refuses some, reads others as huge).
+    return text.isdigit() and (not text.isascii() or len(text) > 10 or int(text) > _MAX_ID)
 
 
 def _scope_violation(exc: ScopeViolation):

@@ -188,7 +188,9 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, CspProvider):  # carts and 
             billing_cycle=sub.billing_cycle,
             renew_on=end,
             commitment_end=end,
-            cancellation_allowed_until=dt.datetime.combine(sub.purchased_on + dt.timedelta(days=7), dt.time(23, 59)),
+            # The purchase's window (168 hours from the day it was bought; the seat batches state each window).
+            cancellation_allowed_until=clock.start_of_day_utc(sub.term_started_on or sub.purchased_on)
+            + dt.timedelta(hours=168),
             term=sub.term or "P1Y",
             term_started_on=sub.term_started_on or sub.purchased_on,
             scheduled=scheduled_of(sub),  # issue 13, renewals: app/csp/sandbox_renewals.py

@@ -21,6 +21,7 @@ Dates: like the rest of the sandbox, a subscription's ``term_end`` is the day it
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -175,27 +176,14 @@ class SandboxCarts:
         return cart
 
     # -- checkout ---------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _bought(sub: SandboxSubscription, batches: list[SandboxSeatBatch]) -> ProviderSubscription:
+    def _bought(self, sub: SandboxSubscription, batches: list[SandboxSeatBatch]) -> ProviderSubscription:
+        """The subscription as checkout answers it: with its seats' windows (the purchase's is the first to end)."""
         now = clock.utcnow()
         refundable = tuple(
             RefundableQuantity(b.quantity, b.allowed_until) for b in batches if b.allowed_until > now and b.quantity
         )
         first = min((b.allowed_until for b in batches), default=None)
-        return ProviderSubscription(
-            subscription_id=sub.subscription_id,
-            offer_id=sub.offer_id,
-            quantity=sub.quantity,
-            auto_renew=sub.auto_renew,
-            status=sub.status,
-            billing_cycle=sub.billing_cycle,
-            renew_on=sub.term_end,
-            commitment_end=sub.term_end,
-            cancellation_allowed_until=first,
-            term=sub.term,
-            term_started_on=sub.term_started_on,
-            refundable=refundable,
-        )
+        return dataclasses.replace(self._as_provider(sub), cancellation_allowed_until=first, refundable=refundable)
 
     def _ordered(self, session, cart: SandboxCart) -> list[ProviderSubscription]:
         t = SandboxSubscription

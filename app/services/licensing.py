@@ -726,10 +726,16 @@ def _recover_subscription(operation: ProviderOperation) -> None:
     if sub is None:
         return _interrupted(operation, False, "the subscription is no longer in the portal")
     truth = _read_subscription(sub)()
+    before = sub.quantity
     if operation.kind == QUANTITY:
         done, words = _match_quantity(sub, params["quantity"], truth)
     else:
         done, words = _match_auto_renew(sub, params["enabled"], truth)
+    from app.services import renewals, windows  # built on this module
+
+    if sub.quantity != before:  # the seat batches follow (an increase is a batch; a decrease gives seats back)
+        windows.quantity_changed(sub, before, truth)
+    renewals._match_scheduled(sub, truth.scheduled, truth)  # a mid-term change deleted what was scheduled
     _interrupted(operation, done, words)
 
 

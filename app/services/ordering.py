@@ -29,7 +29,7 @@ import datetime as dt
 import logging
 from decimal import Decimal
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import contains_eager
 
 from app import clock, faults
@@ -39,8 +39,9 @@ from app.csp.sandbox_carts import derived_request_id, month_ends
 from app.extensions import db
 from app.formatting import format_date, format_money, local_time
 from app.models.accounts import Account
+from app.models.base import utcnow
 from app.models.catalog import FREQUENCY_LABELS, TERM_LABELS, Availability, CataloguePrice, Product
-from app.models.operations import SUCCEEDED, ProviderOperation
+from app.models.operations import PENDING, SUCCEEDED, ProviderOperation
 from app.models.subscriptions import Subscription
 from app.services import operations, pricing, subscriptions
 from app.services.events import record_event
@@ -291,7 +292,7 @@ def order(
         if operation.state == SUCCEEDED:
             placed = operations.result_of(operation).get("subscription_id")
             raise AlreadyPlaced(db.session.get(Subscription, placed) if placed else None) from None
-        if not operations.claim_retry(operation):
+        if not (operations.claim_retry(operation) or _claim_unconfirmed(operation)):
             raise StillBeingConfirmed from None
     return send_order(operation, customer)
 
@@ -352,18 +353,47 @@ def send_order(operation: ProviderOperation, customer: Account) -> Subscription:
         availability_id=availability.ms_availability_id,
     )
     provider = get_provider()
-    try:
+
+    def place():
         cart = provider.create_cart(tenant_id, [line], correlation_id=correlation_id, request_id=cart_request)
         faults.point(faults.AFTER_CREATE_CART)
         bought = provider.checkout_cart(
             tenant_id, cart.cart_id, correlation_id=correlation_id, request_id=checkout_request
         )[0]
+        return cart, bought
+
+    try:
+        try:
+            cart, bought = place()
+        except ProviderError as exc:
+            if _refusal(exc):
+                raise
+            # No answer: Microsoft may have made it. Asked again with the same request ids, it answers with what the
+            # first requests made (https://learn.microsoft.com/partner-center/developer/headers) — never twice.
+            log.warning("Order operation %s unanswered (%s): asking Microsoft again", operation.id, exc)
+            cart, bought = place()
     except ProviderError as exc:
-        operations.failed(operation, exc, correlation_id)
+        correlation = exc.correlation_id or correlation_id
+        what = f"the order of {params['quantity']} × {product.name}: {exc} (correlation id {correlation})"
+        if _refusal(exc):
+            operations.failed(operation, exc, correlation_id)
+            raise LicenceError(
+                f"Microsoft did not confirm {what}. Send this form again to retry it: the same request is sent, so "
+                "Microsoft will not buy twice."
+            ) from exc
+        # Unknown: never "not placed". It stays pending; the recoverer (or this form sent again) asks once more.
+        db.session.rollback()
+        operations.unconfirmed(operation, str(exc), correlation)
+        record_event(
+            "subscription.unconfirmed",
+            account_id=customer.id,
+            target=customer,
+            summary=f"Microsoft did not confirm {what}; not known yet",
+        )
+        db.session.commit()
         raise LicenceError(
-            f"Microsoft did not confirm the order of {params['quantity']} × {product.name}: {exc} (correlation id "
-            f"{exc.correlation_id or correlation_id}). Send this form again to retry it: the same request is sent, so "
-            "Microsoft will not buy twice."
+            f"Microsoft did not confirm {what}. Whether it was placed is not known yet: the portal asks Microsoft "
+            "again with the same request (it never buys twice); look again in a minute, or send this form again."
         ) from exc
     faults.point(faults.AFTER_CREATE_ORDER)
     sub = None
@@ -412,6 +442,35 @@ def send_order(operation: ProviderOperation, customer: Account) -> Subscription:
         correlation_id,
     )
     return sub
+
+
+def _refusal(exc: ProviderError) -> bool:
+    """Microsoft answered no (a 4xx other than a timeout or throttling): nothing was placed."""
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429)
+
+
+def _claim_unconfirmed(operation: ProviderOperation) -> bool:
+    """Take an order whose answer never came (its sender gone, having told the user "not known yet") to send it again
+    at once — once, however many ask together (one conditional UPDATE, committed)."""
+    if operation.state != PENDING or not (operation.error or "").startswith("Not confirmed yet"):
+        return False
+    won = db.session.execute(
+        update(ProviderOperation)
+        .where(
+            ProviderOperation.id == operation.id,
+            ProviderOperation.state == PENDING,
+            ProviderOperation.attempted_on == operation.attempted_on,
+            ProviderOperation.error == operation.error,
+        )
+        .values(attempted_on=utcnow(), error=None)
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount != 1:
+        db.session.rollback()
+        return False
+    db.session.commit()
+    db.session.refresh(operation)
+    return True
 
 
 def recover_orders() -> int:

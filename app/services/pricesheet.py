@@ -62,6 +62,7 @@ COMMERCIAL = "commercial"
 MAX_PRICE = Decimal("9999999999.9999")  # Numeric(14, 4)
 FOUR_PLACES = Decimal("0.0001")
 MAX_ERRORS_KEPT = 200
+MAX_UNZIPPED_BYTES = 512 * 1024 * 1024  # a zip's CSV as it says it unzips; more is no sheet (a zip bomb)
 _DATE_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S")
 
 
@@ -152,6 +153,8 @@ def sheet_text(data: bytes) -> str:
                 csvs = [i for i in members if i.filename.lower().endswith(".csv")] or members
                 if len(csvs) != 1:
                     raise PriceSheetRefused([(1, f"the zip holds {len(csvs)} CSV files, not one")])
+                if csvs[0].file_size > MAX_UNZIPPED_BYTES:  # zipfile reads no more than this size
+                    raise PriceSheetRefused([(1, f"the zip's CSV file is too large ({csvs[0].file_size} bytes)")])
                 data = archive.read(csvs[0])
         except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
             raise PriceSheetRefused([(1, f"not a readable zip file ({exc})")]) from exc

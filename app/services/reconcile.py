@@ -39,7 +39,7 @@ from app.csp.base import ProviderError, ProviderSubscription, ProviderUser, new_
 from app.extensions import db
 from app.models.accounts import CUSTOMER, RESELLER, Account, MicrosoftTenant
 from app.models.base import utcnow
-from app.models.catalog import TERM_MONTHS, Product
+from app.models.catalog import TERM_LABELS, TERM_MONTHS, Availability, Product
 from app.models.operations import PENDING, ProviderOperation
 from app.models.reconciliation import (
     DIFFERS,
@@ -53,7 +53,7 @@ from app.models.reconciliation import (
     ReconciliationRun,
     ReconciliationStatus,
 )
-from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
+from app.models.subscriptions import LicenceAssignment, M365User, SeatBatch, Subscription, UsagePoint
 from app.services import catalogue, pricing, subscriptions
 from app.services.events import record_event
 
@@ -86,6 +86,10 @@ KINDS = {
     "status": "Subscription status differs",
     "auto_renew": "Auto-renew differs",
     "term_end": "Term end differs",
+    "sku": "SKU differs",
+    "term": "Term or billing frequency differs",
+    "scheduled": "Change at renewal differs",
+    "refundable": "Seats that can be given back differ",
     "user_only_here": "Microsoft 365 user only in the portal",
     "user_only_there": "Microsoft 365 user only at Microsoft",
     "user_status": "Microsoft 365 user status differs",
@@ -154,6 +158,7 @@ class _Ours:
     users: list[M365User] = dataclasses.field(default_factory=list)
     assignments: list[LicenceAssignment] = dataclasses.field(default_factory=list)
     drifts: dict[str, Drift] = dataclasses.field(default_factory=dict)  # open ones, by key
+    refundable: dict[int, int] = dataclasses.field(default_factory=dict)  # subscription id -> seats in open windows
     status: ReconciliationStatus | None = None
     busy: str | None = None  # why it is skipped
 
@@ -200,7 +205,42 @@ def _load(batch: list[tuple[int, str]]) -> dict[int, _Ours]:
         ours[drift.account_id].drifts.setdefault(drift.key, drift)
     for status in db.session.scalars(select(ReconciliationStatus).where(ReconciliationStatus.account_id.in_(ids))):
         ours[status.account_id].status = status
+    now = utcnow()
+    for account_id, sub_id, seats in db.session.execute(
+        select(SeatBatch.account_id, SeatBatch.subscription_id, func.sum(SeatBatch.refundable))
+        .where(SeatBatch.account_id.in_(ids), SeatBatch.refundable > 0, SeatBatch.refundable_until > now)
+        .group_by(SeatBatch.account_id, SeatBatch.subscription_id)
+    ):
+        ours[account_id].refundable[sub_id] = int(seats)
     return ours
+
+
+def _catalogue() -> dict[str, Product]:
+    """Every SKU by its id, with every availability loaded too (a scheduled change names one: no query per row)."""
+    db.session.scalars(select(Availability)).all()
+    return {p.sku: p for p in db.session.scalars(select(Product))}
+
+
+def _terms(term: str | None, cycle: str | None) -> str:
+    return f"{TERM_LABELS.get(term or '', term or '?')}, billed {(cycle or '?').lower()}"
+
+
+def _instructions(sub: Subscription) -> str:
+    """The portal's change at renewal in the words the comparison uses ("none" when it renews as it is)."""
+    if not sub.has_scheduled_change:
+        return "none"
+    offer = sub.next_availability
+    sku = offer.product.sku if offer else sub.product.sku
+    term = offer.term if offer else sub.term
+    cycle = offer.billing_frequency if offer else sub.billing_cycle
+    return f"{sku}, {_terms(term, cycle)}, {sub.next_quantity or sub.quantity} licences"
+
+
+def _their_instructions(ms: ProviderSubscription) -> str:
+    plan = ms.scheduled
+    if plan is None:
+        return "none"
+    return f"{plan.offer_id}, {_terms(plan.term, plan.billing_cycle)}, {plan.quantity} licences"
 
 
 def _busy_accounts(ids: list[int], since: dt.datetime | None = None) -> dict[int, str]:
@@ -328,6 +368,7 @@ class _Compare:
                     _date(end),
                     self._set(sub, "renew_on", end),
                 )
+            self._commerce(sub, ms, key, name)
         for ms in self.theirs_subs:
             status = PORTAL_STATUS.get(ms.status.lower(), ms.status.lower())
             if ms.subscription_id in seen or status not in LIVE:
@@ -342,6 +383,30 @@ class _Compare:
                 f"{ms.status}, {ms.quantity} licences",
                 self._adopt(ms, product),
             )
+
+    def _commerce(self, sub: Subscription, ms: ProviderSubscription, key: str, name: str) -> None:
+        """New commerce (issue 13): the SKU, the term and billing frequency, the change scheduled at renewal and the
+        seats still inside their 168-hour windows. Report only: a repair of these would re-price the subscription
+        or its refunds, which is the renewal's and the seat windows' own work (app/services/renewals.py,
+        windows.py), not a guess of the reconciliation's."""
+        if ms.offer_id and ms.offer_id != sub.product.sku:
+            self._add(f"{key}:sku", "sku", name, sub.product.sku, ms.offer_id, None)
+        if ms.term and (ms.term, ms.billing_cycle.lower()) != (sub.term, sub.billing_cycle):
+            self._add(
+                f"{key}:term",
+                "term",
+                name,
+                _terms(sub.term, sub.billing_cycle),
+                _terms(ms.term, ms.billing_cycle),
+                None,
+            )
+        here, there = _instructions(sub), _their_instructions(ms)
+        if here != there:
+            self._add(f"{key}:scheduled", "scheduled", name, here, there, None)
+        if sub.status in LIVE:
+            seats, their_seats = self.ours.refundable.get(sub.id, 0), sum(r.quantity for r in ms.refundable)
+            if seats != their_seats:
+                self._add(f"{key}:refundable", "refundable", name, str(seats), str(their_seats), None)
 
     def _cancel(self, sub: Subscription):
         def repair() -> str | None:
@@ -622,7 +687,7 @@ def reconcile(
     run = run or start_run(trigger=trigger, scope_account=scope_account, repair=repair)
     report = Report(run)
     run_id = run.id
-    products = {p.sku: p for p in db.session.scalars(select(Product))}
+    products = _catalogue()
     provider = get_provider()
     try:
         for batch in _customers(scope_account):
@@ -635,7 +700,7 @@ def reconcile(
             if not has_request_context():
                 db.session.expunge_all()
             run = report.run = db.session.get(ReconciliationRun, run_id)
-            products = {p.sku: p for p in db.session.scalars(select(Product))}
+            products = _catalogue()
     except Exception as exc:
         db.session.rollback()
         run = report.run = db.session.get(ReconciliationRun, run_id)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from decimal import Decimal
@@ -639,15 +640,69 @@ def upgrade(sub: Subscription, target: Availability, quantity: int, chosen: list
                 f"(request id {operation.request_id})"
             ),
         )
+        _recorded(operation, holder, made.subscription_id, source_sku)
+        problems = _finish_moves(sub, holder, moving, source_sku, target.product.sku, check=False)
+        if not all_seats:
+            _shrink(sub, quantity)
         operations.succeeded(operation, {"subscription_id": holder.id, "provider": made.subscription_id}, cid)
         db.session.commit()
-        for person in moving:
-            _move_licence(sub, holder, person, source_sku, target.product.sku)
-            db.session.commit()
-        if not all_seats:
-            sub.quantity -= quantity
-            licensing.record_usage(sub)
+        if problems:
+            raise LicenceError(f"{target.product.name} holds the upgraded licences, but: {' '.join(problems)}")
     return holder
+
+
+def _recorded(operation, holder: Subscription, provider_id: str, from_sku: str) -> None:
+    """The upgrade is recorded here (the operation still pending until every licence has moved): committed with a
+    note of what it made, so that recovery after a crash in the licence moves finishes them and never records the
+    upgrade twice."""
+    operation.result = json.dumps({"subscription_id": holder.id, "provider": provider_id, "from_sku": from_sku})
+    db.session.commit()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seats:
+    """What ``windows.quantity_changed`` reads of an answer: the quantity."""
+
+    quantity: int
+
+
+def _shrink(source: Subscription, moved: int) -> None:
+    """The source keeps the seats that did not move (never fewer than its licences still assigned here)."""
+    from app.services import windows  # the moved seats leave the source's open batches, newest first (as Microsoft)
+
+    windows.quantity_changed(source, source.quantity, _Seats(source.quantity - moved))
+    quantity = source.quantity - moved
+    if quantity < source.assigned:
+        log.error("Subscription %s: %s licences assigned after upgrading away %s", source.id, source.assigned, moved)
+        quantity = source.assigned
+    source.quantity = quantity
+    licensing.record_usage(source)
+
+
+def _finish_moves(source, holder, movers, from_sku: str, to_sku: str, *, check: bool) -> list[str]:
+    """Move each mover's licence that has not moved yet (``check``: ask Microsoft first which have — recovery); each
+    move its own durable operation. What could not be moved, in words (a move not known yet is settled by its own
+    recoverer)."""
+    problems = []
+    tenant_id = licensing._tenant_id(source.account)
+    for person in movers:
+        if holder.id != source.id and licensing._assignment(holder, person) is not None:
+            continue  # moved, here and at Microsoft
+        if check:
+            skus = get_provider().get_user_licences(
+                tenant_id, person.provider_user_id or "", correlation_id=new_correlation_id()
+            )
+            if to_sku in skus and (from_sku == to_sku or from_sku not in skus):
+                if holder.id != source.id:
+                    licensing._record_assignment(source, person, False)
+                    licensing._record_assignment(holder, person, True)
+                continue
+        try:
+            _move_licence(source, holder, person, from_sku, to_sku)
+            db.session.commit()
+        except LicenceError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _convert(sub: Subscription, target: Availability, price) -> Subscription:
@@ -746,37 +801,55 @@ def _recover_licence_move(operation) -> None:
 
 
 def _recover_upgrade(operation) -> None:
-    """An interrupted upgrade: recorded when Microsoft made it (its licences are left for reconciliation)."""
+    """An interrupted upgrade: when Microsoft made it, recorded here (once) and its licence moves finished — those
+    Microsoft already made recorded, the others sent (each its own operation)."""
     params = operations.params_of(operation)
     sub = db.session.get(Subscription, params["subscription_id"])
     target = db.session.get(Availability, params["availability_id"])
     if sub is None or target is None:
         return licensing._interrupted(operation, False, "the subscription is no longer in the portal")
-    tenant_id = licensing._tenant_id(sub.account)
-    subs = get_provider().list_subscriptions(tenant_id, correlation_id=new_correlation_id())
-    made = _found_transition(sub, target, params["quantity"], subs)
-    if made is None:
-        return licensing._interrupted(operation, False, f"{sub.product.name} was not upgraded")
-    price = dataclasses.make_dataclass("P", ["sell", "buy", "ms_cost"])(
-        Decimal(params["unit_price"]), Decimal(params["unit_cost"]), Decimal(params["ms_unit_cost"])
-    )
-    after_midterm_change(sub, f"Upgrading to {target.product.name}")
-    if made.subscription_id == sub.provider_subscription_id:
-        _convert(sub, target, price)
-    elif sub.quantity - params["quantity"] >= sub.assigned:
-        holder = subscriptions.new_subscription(
-            sub.account,
-            target,
-            params["quantity"],
-            unit_price=price.sell,
-            unit_cost=price.buy,
-            ms_unit_cost=price.ms_cost,
-            provider_subscription_id=made.subscription_id,
-            renew_on=sub.renew_on,
+    movers = [p for p in (db.session.get(M365User, i) for i in params.get("movers", [])) if p is not None]
+    recorded = operations.result_of(operation)
+    if "subscription_id" in recorded:  # recorded here; interrupted in its licence moves
+        holder, from_sku = db.session.get(Subscription, recorded["subscription_id"]), recorded["from_sku"]
+    else:
+        tenant_id = licensing._tenant_id(sub.account)
+        subs = get_provider().list_subscriptions(tenant_id, correlation_id=new_correlation_id())
+        made = _found_transition(sub, target, params["quantity"], subs)
+        if made is None:
+            return licensing._interrupted(operation, False, f"{sub.product.name} was not upgraded")
+        price = dataclasses.make_dataclass("P", ["sell", "buy", "ms_cost"])(
+            Decimal(params["unit_price"]), Decimal(params["unit_cost"]), Decimal(params["ms_unit_cost"])
         )
-        licensing.record_usage(holder)
-        sub.quantity -= params["quantity"]
-        licensing.record_usage(sub)
+        before, from_sku = sub.product.name, sub.product.sku
+        after_midterm_change(sub, f"Upgrading to {target.product.name}")
+        if made.subscription_id == sub.provider_subscription_id:
+            holder = _convert(sub, target, price)
+        else:
+            holder = subscriptions.new_subscription(
+                sub.account,
+                target,
+                params["quantity"],
+                unit_price=price.sell,
+                unit_cost=price.buy,
+                ms_unit_cost=price.ms_cost,
+                provider_subscription_id=made.subscription_id,
+                renew_on=sub.renew_on,
+                auto_renew=made.auto_renew,
+            )
+            licensing.record_usage(holder)
+        record_event(
+            "subscription.upgraded",
+            account_id=sub.account_id,
+            target=holder,
+            summary=f"{before}: {params['quantity']} licences upgraded to {target.product.name} by an interrupted "
+            f"request, as Microsoft confirms: the portal now matches (request id {operation.request_id})",
+        )
+        _recorded(operation, holder, made.subscription_id, from_sku)
+    with licensing._Lease(sub).held():
+        _finish_moves(sub, holder, movers, from_sku, target.product.sku, check=True)
+        if holder.id != sub.id:
+            _shrink(sub, params["quantity"])
     licensing._interrupted(operation, True, f"{sub.product.name} was upgraded at Microsoft")
 
 

@@ -13,11 +13,12 @@ import pytest
 import time_machine
 from sqlalchemy import delete, func, select
 
+from app import clock
 from app.csp.base import new_correlation_id
 from app.csp.partner_center import PartnerCenterProvider
 from app.extensions import db
 from app.models.accounts import Account
-from app.models.csp import SandboxSubscription, SandboxUser
+from app.models.csp import SandboxSeatBatch, SandboxSubscription, SandboxUser
 from app.models.events import Event
 from app.models.operations import ProviderOperation
 from app.models.reconciliation import Drift, ReconciliationRun, ReconciliationStatus
@@ -364,7 +365,12 @@ def test_reconcile_against_partner_center(app, world, fake_partner_center):
             session.get(Account, world.accounts["customer_b"].id).tenant.status = "failed"
             session.commit()
         kinds, counts = _run(app, repair=True)
-        assert kinds == [("Aardvark Farms", "quantity", "Microsoft 365 Business Basic")]
+        # The fake's subscription was bought just now (its seats are inside their 168-hour window); the portal's was
+        # bought a month ago: that difference is reported, never repaired (the seat windows' own work).
+        assert sorted(kinds) == [
+            ("Aardvark Farms", "quantity", "Microsoft 365 Business Basic"),
+            ("Aardvark Farms", "refundable", "Microsoft 365 Business Basic"),
+        ]
         assert counts["repaired"] == 1
         with unscoped() as session:
             assert session.get(Subscription, world.rows["a"]["subscription"]).quantity == made.quantity
@@ -502,3 +508,37 @@ def test_the_demo_and_its_scale_data_match_microsoft(app):
     kinds, counts = _run(app)
     assert kinds == [] and counts["differences"] == 0
     assert counts["checked"] >= 25 and counts["unreadable"] == counts["skipped"] == 0
+
+
+def test_new_commerce_differences_are_each_found_once_and_left_to_their_own_work(app, world):
+    """The SKU, the term and billing frequency, the change scheduled at renewal and the seats Microsoft still lets be
+    given back: each difference is found once, and a repair run leaves them as they are (re-pricing and refunds are
+    the renewals' and the seat windows' own work)."""
+    rows = world.rows["a"]
+    with unscoped() as session:
+        sub = _sandbox_sub(session, rows["subscription"])
+        sub.term, sub.billing_cycle = "P1M", "monthly"  # Microsoft says a monthly term
+        sub.next_offer_id, sub.next_term, sub.next_billing_cycle, sub.next_quantity = sub.offer_id, "P1Y", "annual", 2
+        sub2 = _sandbox_sub(session, rows["subscription2"])
+        sub2.offer_id = "CFQ7TTC0LH1G:0001"  # another SKU
+        session.add(
+            SandboxSeatBatch(
+                subscription_id=sub2.subscription_id,
+                quantity=1,
+                added_at=clock.utcnow(),
+                allowed_until=clock.utcnow() + dt.timedelta(hours=100),
+            )
+        )
+        session.commit()
+    expected = sorted(
+        [
+            ("Aardvark Farms", "scheduled", "Microsoft 365 Business Basic"),
+            ("Aardvark Farms", "term", "Microsoft 365 Business Basic"),
+            ("Aardvark Farms", "refundable", "Exchange Online (Plan 1)"),
+            ("Aardvark Farms", "sku", "Exchange Online (Plan 1)"),
+        ]
+    )
+    kinds, counts = _run(app, repair=True)
+    assert kinds == expected and counts["repaired"] == 0
+    again, _ = _run(app)
+    assert again == expected

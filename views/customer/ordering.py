@@ -167,6 +167,8 @@ class CustomerOrderingView(CustomerPortalView):
             choice.errors.setdefault("billing_frequency", "Review the order before placing it.")
         try:
             reviewed = Decimal(request.form.get("reviewed_price", ""))
+            if not reviewed.is_finite() or abs(reviewed) >= 10**9:  # NaN, Infinity, 1e309: no price was reviewed
+                raise InvalidOperation
         except InvalidOperation:
             reviewed = None
             choice.errors.setdefault("quantity", "Review the order before placing it.")

@@ -194,9 +194,9 @@ class CustomerRenewalsView(CustomerPortalView):
             if quantity is None:
                 raise LicenceError("Enter how many licences to upgrade.")
             holder = customer_services.commit(lambda: renewals.upgrade(sub, target, quantity, chosen))
-        except LicenceError as exc:
-            flash(str(exc), "danger")
-            return redirect(self._page(sub))
+        except LicenceError as exc:  # refused: the form again, the reason beside it (400), nothing changed
+            refused = RenewalForm(errors={"upgrade": str(exc)})
+            return self._form_page(get_or_404(Subscription, sub.id), refused, 400)
         flash(f"{quantity} licences upgraded to {target.product.name}.", "success")
         return redirect(
             url_for("CustomerServicesView.subscription", customer_id=customer_id, subscription_id=holder.id)

@@ -47,7 +47,7 @@ def hidden_without(resource: str):
 def _id(value) -> int:
     """An id from a query or form field: a row id or 404 (``?customer=`` is no ``*_id`` field app/web.py bounds)."""
     text = str(value).strip()
-    if not (text.isdigit() and len(text) <= 10 and int(text) <= 2**31 - 1):
+    if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= 2**31 - 1):
         abort(404)
     return int(text)
 
