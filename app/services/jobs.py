@@ -331,3 +331,19 @@ def purge_expired() -> int:
             removed += 1
         db.session.commit()
     return removed
+
+
+def recent(account_id: int, requested_by_id: int | None, limit: int = 5) -> list[BackgroundJob]:
+    """The account's latest exports (those ``requested_by_id`` asked for; every one when None), newest first — as
+    they are: one whose worker is gone is failed first."""
+    fail_abandoned()
+    query = select(BackgroundJob).where(BackgroundJob.account_id == account_id)
+    if requested_by_id is not None:
+        query = query.where(BackgroundJob.requested_by_id == requested_by_id)
+    return list(db.session.scalars(query.order_by(BackgroundJob.created_on.desc()).limit(limit)))
+
+
+def current(job_id: str) -> BackgroundJob | None:
+    """One job in scope as it is (failed first if its worker is gone), or None."""
+    fail_abandoned(job_id)
+    return db.session.scalars(select(BackgroundJob).where(BackgroundJob.id == job_id)).first()

@@ -10,7 +10,6 @@ from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access, has_access_api
 from sqlalchemy import select
 
-from app.extensions import db
 from app.models.accounts import CUSTOMER, RESELLER, Account
 from app.models.base import utcnow
 from app.models.jobs import BackgroundJob
@@ -49,16 +48,7 @@ class ReportsView(PortalView):
         page = page_arg()
         seen = csp_report.visibility()
         report = csp_report.report_page(account, page, seen)
-        jobs.fail_abandoned()  # nothing listed as running whose worker is gone
-        recent = db.session.scalars(
-            select(BackgroundJob)
-            .where(
-                BackgroundJob.account_id == account.id,
-                *([] if g.user.portal == "operator" else [BackgroundJob.requested_by_id == g.user.id]),
-            )
-            .order_by(BackgroundJob.created_on.desc())
-            .limit(5)
-        ).all()
+        recent = jobs.recent(account.id, None if g.user.portal == "operator" else g.user.id)
         return self._render(
             "csp_report.html",
             account,
@@ -118,8 +108,7 @@ class ReportsView(PortalView):
 def _own_job(job_id: str) -> BackgroundJob:
     """A job of an account in scope, and (operator staff aside) one the signed-in user asked for — as it is: failed
     first if its worker is gone."""
-    jobs.fail_abandoned(str(job_id))
-    job = db.session.scalars(select(BackgroundJob).where(BackgroundJob.id == str(job_id))).first()
+    job = jobs.current(str(job_id))
     if job is None or (g.user.portal != "operator" and job.requested_by_id != g.user.id):
         abort(404)
     return job
