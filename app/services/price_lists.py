@@ -33,6 +33,7 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload
 
+from app import clock
 from app.extensions import db
 from app.formatting import format_money
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
@@ -310,9 +311,37 @@ def _reach_availabilities(rule: PriceRule, subscription: Subscription | None) ->
     return list(db.session.scalars(query.order_by(Product.product_title, Product.name, Availability.id)))
 
 
+def _check_buy_floor(rule: PriceRule) -> None:
+    """Refuse a buy rule that would charge a reseller less than Microsoft charges the operator (retail − 30 % on a
+    product whose cost is retail − 20 %), unless it is intended: the operator would pay for each licence sold."""
+    availabilities = _reach_availabilities(rule, None)
+    from app.services.pricesheet import prices_in_force
+
+    prices = prices_in_force([a.id for a in availabilities], clock.today()) if availabilities else {}
+    for availability in availabilities:
+        price = prices.get(availability.id)
+        if price is None:
+            continue
+        cost = pricing.cents(price.unit_cost)
+        buy = pricing.cents(
+            {"cost": price.unit_cost, "retail": price.erp_price}[rule.basis] * (100 + Decimal(rule.percent)) / 100
+        )
+        if buy < cost:
+            raise PriceRuleError(
+                f"{availability.product.name} ({availability.label}) would be sold to resellers at "
+                f"{format_money(buy)}, under Microsoft's cost of {format_money(cost)}. Tick “Below cost intended” if "
+                "that is meant.",
+                "below_cost_intended",
+            )
+
+
 def _check_floor(rule: PriceRule, owner: Account, subscription: Subscription | None) -> None:
-    """Refuse a sell rule that would put a current price under the reseller's buy price (unless intended)."""
-    if rule.level != "sell" or rule.below_cost_intended:
+    """Refuse a sell rule that would put a current price under the reseller's buy price, or a buy rule one under
+    Microsoft's cost (unless intended)."""
+    if rule.below_cost_intended:
+        return
+    if rule.level == "buy":
+        _check_buy_floor(rule)
         return
     reseller = _reseller_of("sell", owner)
     book = pricing.PriceBook(reseller.id, [])
@@ -375,7 +404,7 @@ def create_rule(
         ms_product_id=ms_product_id,
         basis=basis,
         percent=value,
-        below_cost_intended=bool(below_cost_intended) and level == "sell",
+        below_cost_intended=bool(below_cost_intended),
         reach=reach,
     )
     rule.product = product
@@ -409,7 +438,7 @@ def change_rule(rule: PriceRule, *, basis: str, percent: str | Decimal, below_co
         ms_product_id=rule.ms_product_id,
         basis=basis,
         percent=value,
-        below_cost_intended=bool(below_cost_intended) and rule.level == "sell",
+        below_cost_intended=bool(below_cost_intended),
     )
     _check_floor(candidate, owner, subscription)
     rule.basis, rule.percent, rule.below_cost_intended = basis, value, candidate.below_cost_intended

@@ -298,6 +298,24 @@ def test_operator_sets_a_resellers_buy_price(app, world, ops_admin_client):
         assert session.scalar(select(func.count(PriceRule.id)).where(PriceRule.level == "buy")) == 2
 
 
+def test_a_buy_price_under_microsofts_cost_is_refused_unless_intended(app, world, ops_admin_client):
+    """The operator's floor: a reseller's buy price under what Microsoft charges the operator loses money on every
+    licence; refused beside the tick, with the product and both prices, and nothing saved — unless ticked."""
+    client = ops_admin_client
+    a = world.accounts["reseller_a"].id
+    token = csrf_token(client, "/reseller-prices/")
+    form = {"csrf_token": token, "owner_id": a, "reseller_id": a, "applies_to": "", "basis": "retail", "percent": "-20"}
+    before = _snapshot()
+    refused = client.post("/reseller-prices/rules", data=form)
+    assert refused.status_code == 400
+    error = re.search(r'data-error-for="below_cost_intended">([^<]*)<', refused.text)
+    assert error and "under Microsoft's cost of $4.68" in error.group(1).replace("&#39;", "'")
+    assert _snapshot() == before
+    assert client.post("/reseller-prices/rules", data={**form, "below_cost_intended": "y"}).status_code == 302
+    with unscoped() as session:
+        assert session.scalars(select(PriceRule.below_cost_intended).where(PriceRule.level == "buy")).one() is True
+
+
 # -- another reseller: 404, nothing changed ---------------------------------------------------------------------------
 
 
