@@ -16,12 +16,12 @@ from app.csp.base import NextTermInstructions, new_correlation_id
 from app.csp.partner_center import PartnerCenterProvider
 from app.extensions import db
 from app.models.accounts import Account
-from app.models.catalog import Availability, Product
+from app.models.catalog import Availability, PriceRule, Product
 from app.models.csp import SandboxSeatBatch, SandboxSubscription, SandboxUser
 from app.models.events import Event
 from app.models.operations import ProviderOperation
 from app.models.subscriptions import LicenceAssignment, SeatBatch, Subscription
-from app.services import catalogue, licensing, reconcile, renewals
+from app.services import catalogue, licensing, pricing, reconcile, renewals
 from app.services.licensing import LicenceError
 from security import scoping
 from tests import factories
@@ -254,6 +254,28 @@ def test_renew_applies_the_instructions_reprices_adds_a_renewal_batch_and_reconc
     with time_machine.travel(_at(renew_on, 2), tick=False), app.app_context(), scoping.bypass("test"):
         report = reconcile.reconcile(scope_account=db.session.get(Account, world.accounts["customer_a"].id))
         assert report.differences == [] and report.run.customers_unreadable == 0
+
+
+def test_a_renew_pass_over_several_batches_prices_each_by_its_resellers_list(app, world, monkeypatch):
+    """One batch at a time (each committed and let go): the price lists read for a batch are read again for the next,
+    and every renewal is priced by its reseller's list."""
+    monkeypatch.setattr(renewals, "RENEW_BATCH", 1)
+    first_id, second_id = world.rows["a"]["subscription"], world.rows["a"]["subscription2"]
+    with unscoped() as session:
+        renew_on = session.get(Subscription, first_id).renew_on
+        session.add(
+            PriceRule(account_id=world.accounts["reseller_a"].id, level="sell", basis="buy", percent=Decimal("20"))
+        )
+        session.commit()
+    _set_renew_on(app, second_id, renew_on)
+    with time_machine.travel(_at(renew_on, 1), tick=False):
+        done = _renew(app)
+    assert done.exit_code == 0 and "renewed 3," in done.output, done.output  # A's two, and B's
+    with unscoped() as session:
+        for sub_id in (first_id, second_id):
+            sub = session.get(Subscription, sub_id)
+            assert sub.renew_on > renew_on
+            assert sub.unit_price == pricing.cents(sub.unit_cost * Decimal("1.2")), sub.product.name  # buy + 20 %
 
 
 def _month_days(day: dt.date) -> int:
