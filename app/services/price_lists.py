@@ -67,8 +67,11 @@ class PriceRuleError(ValueError):
 
 def parse_percent(text: str | Decimal | None) -> Decimal:
     """A percentage as the CHECK of price_rule takes it: above −100, below 1000, at most two decimals."""
+    raw = "" if isinstance(text, Decimal) else str(text or "").strip().replace("−", "-")
+    if raw and not raw.isascii():  # Decimal reads digits of every script ("١٢" is 12): the form takes 0-9 only
+        raise PriceRuleError("Enter a percentage such as 15 or -10.", "percent")
     try:
-        value = text if isinstance(text, Decimal) else Decimal(str(text or "").strip().replace("−", "-"))
+        value = text if isinstance(text, Decimal) else Decimal(raw)
     except InvalidOperation:
         raise PriceRuleError("Enter a percentage such as 15 or -10.", "percent") from None
     if not value.is_finite():

@@ -195,6 +195,7 @@ def test_a_bad_change_is_answered_beside_that_rule_and_nothing_saved(app, world,
     "data, field, message",
     [
         ({"percent": "abc"}, "percent", "Enter a percentage"),
+        ({"percent": "١٢"}, "percent", "Enter a percentage"),  # Arabic-Indic digits: Decimal would read 12
         ({"percent": "1000"}, "percent", "above -100 and below 1000"),
         ({"percent": "-100"}, "percent", "above -100 and below 1000"),
         ({"percent": "1.234"}, "percent", "at most 2 decimal places"),
