@@ -725,6 +725,14 @@ def _recover_subscription(operation: ProviderOperation) -> None:
     sub = db.session.get(Subscription, params["subscription_id"])
     if sub is None:
         return _interrupted(operation, False, "the subscription is no longer in the portal")
+    if operation.kind != QUANTITY:
+        return _settle_subscription(operation, sub, params)
+    with _Lease(sub).held():  # a quantity is repaired as a live change makes it: nobody else changing its licences
+        db.session.refresh(sub)
+        _settle_subscription(operation, sub, params)
+
+
+def _settle_subscription(operation: ProviderOperation, sub: Subscription, params: dict) -> None:
     truth = _read_subscription(sub)()
     before = sub.quantity
     if operation.kind == QUANTITY:

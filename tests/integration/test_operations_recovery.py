@@ -294,6 +294,26 @@ def test_recovery_that_cannot_ask_microsoft_leaves_the_operation_pending_and_the
     assert differences(ids["customer"]) == []
 
 
+def test_a_quantity_is_not_repaired_while_a_live_change_holds_the_subscriptions_lease(app, world, ids, sandbox):
+    """Recovery repairs a quantity (and its seat batches) as a live change would: under the subscription's licence
+    lease. While a reduction holds it, the operation stays pending; once the lease is free, it is settled."""
+    _setup(app, "quantity", ids)
+    sandbox.lost_answer_rate = 1.0
+    sandbox.fail_rate, sandbox.fail_operations = 1.0, frozenset({"get_subscription"})
+    assert "not known yet" in _run(app, "quantity", ids)
+    sandbox.lost_answer_rate, sandbox.fail_rate = 0.0, 0.0
+    with _later(), app.app_context():
+        with scoping.bypass("test: a reduction under way"):
+            licensing._Lease(db.session.get(Subscription, ids["sub2"])).claim()
+        assert recovery.recover_all() == 0
+    assert _operation("quantity").state == "pending"
+    assert differences(ids["customer"])
+    with time_machine.travel(clock.utcnow().replace(tzinfo=dt.UTC) + 2 * LATER, tick=True), app.app_context():
+        assert recovery.recover_all() == 1  # the lease lapsed (its holder died): settled now
+    assert _operation("quantity").state == "succeeded"
+    assert differences(ids["customer"]) == []
+
+
 def test_adding_a_user_microsoft_already_has_lists_it_and_says_so(app, world, ids, sandbox):
     with app.app_context():
         tenant = sandbox.adopt_customer("aardvark", "Aardvark Farms")
