@@ -36,6 +36,10 @@ def test_operator_staff_find_and_repair_a_difference(app, page, sign_in, world):
     expect(rows.first).to_contain_text("Licence quantity differs")
     expect(rows.first).to_contain_text("Alpha Partners Ltd")
     rows.first.get_by_role("link", name="Aardvark Farms").click()
+    # The button asks through portal.js, loaded at the end of the page: click once the page (its scripts) has loaded,
+    # not as soon as the button is parsed.
+    page.wait_for_url("**/reconciliation/?customer=*")
+    page.wait_for_load_state("load")
 
     questions = []
     page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
