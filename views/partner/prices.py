@@ -71,6 +71,28 @@ class ApplyNowForm(FlaskForm):
     customer_id = HiddenField()
 
 
+_EXPIRED = "The form expired: reload the page and try again."
+
+
+def _fresh(form) -> None:
+    """A change's form with its CSRF token: an expired one is 400, nothing read from it."""
+    if not form.validate_on_submit():
+        abort(400, description=_EXPIRED)
+
+
+def _save(change):
+    """``price_lists.save(change)``; a change the user may not make answers 404 (it does not exist for them)."""
+    try:
+        return price_lists.save(change)
+    except NotAllowed:
+        abort(404)
+
+
+def _back(reseller: Account, customer: Account | None):
+    """To the reseller's Customer prices page (on the customer it was showing)."""
+    return redirect(url_for(".reseller", reseller_id=reseller.id, customer=customer.id if customer else None))
+
+
 def _error(errors: dict, exc: PriceRuleError) -> None:
     errors[exc.field or "form"] = str(exc)
 
@@ -236,10 +258,9 @@ class CustomerPricesView(PortalView):
         customer = self._customer(reseller, request.form.get("customer_id") or None)
         form = RuleForm()
         errors: dict[str, str] = {}
-        if not form.validate_on_submit():
-            abort(400, description="The form expired: reload the page and try again.")
+        _fresh(form)
         try:
-            rule = price_lists.save(
+            rule = _save(
                 lambda: price_lists.create_rule(
                     "sell", customer or reseller, **_applies_to(form.applies_to.data, customer), **_rule_input(form)
                 )
@@ -247,12 +268,10 @@ class CustomerPricesView(PortalView):
         except PriceRuleError as exc:
             _error(errors, exc)
             return self._page(reseller, customer, errors=errors, form=form, status=400)
-        except NotAllowed:
-            abort(404)
         flash(
             f"Saved: {rule.describe()}. New orders are priced by it now; existing subscriptions at renewal.", "success"
         )
-        return redirect(url_for(".reseller", reseller_id=reseller.id, customer=customer.id if customer else None))
+        return _back(reseller, customer)
 
     @expose("/<int:reseller_id>/rules/<int:rule_id>", methods=["POST"])
     @hidden_without(P.CUSTOMER_PRICES)
@@ -262,18 +281,15 @@ class CustomerPricesView(PortalView):
         rule = self._rule(reseller, rule_id)
         customer = self._customer(reseller, request.form.get("customer_id") or None)
         form = ChangeForm()
-        if not form.validate_on_submit():
-            abort(400, description="The form expired: reload the page and try again.")
+        _fresh(form)
         try:
-            price_lists.save(lambda: price_lists.change_rule(rule, **_rule_input(form)))
+            _save(lambda: price_lists.change_rule(rule, **_rule_input(form)))
         except PriceRuleError as exc:
             errors: dict[str, str] = {}
             _error(errors, exc)
             return self._page(reseller, customer, change_errors={rule_id: errors}, status=400)
-        except NotAllowed:
-            abort(404)
         flash("Saved. New orders are priced by it now; existing subscriptions at renewal.", "success")
-        return redirect(url_for(".reseller", reseller_id=reseller.id, customer=customer.id if customer else None))
+        return _back(reseller, customer)
 
     @expose("/<int:reseller_id>/rules/<int:rule_id>/delete", methods=["POST"])
     @hidden_without(P.CUSTOMER_PRICES)
@@ -282,14 +298,10 @@ class CustomerPricesView(PortalView):
         reseller = self._reseller(reseller_id)
         rule = self._rule(reseller, rule_id)
         customer = self._customer(reseller, request.form.get("customer_id") or None)
-        if not ApplyNowForm().validate_on_submit():
-            abort(400, description="The form expired: reload the page and try again.")
-        try:
-            price_lists.save(lambda: price_lists.delete_rule(rule))
-        except NotAllowed:
-            abort(404)
+        _fresh(ApplyNowForm())
+        _save(lambda: price_lists.delete_rule(rule))
         flash("Removed the rule: the next one applies.", "success")
-        return redirect(url_for(".reseller", reseller_id=reseller.id, customer=customer.id if customer else None))
+        return _back(reseller, customer)
 
     @expose("/<int:reseller_id>/apply-now", methods=["POST"])
     @hidden_without(P.CUSTOMER_PRICES)
@@ -299,19 +311,15 @@ class CustomerPricesView(PortalView):
         reseller = self._reseller(reseller_id)
         form = ApplyNowForm()
         customer = self._customer(reseller, form.customer_id.data or None)
-        if not form.validate_on_submit():
-            abort(400, description="The form expired: reload the page and try again.")
-        try:
-            changed = price_lists.save(lambda: price_lists.apply_now_to_monthly_terms(reseller, customer))
-        except NotAllowed:
-            abort(404)
+        _fresh(form)
+        changed = _save(lambda: price_lists.apply_now_to_monthly_terms(reseller, customer))
         flash(
             f"Applied now: {len(changed)} monthly-term subscription(s) re-priced"
             + (f" for {customer.name}." if customer else " across your customers.")
             + " Annual and 3-year terms keep their price to renewal.",
             "success",
         )
-        return redirect(url_for(".reseller", reseller_id=reseller.id, customer=customer.id if customer else None))
+        return _back(reseller, customer)
 
 
 class ResellerPricesView(PortalView):
@@ -398,8 +406,7 @@ class ResellerPricesView(PortalView):
         owner = self._owner(request.form.get("owner_id"))
         reseller = owner if owner.kind == RESELLER else self._reseller(request.form.get("reseller_id") or None)
         form = RuleForm()
-        if not form.validate_on_submit():
-            abort(400, description="The form expired: reload the page and try again.")
+        _fresh(form)
 
         def add():
             target = _applies_to(form.applies_to.data, None)
@@ -408,13 +415,11 @@ class ResellerPricesView(PortalView):
             return price_lists.create_rule("buy", owner, **target, **_rule_input(form))
 
         try:
-            rule = price_lists.save(add)
+            rule = _save(add)
         except PriceRuleError as exc:
             errors: dict[str, str] = {}
             _error(errors, exc)
             return self._page(operator, reseller, errors=errors, form=form, owner_id=owner.id, status=400)
-        except NotAllowed:
-            abort(404)
         flash(f"Saved: {rule.describe()}.", "success")
         return redirect(url_for(".index", reseller=reseller.id if reseller else None))
 
@@ -432,10 +437,9 @@ class ResellerPricesView(PortalView):
         rule = self._rule(rule_id)
         reseller = self._reseller(request.form.get("reseller_id") or None)
         form = ChangeForm()
-        if not form.validate_on_submit():
-            abort(400, description="The form expired: reload the page and try again.")
+        _fresh(form)
         try:
-            price_lists.save(lambda: price_lists.change_rule(rule, **_rule_input(form)))
+            _save(lambda: price_lists.change_rule(rule, **_rule_input(form)))
         except PriceRuleError as exc:
             errors: dict[str, str] = {}
             _error(errors, exc)
@@ -450,8 +454,7 @@ class ResellerPricesView(PortalView):
         self._operator()
         rule = self._rule(rule_id)
         reseller = self._reseller(request.form.get("reseller_id") or None)
-        if not ApplyNowForm().validate_on_submit():
-            abort(400, description="The form expired: reload the page and try again.")
-        price_lists.save(lambda: price_lists.delete_rule(rule))
+        _fresh(ApplyNowForm())
+        _save(lambda: price_lists.delete_rule(rule))
         flash("Removed the rule: the next one applies.", "success")
         return redirect(url_for(".index", reseller=reseller.id if reseller else None))
