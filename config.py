@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,6 +51,20 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _tax_rate(env: Mapping[str, str]) -> Decimal:
+    """GST as a fraction (0.15 for New Zealand's 15 %): "0.15" or "15%"."""
+    raw = (env.get("TAX_RATE") or "0.15").strip()
+    try:
+        value = Decimal(raw[:-1]) / 100 if raw.endswith("%") else Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(
+            f"TAX_RATE must be a fraction such as 0.15 or a percentage such as 15%, not {raw!r}"
+        ) from None
+    if not value.is_finite() or not 0 <= value < 1:
+        raise ConfigError(f"TAX_RATE must be at least 0 and below 1 (100 %), not {raw!r}")
     return value
 
 
@@ -269,6 +284,10 @@ def _csp_settings(env: Mapping[str, str], mode: str) -> dict[str, Any]:
         "PARTNER_CENTER_MAX_TRIES": _int(env, "PARTNER_CENTER_MAX_TRIES", 3, minimum=1),
         # The reseller-relationship invitation link of a linked tenant needs the partner's id.
         "PARTNER_CENTER_PARTNER_ID": env.get("PARTNER_CENTER_PARTNER_ID", ""),
+        # Microsoft Graph, where the billed reconciliation data is exported (issue 14).
+        "GRAPH_BASE_URL": env.get("GRAPH_BASE_URL", "https://graph.microsoft.com"),
+        # GST on invoices (issue 14): New Zealand's 15 %.
+        "TAX_RATE": _tax_rate(env),
     }
     if provider == "partner_center":
         for name in ("PARTNER_CENTER_TENANT_ID", "PARTNER_CENTER_CLIENT_ID", "PARTNER_CENTER_CLIENT_SECRET"):

@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     _log_to_stderr(values.get("PORTAL_ENV"), values.get("LOG_FORMAT"))
 
     from app import failure, formatting, logs, request_id, web
-    from app.services import audit, maintenance
+    from app.services import audit, billing_ledger, maintenance  # noqa: F401 - billing_ledger: the ledger's events
     from security import headers, impersonation, memberships, mfa, scoping, throttle
     from security.sessions import init_sessions
 

@@ -265,5 +265,48 @@ def renew_command(dry_run: bool) -> None:
     )
 
 
+@portal.group("billing")
+def billing_group() -> None:
+    """Invoices (issue 14): the monthly run, issuing, the accounting export, reconciliation with Microsoft."""
+
+
+def _month_option(text: str):
+    from app.services.billing import parse_month
+
+    try:
+        return parse_month(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@billing_group.command("run")
+@click.option("--month", "month_text", required=True, help="The month to bill, YYYY-MM.")
+def billing_run_command(month_text: str) -> None:
+    """Draft the month's invoices: the operator's to each reseller, each reseller's to each customer. Idempotent:
+    drafts are replaced, issued invoices left as they are."""
+    from app.services import billing
+
+    month = _month_option(month_text)
+    with scoping.bypass("cli:billing-run"):
+        try:
+            report = billing.run(month, echo=lambda line: click.echo(line, err=True))
+        except billing.BillingError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(report.summary())
+
+
+@billing_group.command("issue")
+@click.option("--month", "month_text", required=True, help="The month whose drafts to issue, YYYY-MM.")
+@click.option("--issuer", "issuer_id", type=int, help="Only this issuer's drafts (an account id).")
+def billing_issue_command(month_text: str, issuer_id: int | None) -> None:
+    """Issue the month's drafts: numbered without gaps per issuer, dated today, then unchangeable."""
+    from app.services import billing
+
+    month = _month_option(month_text)
+    with scoping.bypass("cli:billing-issue"):
+        issued = billing.issue_month(month, issuer_id=issuer_id)
+    click.echo(f"Issued {issued} invoice(s) for {month:%B %Y}.")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(portal)

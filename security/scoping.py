@@ -59,7 +59,7 @@ from sqlalchemy.sql.elements import ClauseElement, TextClause
 from sqlalchemy.sql.expression import Join, Select, TableClause
 
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
-from app.models.base import TenantOwned
+from app.models.base import IssuedBetween, OperatorOnly, TenantOwned
 from security.models import Membership, PortalUser
 
 ALL, RESELLER_SCOPE, CUSTOMER_SCOPE, NONE = "all", "reseller", "customer", "none"
@@ -76,6 +76,7 @@ GLOBAL_TABLES = frozenset(
         "sandbox_customer",
         "sandbox_subscription",
         "sandbox_user",
+        "sandbox_charge_event",
         "server_session",
         "sign_in_throttle",
         # A login's second factor: the person's, reached only through their login (which is scoped).
@@ -230,6 +231,17 @@ def _criteria(scope: Scope) -> tuple:
                 ),
                 include_aliases=True,
             ),
+            with_loader_criteria(
+                IssuedBetween,
+                lambda cls: or_(
+                    cls.issuer_id == rid,
+                    cls.buyer_id.in_(
+                        select(_account.c.id).where(or_(_account.c.id == rid, _account.c.parent_id == rid))
+                    ),
+                ),
+                include_aliases=True,
+            ),
+            with_loader_criteria(OperatorOnly, lambda cls: false(), include_aliases=True),
         )
     if scope.kind == CUSTOMER_SCOPE:
         cid, me = scope.account_id, scope.login_id or 0
@@ -248,6 +260,8 @@ def _criteria(scope: Scope) -> tuple:
                 ),
                 include_aliases=True,
             ),
+            with_loader_criteria(IssuedBetween, lambda cls: cls.buyer_id == cid, include_aliases=True),
+            with_loader_criteria(OperatorOnly, lambda cls: false(), include_aliases=True),
         )
     if scope.login_id is not None:  # a customer-portal login that has not chosen its account: itself only
         me = scope.login_id
@@ -255,11 +269,15 @@ def _criteria(scope: Scope) -> tuple:
             with_loader_criteria(Account, lambda cls: false(), include_aliases=True),
             with_loader_criteria(TenantOwned, lambda cls: false(), include_aliases=True),
             with_loader_criteria(PortalUser, lambda cls: cls.id == me, include_aliases=True),
+            with_loader_criteria(IssuedBetween, lambda cls: false(), include_aliases=True),
+            with_loader_criteria(OperatorOnly, lambda cls: false(), include_aliases=True),
         )
     return (
         with_loader_criteria(Account, lambda cls: false(), include_aliases=True),
         with_loader_criteria(TenantOwned, lambda cls: false(), include_aliases=True),
         with_loader_criteria(PortalUser, lambda cls: false(), include_aliases=True),
+        with_loader_criteria(IssuedBetween, lambda cls: false(), include_aliases=True),
+        with_loader_criteria(OperatorOnly, lambda cls: false(), include_aliases=True),
     )
 
 
@@ -385,6 +403,10 @@ def _check_writes(session: Session, flush_context, instances) -> None:
             allowed = _may_write_login(session, scope, obj)
         elif isinstance(obj, TenantOwned):
             allowed = _may_write_row(session, scope, obj)
+        elif isinstance(obj, IssuedBetween):  # only the issuer's side changes an invoice
+            allowed = _covers(session, scope, obj.issuer_id)
+        elif isinstance(obj, OperatorOnly):
+            allowed = False
         else:
             continue
         if not allowed:
@@ -514,6 +536,10 @@ def classify(table_name: str) -> str:
         return "tenant"  # scoped by its own criteria (_criteria) and write rule (_may_write_login)
     for mapper in Model.registry.mappers:
         table = mapper.local_table
-        if table is not None and table.name == table_name and issubclass(mapper.class_, TenantOwned):
+        if (
+            table is not None
+            and table.name == table_name
+            and issubclass(mapper.class_, (TenantOwned, IssuedBetween, OperatorOnly))
+        ):
             return "tenant"
     raise LookupError(f"table {table_name} is neither tenant-owned nor declared global in security/scoping.py")

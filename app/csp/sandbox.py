@@ -310,6 +310,11 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, CspProvider):  # carts and 
             sub.term = term or sub.term or "P1Y"  # issue 13: its term (the portal's) ends on renew_on
             sub.term_started_on, sub.term_end = add_months(renew_on, -TERM_MONTHS[sub.term]), renew_on
             self._backdate_batches(session, sub)
+            from app.services import billing_ledger  # the sandbox's billing events (issue 14)
+
+            billing_ledger.rebuild_sandbox(
+                session, sub, [(b.quantity, b.added_at) for b in self._all_batches(session, subscription_id)]
+            )
 
     def adopt_demo_state(
         self,
@@ -337,6 +342,9 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, CspProvider):  # carts and 
                     )
                 )
             sub.next_offer_id, sub.next_term, sub.next_billing_cycle, sub.next_quantity = next_term
+            from app.services import billing_ledger  # the sandbox's billing events (issue 14)
+
+            billing_ledger.rebuild_sandbox(session, sub, [(quantity, added_at) for quantity, added_at, _ in batches])
 
     def list_subscriptions(self, tenant_id: str, *, correlation_id: str) -> list[ProviderSubscription]:
         self._call("list_subscriptions", correlation_id)

@@ -69,3 +69,35 @@ def sheet(market: str, month: str | dt.date | None, today: dt.date) -> bytes:
                 row[column] = _money(Decimal(row[column]) * CHANGE)
         writer.writerow(row)
     return b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
+
+
+_PLANS = {"Monthly": "monthly", "Annual": "annual", "Triennial": "triennial"}
+
+
+def _base_prices() -> dict[tuple[str, str, str], Decimal]:
+    global _BASE
+    if _BASE is None:
+        with BASE_SHEET.open(encoding="utf-8-sig", newline="") as f:
+            _BASE = {
+                (f"{row['ProductId']}:{row['SkuId']}", row["TermDuration"], _PLANS[row["BillingPlan"]]): Decimal(
+                    row["UnitPrice"]
+                )
+                for row in csv.DictReader(f)
+                if row["BillingPlan"] in _PLANS
+            }
+    return _BASE
+
+
+_BASE: dict[tuple[str, str, str], Decimal] | None = None
+
+
+def unit_price(offer_id: str, term: str, billing_cycle: str, month: dt.date) -> Decimal:
+    """What the sandbox (Microsoft) charges per licence per billing period for ``offer_id`` (ProductId:SkuId) in
+    ``term`` billed ``billing_cycle``, by the sheet of ``month`` — the same figure its sheet of that month shows.
+    0 for an offer its sheet does not price (the sandbox sells it, as before issue 13, without a price)."""
+    base = _base_prices().get((offer_id, term, billing_cycle))
+    if base is None:
+        return Decimal("0")
+    if tuple(offer_id.split(":", 1)) == CHANGING_SKU and month.month % 2 == 0:
+        return (base * CHANGE).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    return base

@@ -1,9 +1,11 @@
 """Every model, imported so that ``flask_appbuilder.Model.metadata`` is complete for Alembic and scoping."""
 
 from app.models.accounts import Account, MicrosoftTenant, PlaceholderUser
+from app.models.billing import BillingProfile, ChargeEvent, Invoice, InvoiceLine, MicrosoftBilledLine
 from app.models.catalog import Availability, CataloguePrice, PriceRule, Product
 from app.models.csp import (
     SandboxCart,
+    SandboxChargeEvent,
     SandboxCustomer,
     SandboxDomain,
     SandboxSeatBatch,
@@ -23,6 +25,12 @@ from security.models import Membership, PortalUser
 
 __all__ = [
     "Account",
+    "BillingProfile",
+    "ChargeEvent",
+    "Invoice",
+    "InvoiceLine",
+    "MicrosoftBilledLine",
+    "SandboxChargeEvent",
     "Availability",
     "CataloguePrice",
     "PriceRule",

@@ -27,3 +27,21 @@ class TenantOwned:
     @declared_attr
     def account(cls) -> Mapped["Account"]:  # noqa: F821
         return relationship("Account", foreign_keys=[cls.account_id])
+
+
+class IssuedBetween:
+    """A row between an issuer and a buyer account (an invoice, its lines): security/scoping.py shows it to both
+    sides — a reseller sees what it issued and what it was billed, a customer what it was billed — and lets only
+    the issuer's side change it."""
+
+    @declared_attr
+    def issuer_id(cls) -> Mapped[int]:
+        return mapped_column(Integer, ForeignKey("account.id", ondelete="RESTRICT"), nullable=False)
+
+    @declared_attr
+    def buyer_id(cls) -> Mapped[int]:
+        return mapped_column(Integer, ForeignKey("account.id", ondelete="RESTRICT"), nullable=False)
+
+
+class OperatorOnly:
+    """A row only the operator's staff (the ALL scope) may read: security/scoping.py hides it from every other."""

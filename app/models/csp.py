@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from flask_appbuilder import Model
-from sqlalchemy import Boolean, Date, DateTime, Integer, String, Text, true
+from sqlalchemy import Boolean, Date, DateTime, Integer, Numeric, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import utcnow
@@ -107,3 +108,27 @@ class SandboxUser(Model):
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
     # When its password was last reset (the password itself is never kept, not even here).
     password_reset_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class SandboxChargeEvent(Model):
+    """The sandbox's own billing events (Microsoft's side of the charge ledger, issue 14): written from its flush by
+    app/services/billing_ledger.py whenever a sandbox subscription is bought, renewed, converted, changes quantity,
+    is cancelled or expires. ``unit_price`` is Microsoft's price per licence per billing period, from the sandbox's
+    price sheet for the month the term started (annual and 3-year prices are locked for the term). ``term_end`` is
+    exclusive here (the day the term renews), as the portal's ``renew_on``."""
+
+    __tablename__ = "sandbox_charge_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    delta: Mapped[int] = mapped_column(Integer, nullable=False)
+    offer_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    term: Mapped[str] = mapped_column(String(3), nullable=False)
+    billing_cycle: Mapped[str] = mapped_column(String(16), nullable=False)
+    term_started_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    renew_on: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(14, 4, asdecimal=True), nullable=False)

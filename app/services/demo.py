@@ -15,7 +15,7 @@ from app.models.base import utcnow
 from app.models.catalog import TERM_MONTHS, Availability, Product
 from app.models.csp import SandboxDomain
 from app.models.subscriptions import LicenceAssignment, M365User, SeatBatch, Subscription, UsagePoint
-from app.services import pricing, subscriptions
+from app.services import billing_ledger, pricing, subscriptions
 from app.services.accounts import add_default_master_admin, create_account
 from app.services.events import record_event
 from app.services.users import add_member, create_user, membership_of
@@ -241,6 +241,7 @@ def _subscription(
             target=sub,
             summary=f"{product.name}: {sub.assigned}/{sub.quantity} at {format_money(sub.unit_price)} (demo data)",
         )
+        billing_ledger.rebuild(db.session, sub)  # bought on ``started``, not today: its charges are that term's
     return sub
 
 
@@ -317,6 +318,7 @@ def _increase_in_window(sub: Subscription, *, seats: int, hours_ago: int) -> Non
         )
     )
     db.session.flush()
+    billing_ledger.rebuild(db.session, sub)
 
 
 def _schedule_at_renewal(sub: Subscription, offer: tuple[str, str], quantity: int) -> None:
@@ -393,6 +395,17 @@ def mirror_in_sandbox(customer: Account) -> None:
 DEMO_BUY_RULE = ("cost", "8")
 DEMO_MARKUP = ("buy", "15")
 DEMO_ENET_MARKUP = ("buy", "10")
+
+
+def _ensure_billing_profiles(issuers) -> None:
+    """Issue 14: each issuer's invoice prefix and GST number (payment terms: the 20th-day default)."""
+    from app.services import billing
+
+    for account, prefix, gst_number in issuers:
+        settings = billing.profile(account.id)
+        if settings.next_number == 1:
+            settings.invoice_prefix, settings.gst_number = prefix, gst_number
+    db.session.flush()
 
 
 def _ensure_price_lists(operator: Account, reseller: Account, enet: Account, report: SeedReport) -> None:
@@ -570,6 +583,7 @@ def seed_demo(password: str | None = None, today: dt.date | None = None) -> Seed
     )
 
     _ensure_price_lists(operator, demo, enet, report)
+    _ensure_billing_profiles(((operator, "MCS-", "111-222-333"), (demo, "DRL-", "123-456-789"), (other, "ORL-", None)))
     db.session.commit()
     for customer in (enet, contoso, rival):
         mirror_in_sandbox(customer)
