@@ -465,3 +465,53 @@ def credit_note(invoice: Invoice, *, reason: str) -> Invoice:
     )
     db.session.commit()
     return note
+
+
+# -- the monthly job ---------------------------------------------------------------------------------------------
+
+RUN_DAY = 2  # the day of the month (New Zealand) on which last month is drafted: its last UTC day is over by then
+
+
+def run_if_due() -> int:
+    """The maintenance loop's monthly step: from the 2nd of a month (New Zealand), draft last month's invoices once
+    (an Event ``billing.month`` marks it done). On PostgreSQL a session advisory lock keeps two processes from
+    running it at once. How many invoices were drafted (0 when not due)."""
+    from app.models.events import Event
+
+    today = clock.today()
+    if today.day < RUN_DAY:
+        return 0
+    month = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    key = f"{month:%Y-%m}"
+    done = select(Event.id).where(Event.action == "billing.month", Event.target_type == "Month", Event.target_id == key)
+    if db.session.scalar(done.limit(1)) is not None:
+        return 0
+    lock = None
+    if db.engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        lock = db.engine.connect()
+        if not lock.execute(
+            text("SELECT pg_try_advisory_lock(14, :month)").execution_options(
+                portal_unscoped_reason="advisory lock of the monthly billing run"
+            ),
+            {"month": month.year * 100 + month.month},
+        ).scalar():
+            lock.close()
+            return 0
+    try:
+        if db.session.scalar(done.limit(1)) is not None:
+            return 0
+        report = run(month)
+        record_event(
+            "billing.month",
+            account_id=_operator().id,
+            target_type="Month",
+            target_id=key,
+            summary=f"Monthly billing run: {report.summary()}",
+        )
+        db.session.commit()
+        return report.invoices
+    finally:
+        if lock is not None:
+            lock.close()  # ends the session: the advisory lock goes with it

@@ -81,6 +81,12 @@ def _renew() -> int:
     return run_renewals()
 
 
+def _bill_last_month() -> int:
+    from app.services.billing import run_if_due
+
+    return run_if_due()
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     name: str
@@ -105,6 +111,8 @@ TASKS = (
     Task("renew subscriptions", _renew, lambda app: 3600.0 if _tick(app) else 0),
     # Hourly: this month's and next month's prices (Microsoft publishes next month's ahead; prices change on the 1st).
     Task("keep the price sheet current", _keep_prices_current, lambda app: 3600.0 if _tick(app) else 0),
+    # Hourly: from the 2nd of the month, last month's draft invoices, once (issue 14).
+    Task("draft last month's invoices", _bill_last_month, lambda app: 3600.0 if _tick(app) else 0),
 )
 
 
