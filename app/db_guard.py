@@ -133,3 +133,76 @@ def owner_engine(app) -> Engine:
     if url and url != app.config["SQLALCHEMY_DATABASE_URI"]:
         return create_engine(url)
     return app.extensions["migrate"].db.engine
+
+
+# -- issued invoices are unchangeable (issue 14) ----------------------------------------------------------------------
+# An issued invoice (``invoice.status = 'issued'``) refuses every UPDATE and DELETE, and its lines every INSERT,
+# UPDATE and DELETE: corrections are credit notes. Created by migration 0023; the tests' clean-up drops and re-creates
+# them on SQLite (PostgreSQL's clean-up runs in replica mode, which skips them).
+
+INVOICE_REFUSED = "an issued invoice cannot change: correct it with a credit note"
+_SQLITE_INVOICE_TRIGGERS = (
+    ("invoice_issued_no_update", "BEFORE UPDATE ON invoice", "OLD.status = 'issued'"),
+    ("invoice_issued_no_delete", "BEFORE DELETE ON invoice", "OLD.status = 'issued'"),
+    (
+        "invoice_line_issued_no_insert",
+        "BEFORE INSERT ON invoice_line",
+        "(SELECT status FROM invoice WHERE id = NEW.invoice_id) = 'issued'",
+    ),
+    (
+        "invoice_line_issued_no_update",
+        "BEFORE UPDATE ON invoice_line",
+        "(SELECT status FROM invoice WHERE id = OLD.invoice_id) = 'issued' "
+        "OR (SELECT status FROM invoice WHERE id = NEW.invoice_id) = 'issued'",
+    ),
+    (
+        "invoice_line_issued_no_delete",
+        "BEFORE DELETE ON invoice_line",
+        "(SELECT status FROM invoice WHERE id = OLD.invoice_id) = 'issued'",
+    ),
+)
+
+
+def invoice_create_statements(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return [
+            "CREATE FUNCTION invoice_refuse_issued() RETURNS trigger AS $$ BEGIN "
+            f"IF OLD.status = 'issued' THEN RAISE EXCEPTION '{INVOICE_REFUSED}' USING ERRCODE = 'check_violation'; "
+            "END IF; IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE FUNCTION invoice_line_refuse_issued() RETURNS trigger AS $$ BEGIN "  # noqa: S608 - constants
+            "IF EXISTS (SELECT 1 FROM invoice WHERE status = 'issued' AND id IN ("
+            "CASE WHEN TG_OP = 'DELETE' THEN OLD.invoice_id ELSE NEW.invoice_id END, "
+            "CASE WHEN TG_OP = 'INSERT' THEN NEW.invoice_id ELSE OLD.invoice_id END)) THEN "
+            f"RAISE EXCEPTION '{INVOICE_REFUSED}' USING ERRCODE = 'check_violation'; END IF; "
+            "IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER invoice_issued_unchangeable BEFORE UPDATE OR DELETE ON invoice "
+            "FOR EACH ROW EXECUTE FUNCTION invoice_refuse_issued()",
+            "CREATE TRIGGER invoice_line_issued_unchangeable BEFORE INSERT OR UPDATE OR DELETE ON invoice_line "
+            "FOR EACH ROW EXECUTE FUNCTION invoice_line_refuse_issued()",
+        ]
+    return [
+        f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN {on} BEGIN SELECT RAISE(ABORT, '{INVOICE_REFUSED}'); END"
+        for name, when, on in _SQLITE_INVOICE_TRIGGERS
+    ]
+
+
+def invoice_drop_statements(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return [
+            "DROP TRIGGER IF EXISTS invoice_line_issued_unchangeable ON invoice_line",
+            "DROP TRIGGER IF EXISTS invoice_issued_unchangeable ON invoice",
+            "DROP FUNCTION IF EXISTS invoice_line_refuse_issued()",
+            "DROP FUNCTION IF EXISTS invoice_refuse_issued()",
+        ]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name, _when, _on in _SQLITE_INVOICE_TRIGGERS]
+
+
+def install_invoice_guard(connection: Connection) -> None:
+    dialect = connection.dialect.name
+    for statement in (*invoice_drop_statements(dialect), *invoice_create_statements(dialect)):
+        connection.execute(text(statement))
+
+
+def remove_invoice_guard(connection: Connection) -> None:
+    for statement in invoice_drop_statements(connection.dialect.name):
+        connection.execute(text(statement))

@@ -128,10 +128,12 @@ def _empty_tables() -> None:
     else:
         connection = db.session.connection()
         db_guard.remove(connection)
+        db_guard.remove_invoice_guard(connection)  # issued invoices refuse deletes too (issue 14)
         db.session.execute(text("PRAGMA defer_foreign_keys = ON"))  # account rows reference each other
         for table in tables:
             db.session.execute(table.delete())
         db_guard.install(connection, current_app.config["EVENT_RETENTION_DAYS"])
+        db_guard.install_invoice_guard(connection)
     db.session.commit()
 
 

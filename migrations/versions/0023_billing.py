@@ -23,7 +23,6 @@ depends_on = None
 MONEY = sa.Numeric(12, 2)
 PRICE4 = sa.Numeric(14, 4)
 PRICE6 = sa.Numeric(16, 6)
-REFUSAL = "an issued invoice cannot change: correct it with a credit note"
 
 
 def upgrade():
@@ -199,64 +198,9 @@ def upgrade():
 
 
 def _immutability_triggers():
-    bind = op.get_bind()
-    if bind.dialect.name == "postgresql":
-        op.execute(
-            f"""
-            CREATE FUNCTION invoice_refuse_issued() RETURNS trigger AS $$
-            BEGIN
-                IF OLD.status = 'issued' THEN
-                    RAISE EXCEPTION '{REFUSAL}' USING ERRCODE = 'check_violation';
-                END IF;
-                IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-                RETURN NEW;
-            END $$ LANGUAGE plpgsql
-            """
-        )
-        op.execute(
-            f"""
-            CREATE FUNCTION invoice_line_refuse_issued() RETURNS trigger AS $$
-            BEGIN
-                IF EXISTS (SELECT 1 FROM invoice WHERE status = 'issued' AND id IN (
-                        CASE WHEN TG_OP = 'DELETE' THEN OLD.invoice_id ELSE NEW.invoice_id END,
-                        CASE WHEN TG_OP = 'INSERT' THEN NEW.invoice_id ELSE OLD.invoice_id END)) THEN
-                    RAISE EXCEPTION '{REFUSAL}' USING ERRCODE = 'check_violation';
-                END IF;
-                IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-                RETURN NEW;
-            END $$ LANGUAGE plpgsql
-            """
-        )
-        op.execute(
-            "CREATE TRIGGER invoice_issued_unchangeable BEFORE UPDATE OR DELETE ON invoice "
-            "FOR EACH ROW EXECUTE FUNCTION invoice_refuse_issued()"
-        )
-        op.execute(
-            "CREATE TRIGGER invoice_line_issued_unchangeable BEFORE INSERT OR UPDATE OR DELETE ON invoice_line "
-            "FOR EACH ROW EXECUTE FUNCTION invoice_line_refuse_issued()"
-        )
-        return
-    for name, when, on in (
-        ("invoice_issued_no_update", "BEFORE UPDATE ON invoice", "OLD.status = 'issued'"),
-        ("invoice_issued_no_delete", "BEFORE DELETE ON invoice", "OLD.status = 'issued'"),
-        (
-            "invoice_line_issued_no_insert",
-            "BEFORE INSERT ON invoice_line",
-            "(SELECT status FROM invoice WHERE id = NEW.invoice_id) = 'issued'",
-        ),
-        (
-            "invoice_line_issued_no_update",
-            "BEFORE UPDATE ON invoice_line",
-            "(SELECT status FROM invoice WHERE id = OLD.invoice_id) = 'issued' "
-            "OR (SELECT status FROM invoice WHERE id = NEW.invoice_id) = 'issued'",
-        ),
-        (
-            "invoice_line_issued_no_delete",
-            "BEFORE DELETE ON invoice_line",
-            "(SELECT status FROM invoice WHERE id = OLD.invoice_id) = 'issued'",
-        ),
-    ):
-        op.execute(f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN {on} BEGIN SELECT RAISE(ABORT, '{REFUSAL}'); END")
+    from app import db_guard  # the one copy of the DDL
+
+    db_guard.install_invoice_guard(op.get_bind())
 
 
 def _backfill():
@@ -367,21 +311,9 @@ def _add_months(day, months):
 
 
 def downgrade():
-    bind = op.get_bind()
-    if bind.dialect.name == "postgresql":
-        op.execute("DROP TRIGGER IF EXISTS invoice_line_issued_unchangeable ON invoice_line")
-        op.execute("DROP TRIGGER IF EXISTS invoice_issued_unchangeable ON invoice")
-        op.execute("DROP FUNCTION IF EXISTS invoice_line_refuse_issued()")
-        op.execute("DROP FUNCTION IF EXISTS invoice_refuse_issued()")
-    else:
-        for name in (
-            "invoice_issued_no_update",
-            "invoice_issued_no_delete",
-            "invoice_line_issued_no_insert",
-            "invoice_line_issued_no_update",
-            "invoice_line_issued_no_delete",
-        ):
-            op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    from app import db_guard
+
+    db_guard.remove_invoice_guard(op.get_bind())
     op.drop_index("ix_microsoft_billed_line_month", table_name="microsoft_billed_line")
     op.drop_table("microsoft_billed_line")
     op.drop_index("ix_invoice_line_invoice", table_name="invoice_line")
