@@ -114,6 +114,8 @@ class Invoice(IssuedBetween, Model):
         UniqueConstraint("issuer_id", "number", name="uq_invoice_issuer_number"),
         Index("ix_invoice_issuer_month", "issuer_id", "month", "buyer_id"),
         Index("ix_invoice_buyer_month", "buyer_id", "month"),
+        # Deleting a draft checks that no credit note refers to it: without an index, a scan per deleted row.
+        Index("ix_invoice_corrects", "corrects_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -157,7 +159,10 @@ class InvoiceLine(IssuedBetween, Model):
     invoices only, never shown to resellers) are what Microsoft charges the operator for the same charge."""
 
     __tablename__ = "invoice_line"
-    __table_args__ = (Index("ix_invoice_line_invoice", "invoice_id", "position"),)
+    __table_args__ = (
+        Index("ix_invoice_line_invoice", "invoice_id", "position"),
+        Index("ix_invoice_line_subscription", "subscription_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id", ondelete="CASCADE"), nullable=False)

@@ -128,6 +128,7 @@ def upgrade():
     )
     op.create_index("ix_invoice_issuer_month", "invoice", ["issuer_id", "month", "buyer_id"])
     op.create_index("ix_invoice_buyer_month", "invoice", ["buyer_id", "month"])
+    op.create_index("ix_invoice_corrects", "invoice", ["corrects_id"])
 
     op.create_table(
         "invoice_line",
@@ -162,6 +163,7 @@ def upgrade():
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_invoice_line_invoice", "invoice_line", ["invoice_id", "position"])
+    op.create_index("ix_invoice_line_subscription", "invoice_line", ["subscription_id"])
 
     op.create_table(
         "microsoft_billed_line",
@@ -316,8 +318,10 @@ def downgrade():
     db_guard.remove_invoice_guard(op.get_bind())
     op.drop_index("ix_microsoft_billed_line_month", table_name="microsoft_billed_line")
     op.drop_table("microsoft_billed_line")
+    op.drop_index("ix_invoice_line_subscription", table_name="invoice_line")
     op.drop_index("ix_invoice_line_invoice", table_name="invoice_line")
     op.drop_table("invoice_line")
+    op.drop_index("ix_invoice_corrects", table_name="invoice")
     op.drop_index("ix_invoice_buyer_month", table_name="invoice")
     op.drop_index("ix_invoice_issuer_month", table_name="invoice")
     op.drop_table("invoice")
