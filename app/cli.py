@@ -308,5 +308,74 @@ def billing_issue_command(month_text: str, issuer_id: int | None) -> None:
     click.echo(f"Issued {issued} invoice(s) for {month:%B %Y}.")
 
 
+@billing_group.command("export")
+@click.option("--month", "month_text", required=True, help="The month whose issued invoices to export, YYYY-MM.")
+@click.option("--issuer", "issuer_id", type=int, required=True, help="The issuer (an account id).")
+@click.option("--format", "fmt", type=click.Choice(["xero"]), default="xero", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", help="Where to write the files.")
+def billing_export_command(month_text: str, issuer_id: int, fmt: str, out_dir: str) -> None:
+    """Write the issuer's issued invoices of the month as Xero's sales-invoice import CSV (at most 500 invoices a
+    file; import them into Xero as "Tax exclusive"). Prints the files' paths."""
+    from pathlib import Path
+
+    from app.services import xero
+
+    month = _month_option(month_text)
+    with scoping.bypass("cli:billing-export"):
+        try:
+            files = xero.export_files(month, issuer_id)
+        except xero.NotExportable:
+            raise click.ClickException(
+                f"Account {issuer_id} is not an operator or reseller that issues invoices."
+            ) from None
+        except xero.ExportError as exc:
+            raise click.ClickException(str(exc)) from None
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for made in files:
+            (folder / made.name).write_bytes(made.data)
+        xero.record_export(month, issuer_id, files)
+        db.session.commit()
+    for made in files:
+        click.echo(str(folder / made.name))
+
+
+@billing_group.command("reconcile")
+@click.option("--month", "month_text", required=True, help="The month to reconcile, YYYY-MM.")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False),
+    help="Microsoft's billed reconciliation file (JSON lines or CSV, .gz too); without it, fetched from the provider.",
+)
+def billing_reconcile_command(month_text: str, path: str | None) -> None:
+    """Import Microsoft's billed reconciliation data for the month and match it with the portal's costs: counts and
+    totals per class, then every difference. Exit code 0 with differences too (they are the answer)."""
+    from app.csp.base import ProviderError
+    from app.services import billing_reconcile
+
+    month = _month_option(month_text)
+    with scoping.bypass("cli:billing-reconcile"):
+        try:
+            fetch = billing_reconcile.fetch_from_provider
+            count = billing_reconcile.import_file(month, path) if path else fetch(month)
+            report = billing_reconcile.reconcile(month)
+        except (billing_reconcile.ReconcileError, ProviderError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"Imported {count} line(s) of Microsoft's billed reconciliation data.")
+    for line in report.summary_lines():
+        click.echo(line)
+    for difference in report.differences:
+        ms, portal = difference.microsoft, difference.portal
+        subscription, charge_type, start = difference.key
+        click.echo(
+            f"{difference.words}: {subscription} {charge_type} from {start:%d/%m/%Y}: "
+            f"Microsoft {f'{ms.quantity} x {ms.unit_price} = {ms.subtotal}' if ms else '-'}; "
+            f"portal {f'{portal.quantity} x {portal.unit_price} = {portal.subtotal}' if portal else '-'}"
+        )
+    if report.difference_count > len(report.differences):
+        click.echo(f"... and {report.difference_count - len(report.differences)} more (see the page's workbook).")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(portal)

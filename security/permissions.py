@@ -46,8 +46,13 @@ MICROSOFT_COSTS = "Microsoft Costs"  # see Microsoft's cost and every reseller's
 CUSTOMER_PRICES = "Customer Prices"  # a reseller's price list for its customers: default markup, overrides
 RESELLER_PRICES = "Reseller Prices"  # the operator's price list for each reseller (what resellers pay)
 PRICE_SHEET = "Price Sheet"  # Microsoft's price sheet: import it, see next month's changes before they apply
+INVOICES = "Invoices"  # read: the invoices of one's side (received, issued); write: issue, credit notes, settings
+BILLING = "Billing"  # operator staff: every issuer's invoices (Billing ▸ Invoices)
+BILLING_RECONCILIATION = "Billing Reconciliation"  # operator staff: Microsoft's billed data against the portal's costs
 # While impersonating, a capability counts only if the real (partner) user's role holds it too.
-CAPABILITIES = frozenset({ORDERS, LICENCES, M365_ADMIN, TENANT_SETUP, COSTS, MICROSOFT_COSTS, CUSTOMER_PRICES})
+CAPABILITIES = frozenset(
+    {ORDERS, LICENCES, M365_ADMIN, TENANT_SETUP, COSTS, MICROSOFT_COSTS, CUSTOMER_PRICES, INVOICES}
+)
 
 # The menu: item name -> the resource whose read permission shows it. views/__init__.py uses these names.
 MENU_ACCOUNTS = "Accounts"
@@ -63,6 +68,11 @@ MENU_RECONCILIATION = "Reconciliation"
 MENU_CUSTOMER_PRICES = "Customer prices"
 MENU_RESELLER_PRICES = "Reseller prices"
 MENU_PRICE_CHANGES = "Price changes"
+MENU_REPORTS = "Reports"  # the partner portal's reports menu (the CSP Report stays on each account's screen)
+MENU_LICENCE_DRIFT = "Licence drift"
+MENU_BILLING = "Billing"
+MENU_INVOICES = "Invoices"
+MENU_BILLING_RECONCILIATION = "Microsoft reconciliation"
 MENU = {
     MENU_ACCOUNTS: ACCOUNTS,
     MENU_ACCOUNTS_LIST: ACCOUNTS,
@@ -77,6 +87,11 @@ MENU = {
     MENU_CUSTOMER_PRICES: CUSTOMER_PRICES,
     MENU_RESELLER_PRICES: RESELLER_PRICES,
     MENU_PRICE_CHANGES: PRICE_SHEET,
+    MENU_REPORTS: REPORTS,
+    MENU_LICENCE_DRIFT: REPORTS,
+    MENU_BILLING: BILLING,
+    MENU_INVOICES: BILLING,
+    MENU_BILLING_RECONCILIATION: BILLING_RECONCILIATION,
 }
 
 # Role names
@@ -115,6 +130,7 @@ _PARTNER_USER = (
     # users. What costs money — orders, quantities, auto-renew — and prices stay with the CSP Admin (issue 5).
     | _grant(LICENCES, WRITE)
     | _grant(M365_ADMIN, WRITE)
+    | _grant(INVOICES, READ)  # its invoices to customers (what customers pay); received ones need COSTS too
 )
 _PARTNER_CSP_ADMIN = (
     _PARTNER_USER
@@ -124,6 +140,7 @@ _PARTNER_CSP_ADMIN = (
     | _grant(COSTS, READ)
     | _grant(CUSTOMER_PRICES, READ, WRITE)
     | _grant(RECONCILIATION, WRITE)  # check one customer against Microsoft now
+    | _grant(INVOICES, WRITE)  # issue its invoices to customers, credit notes, its billing settings
 )
 _CUSTOMER_LOGIN = _grant(ACCOUNT_SWITCHER, READ, WRITE)
 _CUSTOMER_USER = (
@@ -140,7 +157,9 @@ _CUSTOMER_ADMIN = (
     | _grant(LICENCES, WRITE)
     | _grant(M365_ADMIN, WRITE)
 )
-_CUSTOMER_MASTER_ADMIN = _CUSTOMER_ADMIN | _grant(ORDERS, WRITE) | _grant(TENANT_SETUP, WRITE)
+_CUSTOMER_MASTER_ADMIN = (
+    _CUSTOMER_ADMIN | _grant(ORDERS, WRITE) | _grant(TENANT_SETUP, WRITE) | _grant(INVOICES, READ)  # its invoices
+)
 
 RESOURCE_ACTIONS = {
     HOME: (READ,),
@@ -172,6 +191,9 @@ RESOURCE_ACTIONS = {
     CUSTOMER_PRICES: (READ, WRITE),
     RESELLER_PRICES: (READ, WRITE),
     PRICE_SHEET: (READ, WRITE),
+    INVOICES: (READ, WRITE),
+    BILLING: (READ,),
+    BILLING_RECONCILIATION: (READ, WRITE, EXPORT),
 }
 # Operator staff: everything on every account.
 _OPERATOR_ADMIN = {(action, resource) for resource, actions in RESOURCE_ACTIONS.items() for action in actions}
@@ -192,6 +214,7 @@ PARTNER_PORTAL_RESOURCES = frozenset(
     {ACCOUNTS, RESELLERS, PORTAL_USERS, PARTNER_USERS, TENANTS, SUBSCRIPTIONS, M365_USERS, PRODUCTS, EVENTS, REPORTS}
     | {IMPERSONATION, RECONCILIATION, RECONCILIATION_REPAIR}
     | {MICROSOFT_COSTS, CUSTOMER_PRICES, RESELLER_PRICES, PRICE_SHEET}
+    | {BILLING, BILLING_RECONCILIATION}
 )
 
 # CRUD views collapse FAB's methods onto these actions.

@@ -43,6 +43,7 @@ import trustme
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
+from tests.fake_partner_center_billing import FakeBilling
 from tests.fake_partner_center_carts import FakeCarts
 
 TENANT_ID = "6b7e3f0a-0c1d-4e55-9a10-5e2d0c0ffee1"  # the partner's own tenant (dummy)
@@ -111,7 +112,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class FakePartnerCenter(FakeCarts):  # carts and checkout: tests/fake_partner_center_carts.py
+class FakePartnerCenter(FakeCarts, FakeBilling):  # carts, billing: tests/fake_partner_center_*.py
     """State and handlers of the fake. One per server; ``reset()`` between tests."""
 
     def __init__(self, server: HTTPServer, ca_bundle: str):
@@ -159,6 +160,7 @@ class FakePartnerCenter(FakeCarts):  # carts and checkout: tests/fake_partner_ce
             self.bom = True  # answer JSON with a UTF-8 byte order mark, as some Microsoft APIs do
             self.users_page_size = 100  # users per page of GET …/users (the next page: MS-ContinuationToken)
             self.price_sheets: dict[tuple[str, str], bytes] = {}  # (market, "current" | "future" | YYYYMM) → CSV
+            self._reset_billing()  # issue 14: invoices, Graph's billed reconciliation exports
 
     def release(self) -> None:
         """End every slow answer now (called after each test)."""
@@ -181,6 +183,8 @@ class FakePartnerCenter(FakeCarts):  # carts and checkout: tests/fake_partner_ce
             # Read by PartnerCenterProvider.from_config though not by config.py: keep retries fast in tests.
             "PARTNER_CENTER_BACKOFF_S": 0.01,
             "PARTNER_CENTER_RETRY_AFTER_CAP_S": 2.0,
+            "GRAPH_BASE_URL": self.base_url,  # issue 14: Graph's billing exports are this fake's too
+            "PARTNER_CENTER_EXPORT_POLL_S": 0,  # poll again at once unless the fake says Retry-After
         }
         settings.update(overrides)
         return settings
@@ -251,8 +255,10 @@ class FakePartnerCenter(FakeCarts):  # carts and checkout: tests/fake_partner_ce
         path = unquote(request.path)
         if path.startswith("/v1/"):
             return self._api(request, path)
-        if path.startswith("/v1.0/sales/pricesheets("):
+        if path.startswith("/v1.0/sales/pricesheets(") or path.startswith("/v1.0/reports/partners/billing/"):
             return self._api(request, path)
+        if path.startswith("/blobs/"):  # issue 14: the export's blobs (Azure Blob Storage, SAS token)
+            return self._blob(request, path)
         if path.endswith("/v2.0/.well-known/openid-configuration"):
             tenant = path.split("/")[1]
             base = f"{self.authority}/{tenant}"
@@ -385,6 +391,8 @@ class FakePartnerCenter(FakeCarts):  # carts and checkout: tests/fake_partner_ce
                         response = self._find_customers(request.args.get("filter", ""))
                     elif path.startswith("/v1.0/sales/pricesheets("):
                         response = self._price_sheet(method, path, request, token_kind)
+                    elif (billing := self._billing_route(method, path, request, token_kind)) is not None:
+                        response = billing  # issue 14: invoices, Graph's billed reconciliation export
                     else:
                         response = self._route(method, path, body)
         entry.status = response.status_code

@@ -7,6 +7,9 @@ from security import permissions as P
 
 def register(appbuilder) -> None:
     from views.activation import ActivationView
+    from views.billing import BillingView, CustomerInvoicesView, OperatorInvoicesView
+    from views.billing_export import BillingExportView
+    from views.billing_reconciliation import BillingReconciliationView
     from views.customer.dashboard import CustomerDashboardView
     from views.customer.ordering import CustomerOrderingView
     from views.customer.renewals import CustomerRenewalsView
@@ -18,6 +21,7 @@ def register(appbuilder) -> None:
     )
     from views.customer.users import CustomerEventsView, CustomerUsersView
     from views.customer.windows import CustomerSeatWindowsView
+    from views.licence_drift import LicenceDriftView
     from views.memberships import AccountChooserView
     from views.mfa import MfaView
     from views.partner.account_events import AccountEventsView
@@ -58,6 +62,19 @@ def register(appbuilder) -> None:
     appbuilder.add_view(ResellerPricesView, P.MENU_RESELLER_PRICES, icon="fa-percent", category=P.MENU_CATALOGUE)
     appbuilder.add_view(EventView, P.MENU_EVENTS, icon="fa-history")
     appbuilder.add_view(ReconciliationView, P.MENU_RECONCILIATION, icon="fa-balance-scale")
+    appbuilder.add_view(
+        LicenceDriftView,
+        P.MENU_LICENCE_DRIFT,
+        icon="fa-pie-chart",
+        category=P.MENU_REPORTS,
+        category_icon="fa-bar-chart",
+    )
+    appbuilder.add_view(
+        OperatorInvoicesView, P.MENU_INVOICES, icon="fa-file-o", category=P.MENU_BILLING, category_icon="fa-money"
+    )
+    appbuilder.add_view(
+        BillingReconciliationView, P.MENU_BILLING_RECONCILIATION, icon="fa-balance-scale", category=P.MENU_BILLING
+    )
     for view in (
         AccountScreenView,
         AccountUsersView,
@@ -84,5 +101,8 @@ def register(appbuilder) -> None:
         CustomerEventsView,
         ReportsView,
         ReportJobsView,
+        BillingExportView,
+        BillingView,
+        CustomerInvoicesView,
     ):
         appbuilder.add_view_no_menu(view)

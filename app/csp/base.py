@@ -10,6 +10,8 @@ import abc
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 
 def new_correlation_id() -> str:
@@ -365,3 +367,17 @@ class CspProvider(abc.ABC):
         """POST …/subscriptions/{id}/transitions: move ``quantity`` seats to ``to_offer_id`` (all of them, or some:
         the rest stay); the subscription that holds the moved seats."""
         raise self._not_yet("upgrade a subscription", correlation_id)
+
+    # -- billing (issue 14): Microsoft's billed reconciliation data (app/csp/sandbox_billing.py,
+    # app/csp/partner_center_billing.py) ---------------------------------------------------------------------------
+    def billed_invoices(self, month: dt.date, *, correlation_id: str | None = None) -> list[str]:
+        """The ids of Microsoft's invoices for the billing period of ``month`` (Partner Center: GET /v1/invoices)."""
+        raise self._not_yet("list invoices", correlation_id or new_correlation_id())
+
+    def billed_reconciliation_lines(
+        self, invoice_id: str, *, correlation_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The invoice's billed reconciliation lines, one dict a line with Microsoft's field names and values as its
+        JSON lines hold them (Graph's billed reconciliation export,
+        https://learn.microsoft.com/partner-center/developer/billed-invoice-reconciliation), streamed."""
+        raise self._not_yet("export billed reconciliation data", correlation_id or new_correlation_id())

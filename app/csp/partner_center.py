@@ -50,6 +50,7 @@ from app.csp.base import (
     SkuUsage,
     TransitionEligibility,
 )
+from app.csp.partner_center_billing import GRAPH_URL, PartnerCenterBilling  # issue 14, billed reconciliation
 from app.csp.partner_center_carts import PartnerCenterCarts  # issue 13, ordering
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def _scheduled(value: Any) -> NextTermInstructions | None:
     )
 
 
-class PartnerCenterProvider(PartnerCenterCarts, CspProvider):  # carts: app/csp/partner_center_carts.py
+class PartnerCenterProvider(PartnerCenterCarts, PartnerCenterBilling, CspProvider):  # + partner_center_*.py
     """Partner Center over REST. See the module docstring for tokens, retries, errors and threads."""
 
     name = "partner_center"
@@ -197,11 +198,16 @@ class PartnerCenterProvider(PartnerCenterCarts, CspProvider):  # carts: app/csp/
         backoff_cap_s: float = 5.0,
         retry_after_cap_s: float = 10.0,
         partner_api_url: str = PARTNER_API_URL,
+        graph_url: str = GRAPH_URL,  # issue 14: Microsoft Graph (billed reconciliation exports)
+        export_poll_s: float = 10.0,
+        export_max_polls: int = 60,
     ):
         if not (tenant_id and client_id and client_secret):
             raise ValueError("Partner Center needs a tenant id, a client id and a client secret")
         self.base_url = base_url.rstrip("/")
         self.partner_api_url = partner_api_url.rstrip("/")  # Microsoft's partner API host (price sheets)
+        self.graph_url = graph_url.rstrip("/")
+        self.export_poll_s, self.export_max_polls = float(export_poll_s), int(export_max_polls)
         self.authority = f"{authority.rstrip('/')}/{tenant_id}"
         self.client_id = client_id
         self._client_secret = client_secret
@@ -236,6 +242,9 @@ class PartnerCenterProvider(PartnerCenterCarts, CspProvider):  # carts: app/csp/
             backoff_s=float(config.get("PARTNER_CENTER_BACKOFF_S", 0.2)),
             retry_after_cap_s=float(config.get("PARTNER_CENTER_RETRY_AFTER_CAP_S", 10.0)),
             partner_api_url=config.get("PARTNER_API_BASE_URL") or PARTNER_API_URL,
+            graph_url=config.get("GRAPH_BASE_URL") or GRAPH_URL,
+            export_poll_s=float(config.get("PARTNER_CENTER_EXPORT_POLL_S", 10.0)),
+            export_max_polls=int(config.get("PARTNER_CENTER_EXPORT_MAX_POLLS", 60)),
         )
 
     # --- tokens -------------------------------------------------------------------------------------------------

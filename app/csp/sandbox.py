@@ -32,6 +32,7 @@ from app.csp.base import (
     RefundableQuantity,
     SkuUsage,
 )
+from app.csp.sandbox_billing import SandboxBilling  # issue 14, billed reconciliation data
 from app.csp.sandbox_carts import SandboxCarts  # issue 13, ordering
 from app.csp.sandbox_renewals import TERM_MONTHS, SandboxRenewals, add_months, scheduled_of  # issue 13, renewals
 from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSeatBatch, SandboxSubscription, SandboxUser
@@ -44,7 +45,7 @@ def sandbox_id(kind: str, key: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
 
 
-class SandboxProvider(SandboxCarts, SandboxRenewals, CspProvider):  # carts and checkout: app/csp/sandbox_carts.py
+class SandboxProvider(SandboxCarts, SandboxRenewals, SandboxBilling, CspProvider):  # carts: app/csp/sandbox_carts.py
     name = "sandbox"
 
     def __init__(

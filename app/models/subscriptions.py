@@ -38,6 +38,7 @@ class Subscription(TenantOwned, Model):
         CheckConstraint("status IN ('active', 'suspended', 'cancelled', 'expired')", name="ck_subscription_status"),
         Index("ix_subscription_renew_on", "renew_on"),
         Index("ix_subscription_account_renew_on", "account_id", "renew_on"),
+        Index("ix_subscription_provider_id", "provider_subscription_id"),  # billing reconciliation (0023)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

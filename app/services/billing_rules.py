@@ -5,7 +5,8 @@ sandbox for its own billed reconciliation file. Pure functions: no database, no 
 **Billing period and charge cycles** (https://learn.microsoft.com/partner-center/billing/common-billing-scenarios-
 onetime-recurring): Microsoft's billing period is a calendar month; a subscription's *charge cycle* starts on its
 term's start and repeats every billing period of its billing frequency (monthly: 1 month, annual: 12, triennial:
-36), on the same day of the month (the month's last day when it has none), and never runs past the term's end. A
+36), on the same day of the month (the month's last day when it has none), and never runs past the term's end; a
+co-termed term (not whole billing periods) counts its cycles back from its end, so its first cycle is the short one. A
 charge belongs to the month of the day it starts, in UTC (Microsoft dates billing events in UTC: a seat added at
 9 am on 1 December in Auckland is a 30 November charge).
 
@@ -33,6 +34,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
 
 from app.models.catalog import PERIOD_MONTHS
 from app.services.subscriptions import add_months
@@ -94,15 +96,43 @@ def month_bounds(month: dt.date) -> tuple[dt.date, dt.date]:
     return first, add_months(first, 1) - dt.timedelta(days=1)
 
 
+@lru_cache(maxsize=4096)
+def term_cycles(
+    term_started_on: dt.date, renew_on: dt.date, billing_cycle: str
+) -> tuple[tuple[dt.date, dt.date, int], ...]:
+    """The term's charge cycles in order: (start, end inclusive, days in the full cycle). A term of whole billing
+    periods has them from its start, on its day of the month; a co-termed term (its end chosen to match another
+    subscription's or a month's end, so not whole periods) has whole periods counted back from its end, the first
+    one cut short — prorated from the purchase day, as the order's review quotes it
+    (``ordering.first_billing_period``)."""
+    months = PERIOD_MONTHS[billing_cycle]
+    day = dt.timedelta(days=1)
+    if renew_on <= term_started_on:  # no term to speak of: one cycle from its start
+        nxt = add_months(term_started_on, months)
+        return ((term_started_on, nxt - day, (nxt - term_started_on).days),)
+    k = 0
+    while add_months(term_started_on, k * months) < renew_on:
+        k += 1
+    if add_months(term_started_on, k * months) == renew_on:
+        bounds = [add_months(term_started_on, i * months) for i in range(k + 1)]
+    else:
+        n = 1
+        while add_months(renew_on, -n * months) > term_started_on:
+            n += 1
+        bounds = [add_months(renew_on, -i * months) for i in range(n, -1, -1)]
+    return tuple(
+        (max(bounds[i], term_started_on), bounds[i + 1] - day, (bounds[i + 1] - bounds[i]).days)
+        for i in range(len(bounds) - 1)
+    )
+
+
 def cycle_of(term_started_on: dt.date, renew_on: dt.date, billing_cycle: str, day: dt.date):
     """The charge cycle containing ``day``: (start, end inclusive, days in the full cycle, index)."""
-    months = PERIOD_MONTHS[billing_cycle]
-    k = 0
-    while True:
-        start, nxt = add_months(term_started_on, k * months), add_months(term_started_on, (k + 1) * months)
-        if day < nxt or nxt >= renew_on:
-            return start, min(nxt, renew_on) - dt.timedelta(days=1), (nxt - start).days, k
-        k += 1
+    cycles = term_cycles(term_started_on, renew_on, billing_cycle)
+    for k, (start, end, cycle_days) in enumerate(cycles):
+        if day <= end or k == len(cycles) - 1:
+            return start, end, cycle_days, k
+    raise AssertionError("a term has at least one cycle")  # pragma: no cover
 
 
 def _charge(kind, start, end, cycle_days, seats, sign, state: Event) -> Charge:
@@ -127,16 +157,13 @@ def _charge(kind, start, end, cycle_days, seats, sign, state: Event) -> Charge:
 
 def _cycle_starts(state: Event, after: dt.date, until: dt.date) -> Iterator[tuple[int, dt.date, dt.date, int]]:
     """The term's cycles starting in (``after``, ``until``]: (index, start, end inclusive, full cycle days)."""
-    months = PERIOD_MONTHS[state.billing_cycle]
-    k = 0
-    while True:
-        start = add_months(state.term_started_on, k * months)
-        if start >= state.renew_on or start > until:
+    for k, (start, end, cycle_days) in enumerate(
+        term_cycles(state.term_started_on, state.renew_on, state.billing_cycle)
+    ):
+        if start > until:
             return
-        nxt = add_months(state.term_started_on, (k + 1) * months)
         if start > after:
-            yield k, start, min(nxt, state.renew_on) - dt.timedelta(days=1), (nxt - start).days
-        k += 1
+            yield k, start, end, cycle_days
 
 
 def charges(events: Iterable[Event], month: dt.date) -> list[Charge]:
@@ -166,7 +193,9 @@ def charges(events: Iterable[Event], month: dt.date) -> list[Charge]:
         if event.kind in STARTS and event.term_started_on > last:
             break
         day = event.term_started_on if event.kind in STARTS else event.occurred_on
-        cycles_until(day, inclusive=False)
+        # A new term's own first cycle is its event's charge; a change on a cycle's first day comes after that
+        # cycle's charge (charged at 00:00 UTC for the seats it starts with), so that cycle is charged first.
+        cycles_until(day, inclusive=event.kind not in STARTS)
         if event.kind in STARTS:
             state, active, walked = event, True, event.term_started_on
             start, end, cycle_days, _ = cycle_of(event.term_started_on, event.renew_on, event.billing_cycle, day)
@@ -177,6 +206,9 @@ def charges(events: Iterable[Event], month: dt.date) -> list[Charge]:
             state = event if state is None else state
             continue
         start, end, cycle_days, _ = cycle_of(state.term_started_on, state.renew_on, state.billing_cycle, day)
+        # A change in the hours before the term's first day in UTC (a term dated in New Zealand by the sandbox,
+        # bought before 13:00 there) is charged from the cycle's start: never more than a full cycle.
+        day = max(day, start)
         in_month = first <= day <= last
         if event.kind == "addQuantity" and event.delta > 0:
             if in_month:

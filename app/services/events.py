@@ -96,6 +96,14 @@ def customer_portal_events(account_id: int):
 
 #: Every action the portal records, as the Event Log names it (the filter's choices, in this order).
 ACTION_NAMES: dict[str, str] = {
+    "billing.run": "Drafted the month's invoices",
+    "billing.month": "Ran the monthly billing",
+    "billing.settings": "Changed the billing settings",
+    "invoice.issued": "Issued an invoice",
+    "invoice.credit_note": "Drafted a credit note",
+    "invoice.exported": "Exported invoices for accounting",
+    "billing.reconciliation.imported": "Imported Microsoft's billed data",
+    "billing.reconciliation.run": "Reconciled costs with Microsoft's invoice",
     "auth.login": "Signed in",
     "auth.logout": "Signed out",
     "auth.account_chosen": "Chose the account to work in",
@@ -190,7 +198,17 @@ ACTION_NAMES: dict[str, str] = {
     "demo.scale_seeded": "Generated scale data",
 }
 #: Actions recorded only on the operator's or a reseller's account: never in a customer portal's action filter.
-PARTNER_SIDE = ("reseller.", "product.", "pricesheet.", "usage.", "demo.", "event_log.purged", "price_rule.")
+PARTNER_SIDE = (
+    "reseller.",
+    "product.",
+    "pricesheet.",
+    "usage.",
+    "demo.",
+    "event_log.purged",
+    "price_rule.",
+    "billing.",
+    "invoice.",
+)
 
 #: What an event's target is, in words.
 TARGET_NAMES: dict[str, str] = {
@@ -207,6 +225,8 @@ TARGET_NAMES: dict[str, str] = {
     "PriceRule": "Price rule",
     "Drift": "Difference with Microsoft",
     "ReconciliationRun": "Reconciliation",
+    "Invoice": "Invoice",
+    "Month": "Month",
 }
 
 

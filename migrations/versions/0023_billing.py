@@ -129,6 +129,8 @@ def upgrade():
     op.create_index("ix_invoice_issuer_month", "invoice", ["issuer_id", "month", "buyer_id"])
     op.create_index("ix_invoice_buyer_month", "invoice", ["buyer_id", "month"])
     op.create_index("ix_invoice_corrects", "invoice", ["corrects_id"])
+    # Reconciliation looks subscriptions up by Microsoft's id.
+    op.create_index("ix_subscription_provider_id", "subscription", ["provider_subscription_id"])
 
     op.create_table(
         "invoice_line",
@@ -321,6 +323,7 @@ def downgrade():
     op.drop_index("ix_invoice_line_subscription", table_name="invoice_line")
     op.drop_index("ix_invoice_line_invoice", table_name="invoice_line")
     op.drop_table("invoice_line")
+    op.drop_index("ix_subscription_provider_id", table_name="subscription")
     op.drop_index("ix_invoice_corrects", table_name="invoice")
     op.drop_index("ix_invoice_buyer_month", table_name="invoice")
     op.drop_index("ix_invoice_issuer_month", table_name="invoice")
