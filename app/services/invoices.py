@@ -425,15 +425,11 @@ def issue(invoice: Invoice, *, account_id: int | None) -> Invoice:
 
 
 def credit_note(invoice: Invoice, reason: str, *, account_id: int | None) -> Invoice:
-    """A draft credit note for an issued invoice, asked for by its issuer's side, with the reason said.
-
-    billing.credit_note copies the lines with a bulk ORM INSERT, which a reseller's scope refuses (reported in
-    /tmp/h14_bugs.md): the invoice was fetched in scope and its issuer is the caller's own account, so the copy runs
-    under a named bypass."""
+    """A draft credit note for an issued invoice, asked for by its issuer's side, with the reason said (written
+    in the caller's own scope: the issuer's side may write its invoices)."""
     if not is_issuer_side(invoice, account_id):
         raise PermissionError("only the issuer corrects its invoices")
     reason = (reason or "").strip()
     if not reason:
         raise SettingsError({"reason": "Say why the invoice is being corrected."})
-    with scoping.bypass("credit note: the issuer copies the lines of its own issued invoice"):
-        return billing.credit_note(invoice, reason=reason[:400])
+    return billing.credit_note(invoice, reason=reason[:400])

@@ -144,3 +144,65 @@ def test_november_2026_on_the_demo(app):
         assert to_demo.lines[3].days == days and to_demo.lines[3].ms_amount == prorate(
             standard.ms_unit_cost, days, cycle_days, 2
         )
+
+
+def test_the_whole_done_when_from_the_command_line(app, tmp_path):
+    """Run, issue, export for Xero, reconcile with the sandbox (0 differences), then change one price in the
+    sandbox's file and reconcile that file: exactly 1 difference."""
+    import csv
+    import gzip
+    import io
+
+    from app.csp import get_provider
+    from tests.fake_partner_center_billing import json_line
+
+    runner = app.test_cli_runner()
+    with time_machine.travel(SEEDED, tick=False):
+        assert runner.invoke(args=["portal", "seed-demo", "--password", PASSWORD]).exit_code == 0
+        assert "5 draft invoices" in runner.invoke(args=["portal", "billing", "run", "--month", "2026-11"]).output
+        assert "Issued 5" in runner.invoke(args=["portal", "billing", "issue", "--month", "2026-11"]).output
+        with unscoped() as session:
+            reseller_id = session.scalars(select(Account.id).where(Account.name == "Demo Reseller Ltd")).one()
+            issued = session.scalars(select(Invoice).where(Invoice.issuer_id == reseller_id)).all()
+            subtotal = sum(invoice.subtotal for invoice in issued)
+        exported = runner.invoke(
+            args=[
+                "portal",
+                "billing",
+                "export",
+                "--month",
+                "2026-11",
+                "--issuer",
+                str(reseller_id),
+                "--format",
+                "xero",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        assert exported.exit_code == 0, exported.output
+        (path,) = tmp_path.glob("xero-*.csv")
+        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+        assert list(rows[0])[:3] == ["*ContactName", "EmailAddress", "POAddressLine1"]
+        assert {
+            "*InvoiceNumber",
+            "*InvoiceDate",
+            "*DueDate",
+            "*Quantity",
+            "*UnitAmount",
+            "*AccountCode",
+            "*TaxType",
+        } <= set(rows[0])
+        assert sum(D(r["*Quantity"]) * D(r["*UnitAmount"]) for r in rows) == subtotal
+
+        clean = runner.invoke(args=["portal", "billing", "reconcile", "--month", "2026-11"])
+        assert clean.exit_code == 0 and "0 difference(s)" in clean.output, clean.output
+        with app.app_context():
+            lines = list(get_provider().billed_reconciliation_lines("G2026110001"))
+        first = dict(lines[0])
+        first["unitPrice"] = first["effectiveUnitPrice"] = first["unitPrice"] + D("1")
+        first["subtotal"] = first["unitPrice"].quantize(D("0.01")) * first["billableQuantity"]
+        changed = tmp_path / "G2026110001.jsonl.gz"
+        changed.write_bytes(gzip.compress("".join(json_line(x) + "\n" for x in [first, *lines[1:]]).encode()))
+        one = runner.invoke(args=["portal", "billing", "reconcile", "--month", "2026-11", "--file", str(changed)])
+        assert one.exit_code == 0 and "1 difference(s)" in one.output and "Price differs: 1" in one.output, one.output
