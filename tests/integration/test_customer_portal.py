@@ -99,7 +99,8 @@ def test_a_new_dashboard_is_empty_with_a_hint(world, customer_a_master_admin_cli
     assert 'data-test="empty-dashboard"' in page and "Widgets" in page
     nav = page.split('class="nav nav-pills nav-stacked"')[1].split("</ul>")[0]
     labels = re.findall(r"</span> ([^<]+)</a>|>(Services)<", nav)
-    assert [a or b for a, b in labels] == ["Dashboard", "Services", "Microsoft CSP", "Users", "Event Log"]
+    # Invoices (issue 14): the master admin sees what the customer was billed.
+    assert [a or b for a, b in labels] == ["Dashboard", "Services", "Microsoft CSP", "Invoices", "Users", "Event Log"]
 
 
 def test_widgets_add_reorder_remove_and_persist(world, customer_a_master_admin_client, login):
