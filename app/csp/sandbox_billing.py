@@ -200,18 +200,7 @@ class SandboxBilling:
                     .order_by(SandboxChargeEvent.subscription_id, SandboxChargeEvent.occurred_at, SandboxChargeEvent.id)
                 ):
                     ledgers.setdefault(event.subscription_id, []).append(
-                        billing_rules.Event(
-                            kind=event.kind,
-                            occurred_on=event.occurred_at.date(),
-                            quantity=event.quantity,
-                            delta=event.delta,
-                            term=event.term,
-                            billing_cycle=event.billing_cycle,
-                            term_started_on=event.term_started_on,
-                            renew_on=event.renew_on,
-                            prices=(Decimal(event.unit_price),),
-                            sku=event.offer_id,
-                        )
+                        billing_rules.event_of(event, (Decimal(event.unit_price),), event.offer_id)
                     )
                     offers[event.subscription_id] = event.offer_id
             for _pk, sid, tenant in subs:

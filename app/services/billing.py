@@ -141,18 +141,8 @@ def ledger_events(subscription_ids: Iterable[int], until: dt.date) -> dict[int, 
     ).all()
     for event, sku in rows:
         out[event.subscription_id].append(
-            billing_rules.Event(
-                kind=event.kind,
-                occurred_on=event.occurred_at.date(),
-                quantity=event.quantity,
-                delta=event.delta,
-                term=event.term,
-                billing_cycle=event.billing_cycle,
-                term_started_on=event.term_started_on,
-                renew_on=event.renew_on,
-                prices=(event.ms_unit_cost, event.unit_cost, event.unit_price),
-                sku=sku,
-                availability_id=event.availability_id,
+            billing_rules.event_of(
+                event, (event.ms_unit_cost, event.unit_cost, event.unit_price), sku, event.availability_id
             )
         )
     return out
@@ -400,11 +390,6 @@ class _Invoice:
             .values(subtotal=self.subtotal, tax=tax, total=self.subtotal + tax)
         )
         return True
-
-    def save(self) -> int:
-        written = self.position
-        self.save_totals()
-        return written
 
 
 def _save_drafts(drafts: list[_Invoice]) -> int:

@@ -44,7 +44,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
 
 from app.extensions import db
 from app.models.accounts import OPERATOR, Account
@@ -615,29 +615,29 @@ def differences(month: dt.date) -> Iterator[Difference]:
             yield Difference(match, key, microsoft, portal)
 
 
-_SET_MATCH = (
-    update(MicrosoftBilledLine.__table__)
-    .where(MicrosoftBilledLine.__table__.c.id == bindparam("line_id"))
-    .values(match=bindparam("new_match"))
-)
-
-
 def reconcile(month: dt.date) -> Report:
-    """Match the month's imported Microsoft lines with the portal's charges: each line's ``match`` stored (updates
-    of BATCH rows), counts and totals per class reported. Commits."""
+    """Match the month's imported Microsoft lines with the portal's charges: each line's ``match`` stored (one
+    UPDATE … WHERE id IN (…) per class per BATCH lines), counts and totals per class reported. Commits."""
     month = month.replace(day=1)
     session = db.session
-    pending: list[dict[str, Any]] = []
+    table = MicrosoftBilledLine.__table__
+    pending: dict[str, list[int]] = {}
+    waiting = 0
 
     def flush() -> None:
-        if pending:
-            session.execute(_SET_MATCH, pending)
-            pending.clear()
+        nonlocal waiting
+        for match, ids in pending.items():
+            if ids:
+                session.execute(update(table).where(table.c.id.in_(ids)).values(match=match))
+        pending.clear()
+        waiting = 0
 
     def store(match: str, microsoft: Side | None, portal: Side | None) -> None:
+        nonlocal waiting
         if microsoft is not None:
-            pending.extend({"line_id": line_id, "new_match": match} for line_id in microsoft.line_ids)
-            if len(pending) >= BATCH:
+            pending.setdefault(match, []).extend(microsoft.line_ids)
+            waiting += len(microsoft.line_ids)
+            if waiting >= BATCH:
                 flush()
 
     try:

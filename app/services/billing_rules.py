@@ -62,6 +62,23 @@ class Event:
     availability_id: int | None = None
 
 
+def event_of(row, prices: tuple[Decimal, ...], sku: str, availability_id: int | None = None) -> Event:
+    """The rules' view of a ledger row (the portal's ``ChargeEvent`` or the sandbox's ``SandboxChargeEvent``)."""
+    return Event(
+        kind=row.kind,
+        occurred_on=row.occurred_at.date(),
+        quantity=row.quantity,
+        delta=row.delta,
+        term=row.term,
+        billing_cycle=row.billing_cycle,
+        term_started_on=row.term_started_on,
+        renew_on=row.renew_on,
+        prices=prices,
+        sku=sku,
+        availability_id=availability_id,
+    )
+
+
 @dataclass(frozen=True)
 class Charge:
     charge_type: str

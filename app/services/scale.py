@@ -3,6 +3,11 @@
 About 10 Microsoft 365 users and 3 subscriptions a customer, licence assignments, a master admin login each
 (all sharing one precomputed password hash) and a few usage change points per subscription. Idempotent: the
 customers are numbered, and a second run only adds the ones still missing.
+
+The bulk insert bypasses the ORM, so the charge ledger (app/services/billing_ledger.py) is written here too, in the
+same batches: each subscription's ``new`` event at its term's start (and the sandbox's, Microsoft's side), and for
+one subscription in ``ADD_EVERY`` whose term started before the previous month's ``ADD_DAY``, part of its seats
+added that day (an ``addQuantity``), so that the previous month's billing run has prorated lines.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from sqlalchemy import func, insert, select, text
 
 from app import clock
 from app.csp.sandbox import sandbox_id
+from app.csp.sandbox_pricesheet import unit_price as sandbox_unit_price
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
+from app.models.billing import ChargeEvent
 from app.models.catalog import Availability, CataloguePrice, Product
-from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
+from app.models.csp import SandboxChargeEvent, SandboxCustomer, SandboxDomain, SandboxSubscription, SandboxUser
 from app.models.events import Event
 from app.models.subscriptions import LicenceAssignment, M365User, Subscription, UsagePoint
 from app.services import pricing
@@ -34,6 +41,8 @@ CUSTOMERS_PER_RESELLER = 200
 BATCH = 1000
 CUSTOMER_PREFIX = "Scale Customer "
 RESELLER_PREFIX = "Scale Reseller "
+ADD_EVERY = 20  # one subscription in 20 had seats added ...
+ADD_DAY = 15  # ... on the 15th of the previous month
 
 
 class _Ids:
@@ -183,11 +192,13 @@ def seed_scale(
         _insert(Subscription, batch["subscriptions"])
         _insert(LicenceAssignment, batch["assignments"])
         _insert(UsagePoint, batch["usage"])
+        _insert(ChargeEvent, batch["charges"])
         if sandbox:
             _insert(SandboxDomain, batch["sandbox_domains"])
             _insert(SandboxCustomer, batch["sandbox_customers"])
             _insert(SandboxSubscription, batch["sandbox_subscriptions"])
             _insert(SandboxUser, batch["sandbox_users"])
+            _insert(SandboxChargeEvent, batch["sandbox_charges"])
         db.session.commit()
         added += len(batch["accounts"])
         echo(f"Scale data: {existing + added}/{n} customers")
@@ -241,9 +252,10 @@ def _login_row(uid, account_id, email, first, last, portal, password_hash, now, 
 def _customer_batch(
     numbers, reseller_ids, products, roles, shared_hash, ids, rng, now, today, role_link_id, sandbox=False
 ) -> dict:
-    kinds = ("accounts", "tenants", "logins", "memberships", "m365", "subscriptions", "assignments", "usage")
-    at_microsoft = ("sandbox_domains", "sandbox_customers", "sandbox_subscriptions", "sandbox_users")
+    kinds = ("accounts", "tenants", "logins", "memberships", "m365", "subscriptions", "assignments", "usage", "charges")
+    at_microsoft = ("sandbox_domains", "sandbox_customers", "sandbox_subscriptions", "sandbox_users", "sandbox_charges")
     out = {k: [] for k in (*kinds, *at_microsoft, "links")}
+    added_on = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=ADD_DAY)
     for number in numbers:
         cid = ids.take(Account)
         prefix = f"scale{number:06d}"
@@ -367,6 +379,7 @@ def _customer_batch(
                     provider_subscription_id=provider_sub_id,
                 )
             )
+            _ledger(out, out["subscriptions"][-1], added_on, sku, tenant_guid if sandbox else None)
             for holder in rng.sample(people, k=assigned):
                 skus_of[holder].append(sku)
                 out["assignments"].append(
@@ -405,3 +418,47 @@ def _customer_batch(
                     )
                 )
     return out
+
+
+def _ledger(out: dict, sub: dict, added_on: dt.date, sku: str, tenant_guid: str | None) -> None:
+    """The charge ledger rows of a generated subscription (and of its sandbox twin when ``tenant_guid``): bought at
+    its term's start, and for one in ``ADD_EVERY`` (two seats or more, bought before ``added_on``) a third of its
+    seats added on ``added_on`` at 10:00 UTC."""
+    quantity, started = sub["quantity"], sub["term_started_on"]
+    added = max(1, quantity // 3) if sub["id"] % ADD_EVERY == 0 and quantity >= 2 and started < added_on else 0
+    moments = [("new", quantity - added, quantity - added, dt.datetime.combine(started, dt.time(0)))]
+    if added:
+        moments.append(("addQuantity", added, quantity, dt.datetime.combine(added_on, dt.time(10))))
+    same = {k: sub[k] for k in ("account_id", "product_id", "availability_id", "term", "billing_cycle", "renew_on")}
+    for kind, delta, seats, at in moments:
+        out["charges"].append(
+            dict(
+                same,
+                subscription_id=sub["id"],
+                occurred_at=at,
+                kind=kind,
+                quantity=seats,
+                delta=delta,
+                term_started_on=started,
+                unit_price=sub["unit_price"],
+                unit_cost=sub["unit_cost"],
+                ms_unit_cost=sub["ms_unit_cost"],
+            )
+        )
+        if tenant_guid:
+            out["sandbox_charges"].append(
+                dict(
+                    subscription_id=sub["provider_subscription_id"],
+                    tenant_id=tenant_guid,
+                    occurred_at=at,
+                    kind=kind,
+                    quantity=seats,
+                    delta=delta,
+                    offer_id=sku,
+                    term=sub["term"],
+                    billing_cycle=sub["billing_cycle"],
+                    term_started_on=started,
+                    renew_on=sub["renew_on"],
+                    unit_price=sandbox_unit_price(sku, sub["term"], sub["billing_cycle"], started),
+                )
+            )
