@@ -23,7 +23,6 @@ from sqlalchemy import func, insert, select, text
 
 from app import clock
 from app.csp.sandbox import sandbox_id
-from app.csp.sandbox_pricesheet import unit_price as sandbox_unit_price
 from app.extensions import db
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account, MicrosoftTenant
 from app.models.billing import ChargeEvent
@@ -459,6 +458,8 @@ def _ledger(out: dict, sub: dict, added_on: dt.date, sku: str, tenant_guid: str 
                     billing_cycle=sub["billing_cycle"],
                     term_started_on=started,
                     renew_on=sub["renew_on"],
-                    unit_price=sandbox_unit_price(sku, sub["term"], sub["billing_cycle"], started),
+                    # What the generated history says Microsoft charged: the cost the portal recorded (the sandbox's
+                    # sheet of the month the term started may differ: its E3 is 5 % dearer in even months).
+                    unit_price=sub["ms_unit_cost"],
                 )
             )

@@ -70,3 +70,31 @@ def test_the_cli_runs_issues_and_refuses_a_bad_month(app):
         assert numbers == ["DRL-000001", "DRL-000002", "MCS-000001", "MCS-000002", "ORL-000001"]
         assert {i.issue_date for i in session.scalars(select(Invoice))} == {dt.date(2026, 12, 2)}
         assert {i.due_date for i in session.scalars(select(Invoice))} == {dt.date(2026, 12, 22)}
+
+
+def test_generated_customers_have_a_ledger_that_bills_and_reconciles_with_the_sandbox(app):
+    """``seed-demo --scale N`` inserts subscriptions in bulk (no ORM flush): it writes their ledger rows itself, the
+    sandbox's twins too, so the run bills them and Microsoft's side agrees to the cent."""
+    from app.models.billing import ChargeEvent, InvoiceLine
+    from app.models.csp import SandboxChargeEvent
+    from app.models.subscriptions import Subscription
+
+    runner = app.test_cli_runner()
+    with _at(dt.datetime(2026, 12, 2, 9, tzinfo=NZ)):
+        seeded = runner.invoke(args=["portal", "seed-demo", "--password", PASSWORD, "--scale", "40"])
+        assert seeded.exit_code == 0, seeded.output
+        with unscoped() as session:
+            subs = session.scalar(select(func.count(Subscription.id)))
+            starts = session.scalar(select(func.count(ChargeEvent.id)).where(ChargeEvent.kind.in_(("new", "renew"))))
+            assert starts == subs  # one term start a subscription, bulk-inserted or not
+            sandbox = session.scalar(select(func.count(SandboxChargeEvent.id)))
+            assert sandbox >= session.scalar(
+                select(func.count(Subscription.id)).where(Subscription.provider_subscription_id.is_not(None))
+            )
+        ran = runner.invoke(args=["portal", "billing", "run", "--month", "2026-11"])
+        assert ran.exit_code == 0, ran.output
+        with unscoped() as session:
+            assert _invoices(session) > 5  # the demo's five and the generated customers'
+            assert session.scalar(select(func.count(InvoiceLine.id)).where(InvoiceLine.charge_type == "addQuantity"))
+        checked = runner.invoke(args=["portal", "billing", "reconcile", "--month", "2026-11"])
+        assert checked.exit_code == 0 and " 0 difference(s)" in checked.output, checked.output
