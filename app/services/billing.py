@@ -177,6 +177,7 @@ def run(
         .order_by(Account.id)
     ).all()
     operator_profile = profile(operator.id)
+    pages = 0
     for reseller_id, reseller_name in resellers:
         reseller_profile = profile(reseller_id)
         _drop_drafts(month, reseller_id)
@@ -246,6 +247,8 @@ def run(
             if not reseller_issued:
                 report.lines += upper.flush_lines()
             db.session.commit()
+            pages += 1
+            _refresh_statistics(pages)
         if not reseller_issued and upper.save_totals():
             report.invoices += 1
         drafted = db.session.scalar(
@@ -272,6 +275,22 @@ def _not_reversed():
     invoice again, with the month's charges as the ledger has them now)."""
     note = aliased(Invoice)
     return ~exists().where(note.corrects_id == Invoice.id, note.kind == "credit_note", note.status == "issued")
+
+
+def _refresh_statistics(pages: int) -> None:
+    """PostgreSQL plans the checks of every line written (its foreign keys, its invoice's immutability trigger) once
+    per session, from the tables' statistics: taken while ``invoice`` was nearly empty (the first months, or a server
+    whose autovacuum lags), they make each check scan the whole table, and a run quadratic (measured: 390,000 scans of
+    ``invoice`` in one run of 172,000 customers). So the run refreshes them as the tables grow — after its 1st, 8th,
+    64th, 512th … page — which also makes PostgreSQL plan the checks again. Best effort: a role that does not own
+    the tables gets a warning from ANALYZE, not an error."""
+    if db.engine.dialect.name != "postgresql" or pages & (pages - 1) or (pages.bit_length() - 1) % 3:
+        return
+    from sqlalchemy import text
+
+    reviewed = {"portal_unscoped_reason": "statistics of the billing tables, refreshed by the monthly run"}
+    db.session.execute(text("ANALYZE invoice, invoice_line").execution_options(**reviewed))
+    db.session.commit()
 
 
 def _drop_drafts(month: dt.date, reseller_id: int) -> None:
