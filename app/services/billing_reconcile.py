@@ -51,6 +51,7 @@ from app.models.accounts import OPERATOR, Account
 from app.models.billing import CHARGE_TYPES, MicrosoftBilledLine
 from app.models.catalog import Product
 from app.models.subscriptions import Subscription
+from app.services import billing
 from app.services.events import record_event
 
 BATCH = 2000  # lines per INSERT (and per UPDATE of their match)
@@ -248,6 +249,7 @@ def import_lines(month: dt.date, lines: Iterable[Mapping[str, Any]], invoice_num
     except BaseException:
         session.rollback()
         raise
+    billing.refresh_statistics("microsoft_billed_line")  # the look-ups that follow plan on the lines just imported
     return count
 
 
@@ -496,8 +498,6 @@ def _portal_chunks(month: dt.date) -> Iterator[list[tuple[int, str, str, str, st
 def _pairs(month: dt.date) -> Iterator[tuple[Key, Side | None, Side | None]]:
     """Every key of the month with Microsoft's side and the portal's, a chunk of subscriptions at a time, then
     Microsoft's lines of subscriptions the portal does not know."""
-    from app.services import billing
-
     for chunk in _portal_chunks(month):
         charges = billing.subscription_charges([row[0] for row in chunk], month)
         portal: dict[Key, Side] = {}
