@@ -335,7 +335,6 @@ def billing_export_command(month_text: str, issuer_id: int, fmt: str, out_dir: s
         for made in files:
             (folder / made.name).write_bytes(made.data)
         xero.record_export(month, issuer_id, files)
-        db.session.commit()
     for made in files:
         click.echo(str(folder / made.name))
 

@@ -16,7 +16,6 @@ from flask import abort, flash, redirect, send_file
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.security.decorators import has_access
 
-from app.extensions import db
 from app.services import billing, xero
 from security import capabilities
 from security import permissions as P
@@ -47,7 +46,6 @@ class BillingExportView(PortalView):
             flash(str(exc), "warning")
             return redirect(self.appbuilder.get_url_for_index)
         xero.record_export(first, issuer_id, files)
-        db.session.commit()
         if len(files) == 1:
             return send_file(
                 io.BytesIO(files[0].data), as_attachment=True, download_name=files[0].name, mimetype="text/csv"

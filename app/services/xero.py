@@ -292,10 +292,11 @@ def export(month: dt.date | str, issuer_id: int) -> list[tuple[str, bytes]]:
 
 
 def record_export(month: dt.date, issuer_id: int, files: list[ExportFile]) -> None:
-    """The audit trail's line for an export (committed by the caller before the file goes out)."""
+    """The audit trail's line for an export, committed before the file goes out."""
     invoices = sum(f.invoices for f in files)
     record_event(
         "invoice.exported",
         account_id=issuer_id,
         summary=f"Xero export of {month:%B %Y}: {invoices} issued invoice(s) in " + ", ".join(f.name for f in files),
     )
+    db.session.commit()
