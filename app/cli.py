@@ -303,9 +303,14 @@ def billing_issue_command(month_text: str, issuer_id: int | None) -> None:
     from app.services import billing
 
     month = _month_option(month_text)
+    refused: list[str] = []
     with scoping.bypass("cli:billing-issue"):
-        issued = billing.issue_month(month, issuer_id=issuer_id)
+        issued = billing.issue_month(month, issuer_id=issuer_id, refused=refused)
+    for reason in refused:
+        click.echo(f"Not issued: {reason}", err=True)
     click.echo(f"Issued {issued} invoice(s) for {month:%B %Y}.")
+    if refused:
+        raise SystemExit(1)
 
 
 @billing_group.command("export")

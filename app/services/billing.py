@@ -482,6 +482,7 @@ def issue(invoice: Invoice, *, commit: bool = True) -> Invoice:
     db.session.refresh(invoice)
     if invoice.status != "draft":
         raise BillingError(f"{invoice.title} is already issued: correct it with a credit note.")
+    _check_complete(invoice)
     number = f"{settings.invoice_prefix}{settings.next_number:06d}"
     settings.next_number += 1
     today = clock.today()
@@ -501,8 +502,24 @@ def issue(invoice: Invoice, *, commit: bool = True) -> Invoice:
     return invoice
 
 
-def issue_month(month: dt.date, *, issuer_id: int | None = None) -> int:
-    """Issue every draft of the month (of one issuer), each in its own transaction; how many were issued."""
+def _check_complete(invoice: Invoice) -> None:
+    """A draft is issued only as the run finished it: its subtotal the sum of its lines, its GST and total from
+    that. A run killed half-way leaves a reseller's draft with lines but no totals yet: run the month again."""
+    lines = db.session.scalar(
+        select(func.coalesce(func.sum(InvoiceLine.amount), 0)).where(InvoiceLine.invoice_id == invoice.id)
+    )
+    count = db.session.scalar(select(func.count(InvoiceLine.id)).where(InvoiceLine.invoice_id == invoice.id))
+    tax = gst(invoice.subtotal, invoice.tax_rate) if invoice.kind == "invoice" else invoice.tax
+    if not count or Decimal(lines) != invoice.subtotal or invoice.tax != tax or invoice.total != invoice.subtotal + tax:
+        raise BillingError(
+            f"{invoice.title} to {invoice.buyer.name} for {invoice.month:%B %Y} is incomplete (its lines do not add "
+            f"up to its totals: a billing run did not finish). Run the month again, then issue it."
+        )
+
+
+def issue_month(month: dt.date, *, issuer_id: int | None = None, refused: list[str] | None = None) -> int:
+    """Issue every draft of the month (of one issuer), each in its own transaction; how many were issued. A draft
+    that cannot be issued (incomplete) is left as it is, its reason added to ``refused``."""
     query = select(Invoice.id).where(Invoice.month == month.replace(day=1), Invoice.status == "draft")
     if issuer_id is not None:
         query = query.where(Invoice.issuer_id == issuer_id)
@@ -510,7 +527,13 @@ def issue_month(month: dt.date, *, issuer_id: int | None = None) -> int:
     for invoice_id in db.session.scalars(query.order_by(Invoice.issuer_id, Invoice.id)).all():
         invoice = db.session.get(Invoice, invoice_id)
         if invoice is not None and invoice.status == "draft":
-            issue(invoice)
+            try:
+                issue(invoice)
+            except BillingError as exc:
+                db.session.rollback()
+                if refused is not None:
+                    refused.append(str(exc))
+                continue
             issued += 1
     return issued
 

@@ -8,6 +8,7 @@ import datetime as dt
 import time_machine
 from sqlalchemy import func, select
 
+from app.models.accounts import Account
 from app.models.billing import Invoice
 from app.models.events import Event
 from app.services import billing
@@ -98,3 +99,30 @@ def test_generated_customers_have_a_ledger_that_bills_and_reconciles_with_the_sa
             assert session.scalar(select(func.count(InvoiceLine.id)).where(InvoiceLine.charge_type == "addQuantity"))
         checked = runner.invoke(args=["portal", "billing", "reconcile", "--month", "2026-11"])
         assert checked.exit_code == 0 and " 0 difference(s)" in checked.output, checked.output
+
+
+def test_a_draft_left_incomplete_by_a_killed_run_is_not_issued(app):
+    """A run killed half-way leaves the operator's draft to a reseller with lines but no totals yet: issuing it
+    would number and freeze a wrong invoice. It is refused (the others are issued) until the month is run again."""
+    from sqlalchemy import update
+
+    runner = app.test_cli_runner()
+    with _at(dt.datetime(2026, 11, 30, 9, tzinfo=NZ)):
+        assert runner.invoke(args=["portal", "seed-demo", "--password", PASSWORD]).exit_code == 0
+    with _at(dt.datetime(2026, 12, 2, 9, tzinfo=NZ)):
+        assert runner.invoke(args=["portal", "billing", "run", "--month", "2026-11"]).exit_code == 0
+        with unscoped() as session:
+            reseller_id = session.scalars(select(Account.id).where(Account.name == "Demo Reseller Ltd")).one()
+            draft_id = session.scalars(select(Invoice.id).where(Invoice.buyer_id == reseller_id)).one()
+            session.execute(update(Invoice).where(Invoice.id == draft_id).values(subtotal=0, tax=0, total=0))
+            session.commit()
+        issued = runner.invoke(args=["portal", "billing", "issue", "--month", "2026-11"])
+        assert issued.exit_code == 1
+        assert "Not issued: Draft invoice to Demo Reseller Ltd for November 2026 is incomplete" in issued.output
+        assert "Issued 4 invoice(s)" in issued.output
+        with unscoped() as session:
+            assert session.get(Invoice, draft_id).status == "draft"
+        # Run again: the draft is whole, and issues.
+        assert runner.invoke(args=["portal", "billing", "run", "--month", "2026-11"]).exit_code == 0
+        again = runner.invoke(args=["portal", "billing", "issue", "--month", "2026-11"])
+        assert again.exit_code == 0 and "Issued 1 invoice(s)" in again.output, again.output
