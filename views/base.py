@@ -15,7 +15,7 @@ import functools
 import logging
 import re
 
-from flask import abort, current_app, redirect, request, url_for
+from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_appbuilder import BaseView, ModelView
 from flask_appbuilder.baseviews import expose
 from flask_appbuilder.const import PERMISSION_PREFIX
@@ -357,3 +357,54 @@ class PortalView(BaseView):
         if not self.class_permission_name:
             raise TypeError(f"{type(self).__name__} must name its resource in class_permission_name")
         super().__init__()
+
+
+CONFIRMED = "confirmed"
+
+
+def confirmation(
+    question: str,
+    consequence: str,
+    button: str,
+    *,
+    cancel_url: str | None = None,
+    danger: bool = True,
+    layout: str = "portal/base.html",
+    **context,
+):
+    """Ask before what cannot be taken back, without needing JavaScript: None when this POST already carries the
+    answer (``confirmed=yes``, sent by the confirmation page or by portal.js after its dialog), else the confirmation
+    page — a form that posts the same fields again to the same address with ``confirmed=yes``. Nothing is changed
+    before that second POST, so a click before the page's script loaded is asked too.
+
+    ``question`` ("Delete jane@contoso.onmicrosoft.com?"), ``consequence`` (what will happen), ``button`` (the verb);
+    ``layout``: the page frame (the customer portal's needs ``customer`` in ``context``)."""
+    if request.form.get(CONFIRMED) == "yes":
+        return None
+    fields = [(k, v) for k, values in request.form.lists() for v in values if k not in ("csrf_token", CONFIRMED)]
+    page = render_template(
+        "portal/confirm.html",
+        appbuilder=appbuilder,
+        current_app=current_app,
+        base_template=appbuilder.base_template,
+        question=question,
+        consequence=consequence,
+        button=button,
+        danger=danger,
+        action=request.path,
+        fields=fields,
+        cancel_url=_safe_back(cancel_url),
+        layout=layout,
+        **context,
+    )
+    return page, 200
+
+
+def _safe_back(cancel_url: str | None) -> str:
+    """Where Cancel goes: the given page, else the page the button was on when it is ours, else home."""
+    if cancel_url:
+        return cancel_url
+    referrer = request.referrer or ""
+    if referrer.startswith(request.host_url):
+        return referrer
+    return url_for("HomeView.index")

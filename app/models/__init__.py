@@ -1,6 +1,6 @@
 """Every model, imported so that ``flask_appbuilder.Model.metadata`` is complete for Alembic and scoping."""
 
-from app.models.accounts import Account, MicrosoftTenant, PlaceholderUser
+from app.models.accounts import Account, CredentialHandover, MicrosoftTenant, PlaceholderUser
 from app.models.billing import BillingProfile, ChargeEvent, Invoice, InvoiceLine, MicrosoftBilledLine
 from app.models.catalog import Availability, CataloguePrice, PriceRule, Product
 from app.models.csp import (
@@ -25,6 +25,7 @@ from security.models import Membership, PortalUser
 
 __all__ = [
     "Account",
+    "CredentialHandover",
     "BillingProfile",
     "ChargeEvent",
     "Invoice",

@@ -129,3 +129,25 @@ class PlaceholderUser(TenantOwned, Model):
     @property
     def name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+
+class CredentialHandover(TenantOwned, Model):
+    """A new tenant's first global admin, handed to the customer's master admin through a one-time link (issue 15).
+
+    The temporary password is never stored in clear: ``secret`` is a Fernet token under a key derived from both
+    ``SECRET_KEY`` and the link's token, and only the token's SHA-256 is kept — the database alone cannot read it,
+    and neither can the mail (which holds the link, not the password). Opening the link shows it once and clears
+    ``secret``; so does expiry."""
+
+    __tablename__ = "credential_handover"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("microsoft_tenant.id", ondelete="SET NULL"))
+    user_name: Mapped[str] = mapped_column(String(320), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    secret: Mapped[str | None] = mapped_column(Text)
+    recipient_email: Mapped[str] = mapped_column(String(320), nullable=False)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("ab_user.id", ondelete="SET NULL"))
+    created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    opened_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

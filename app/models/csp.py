@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 
 from flask_appbuilder import Model
-from sqlalchemy import Boolean, Date, DateTime, Integer, Numeric, String, Text, true
+from sqlalchemy import Boolean, Date, DateTime, Integer, Numeric, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import utcnow
@@ -108,6 +108,11 @@ class SandboxUser(Model):
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
     # When its password was last reset (the password itself is never kept, not even here).
     password_reset_on: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    first_name: Mapped[str | None] = mapped_column(String(64))
+    last_name: Mapped[str | None] = mapped_column(String(64))
+    usage_location: Mapped[str | None] = mapped_column(String(2))
+    # The tenant's first global admin, made with the customer (issue 15).
+    is_global_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class SandboxChargeEvent(Model):

@@ -181,6 +181,11 @@ class M365User(TenantOwned, Model):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     provider_user_id: Mapped[str | None] = mapped_column(String(64))
     created_on: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    # As Microsoft's admin centre shows them (issue 15); NULL for users recorded before (the display name stands).
+    first_name: Mapped[str | None] = mapped_column(String(64))
+    last_name: Mapped[str | None] = mapped_column(String(64))
+    # Two letters (ISO 3166): where the user's licensed services are used; Microsoft requires it to assign licences.
+    usage_location: Mapped[str | None] = mapped_column(String(2))
 
     def __repr__(self) -> str:
         return self.user_principal_name

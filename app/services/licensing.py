@@ -608,6 +608,11 @@ def _held_subscriptions(person: M365User) -> list[Subscription]:
     )
 
 
+def held_licence_names(person: M365User) -> list[str]:
+    """The products whose licences ``person`` holds, by name (what deleting them releases)."""
+    return sorted({sub.product.name for sub in _held_subscriptions(person)})
+
+
 def _forget_user(person: M365User, why: str) -> None:
     """Microsoft has deleted the user: its licences are free again (each subscription's assigned count down, a usage
     point each), its record gone; an event (``why``)."""

@@ -38,8 +38,11 @@ def _at_microsoft(user_id: str) -> SandboxUser | None:
         return user
 
 
-def _post(client, path: str, token: str | None = None):
-    return client.post(path, data={"csrf_token": token or csrf_token(client)})
+def _post(client, path: str, token: str | None = None, confirmed: bool = True):
+    data = {"csrf_token": token or csrf_token(client)}
+    if confirmed:
+        data["confirmed"] = "yes"  # the answer of the confirmation page (or of portal.js's dialog)
+    return client.post(path, data=data)
 
 
 def _flashed(client, world) -> str:
@@ -94,6 +97,22 @@ def test_delete_removes_the_user_here_and_at_microsoft(world, customer_a_master_
     with unscoped() as session:
         assert session.get(M365User, person) is None
     assert differences(world.accounts["customer_a"].id) == []
+
+
+def test_delete_asks_first_naming_what_happens_and_changes_nothing_until_confirmed(
+    world, customer_a_master_admin_client
+):
+    client, (person, user_id) = customer_a_master_admin_client, _person(world)
+    token = csrf_token(client)  # the first page of a customer login chooses its account (an event): before the snapshot
+    before = database_fingerprint()
+    response = _post(client, f"{_base(world)}/users/{person}/delete", token, confirmed=False)
+    assert response.status_code == 200
+    page = html.unescape(response.text)
+    assert 'data-test="confirm-page"' in page and "can no longer sign in" in page
+    assert 'name="confirmed" value="yes"' in page and f"/users/{person}/delete" in page
+    assert database_fingerprint() == before and _at_microsoft(user_id) is not None
+    confirmed = _post(client, f"{_base(world)}/users/{person}/delete")
+    assert confirmed.status_code == 302 and _at_microsoft(user_id) is None
 
 
 def test_reset_password_shows_the_temporary_password_once_and_keeps_it_nowhere(

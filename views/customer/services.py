@@ -21,7 +21,7 @@ from app.services import customer_services, licensing, windows
 from app.services.licensing import LicenceError
 from security import permissions as P
 from security.passwords import password_problem
-from views.base import get_or_404
+from views.base import confirmation, get_or_404
 from views.customer.base import CustomerPortalView, customer_page
 
 
@@ -275,6 +275,20 @@ class CustomerM365UsersView(CustomerPortalView):
     def delete(self, customer_id, person_id):
         person = _person(customer_id, person_id)
         upn = person.user_principal_name
+        held = licensing.held_licence_names(person)
+        asked = confirmation(
+            f"Delete {upn}?",
+            f"{person.display_name} is deleted at Microsoft and can no longer sign in"
+            + (f"; their licences ({', '.join(held)}) are released." if held else ".")
+            + " Microsoft keeps a deleted user restorable for 30 days; the portal does not.",
+            "Delete user",
+            cancel_url=url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id),
+            layout="portal/customer/base.html",
+            customer=g.customer,
+            section=self.section,
+        )
+        if asked:
+            return asked
         return _apply(
             lambda: licensing.delete_m365_user(person),
             f"{upn} is deleted at Microsoft; its licences are free again.",

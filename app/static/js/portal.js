@@ -2,10 +2,22 @@
 (function () {
   "use strict";
 
+  // A button with data-confirm asks in a dialog; on OK the form carries confirmed=yes, so the server (which asks on
+  // a page of its own when the answer is missing: views/base.py confirmation()) goes ahead at once.
   document.addEventListener("submit", function (event) {
     var button = event.submitter;
-    if (button && button.getAttribute("data-confirm") && !window.confirm(button.getAttribute("data-confirm"))) {
+    if (!button || !button.getAttribute("data-confirm")) { return; }
+    if (!window.confirm(button.getAttribute("data-confirm"))) {
       event.preventDefault();
+      return;
+    }
+    var form = event.target;
+    if (!form.querySelector("input[name=confirmed]")) {
+      var answer = document.createElement("input");
+      answer.type = "hidden";
+      answer.name = "confirmed";
+      answer.value = "yes";
+      form.appendChild(answer);
     }
   });
 
