@@ -6,7 +6,7 @@ FLASK := $(VENV)/bin/flask
 export FLASK_APP := run.py
 export PORT  # the portal builds its emailed links on http://127.0.0.1:$PORT unless PORTAL_BASE_URL says otherwise
 
-.PHONY: run test lint setup clean
+.PHONY: run test lint setup clean screenshots
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: setup
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/pytest
+
+# The README's pictures: the main screens of both portals on the demo data, from the browser test that visits them.
+screenshots: $(VENV)/.installed-dev
+	SCREENSHOT_DIR=docs/screenshots REQUIRE_E2E=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e/test_screenshots.py
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

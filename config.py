@@ -369,6 +369,11 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         "OPERATOR_NAME": env.get("OPERATOR_NAME", "Mycloudstore"),
         "DEFAULT_MASTER_ADMIN_EMAIL": env.get("DEFAULT_MASTER_ADMIN_EMAIL", "default.masteradmin@mycloudstore.co.nz"),
         "ACTIVATION_LINK_HOURS": _int(env, "ACTIVATION_LINK_HOURS", 72, minimum=1),
+        # A new tenant's first admin password: the one-time link mailed to the master admin works this long (issue 15)
+        "HANDOVER_LINK_HOURS": _int(env, "HANDOVER_LINK_HOURS", 72, minimum=1),
+        # Import users stops adding after this long (the rest: "import the same file again"), well inside a worker's
+        # request timeout: the temporary passwords are on that one answer alone.
+        "M365_IMPORT_SECONDS": _int(env, "M365_IMPORT_SECONDS", 20, minimum=1),
         "IMPERSONATION_MINUTES": _int(env, "IMPERSONATION_MINUTES", 60, minimum=1),
         # Two-factor authentication: required of operator and partner staff in production; optional otherwise.
         "MFA_REQUIRED": _bool(env, "MFA_REQUIRED", mode == "production"),

@@ -140,6 +140,12 @@ def plotly_js():
     return send_from_directory(_PLOTLY, "plotly.min.js", max_age=365 * 24 * 3600)
 
 
+@vendor.route("/favicon.ico")
+def favicon():
+    """The app's icon where browsers and bookmarks look for it (pages also link to the SVG); no sign-in needed."""
+    return send_from_directory(Path(current_app.static_folder) / "img", "favicon.ico", max_age=7 * 24 * 3600)
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(vendor)
     app.before_request(_reject_bad_paging)

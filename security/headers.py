@@ -30,7 +30,7 @@ POLICY = {
     "form-action": "'self'",
     "frame-ancestors": "'none'",
 }
-STATIC_ENDPOINTS = frozenset({"static", "appbuilder.static", "vendor.plotly_js"})
+STATIC_ENDPOINTS = frozenset({"static", "appbuilder.static", "vendor.plotly_js", "vendor.favicon"})
 
 
 def _refuse_unknown_hosts():

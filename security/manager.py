@@ -196,7 +196,13 @@ class PortalAuthDBView(AuthDBView):
         from security import impersonation
 
         if impersonation.impersonating():
-            impersonation.stop("signed out")  # the events of its end, on both sides; then out of both
+            # Logout while launched leaves the customer's portal, as Return to partner portal does (the events of its
+            # end on both sides): the partner user stays signed in as themselves.
+            back = impersonation.back_url_for(session.get(impersonation.TARGET_KEY))
+            actor = impersonation.stop("logged out of the customer portal")
+            if actor is not None and actor.is_active:
+                flash("You have left the customer portal and are back in the partner portal, still signed in.", "info")
+                return redirect(back)
         user = self._get_authenticated_user()
         logout_user()
         session.clear()  # an emptied session is deleted from the store and its cookie dropped

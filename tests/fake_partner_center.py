@@ -147,6 +147,7 @@ class FakePartnerCenter(FakeCarts, FakeBilling):  # carts, billing: tests/fake_p
             self.agreements: dict[str, list[dict[str, Any]]] = {}
             self.subscriptions: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> id -> subscription
             self.users: dict[str, dict[str, dict[str, Any]]] = {}  # tenant -> id -> user
+            self.admin_passwords: dict[str, str] = {}  # tenant -> its first admin's temporary password (issue 15)
             self.offers: dict[str, tuple[str, str]] = {}  # offer id -> (sku id, sku part number)
             # issue 13, upgrades: offerId (product:sku) -> catalogItemIds it may move to (both eligibility types)
             self.transition_targets: dict[str, list[str]] = {}
@@ -587,7 +588,8 @@ class FakePartnerCenter(FakeCarts, FakeBilling):  # carts, billing: tests/fake_p
         return Response(sheet, status=200, headers=headers, content_type="application/octet-stream")
 
     def _one_user(self, method: str, tenant_id: str, user_id: str, body: Any) -> Response:
-        """GET, PATCH (``state``, ``passwordProfile``: the password is checked, never kept) and DELETE of one user."""
+        """GET, PATCH (``state``, names and ``usageLocation``; ``passwordProfile``: the password is checked, never
+        kept) and DELETE of one user."""
         user = self.users[tenant_id].get(user_id)
         if user is None:
             return self._error(404, 404, f"user {user_id} not found")
@@ -600,7 +602,11 @@ class FakePartnerCenter(FakeCarts, FakeBilling):  # carts, billing: tests/fake_p
                 return self._error(400, 400, "state must be active or inactive")
             if "passwordProfile" in body and not (body["passwordProfile"] or {}).get("password"):
                 return self._error(400, 400, "passwordProfile.password is required")
-            user.update({key: body[key] for key in ("state", "displayName", "usageLocation") if key in body})
+            location = body.get("usageLocation", "NZ")
+            if not (isinstance(location, str) and len(location) == 2 and location.isalpha()):
+                return self._error(400, 400, "usageLocation must be a two-letter country code")
+            names = ("state", "displayName", "usageLocation", "firstName", "lastName")  # issue 15: names too
+            user.update({key: body[key] for key in names if key in body})
         public = {k: v for k, v in user.items() if k != "licenses"}
         return self._json(200, dict(public, userDomainType="none", attributes={"objectType": "CustomerUser"}))
 
@@ -640,8 +646,21 @@ class FakePartnerCenter(FakeCarts, FakeBilling):  # carts, billing: tests/fake_p
         }
         self.customers[tenant_id] = customer
         self.subscriptions[tenant_id] = {}
-        self.users[tenant_id] = {}
-        return self._json(201, customer)
+        admin_id = str(uuid.uuid4())
+        self.users[tenant_id] = {
+            admin_id: {
+                "id": admin_id,
+                "userPrincipalName": f"admin@{domain}",
+                "displayName": "admin",
+                "state": "active",
+                "licenses": [],
+            }
+        }
+        # Microsoft's answer alone carries the first admin's temporary password (create-a-customer's response sample:
+        # "userCredentials": {"userName": "admin", "password": ...}); it is in no later answer.
+        self.admin_passwords[tenant_id] = "Fk" + uuid.uuid4().hex[:14] + "!7"
+        answer = dict(customer, userCredentials={"userName": "admin", "password": self.admin_passwords[tenant_id]})
+        return self._json(201, answer)
 
     def _sku_of(self, offer_id: str) -> tuple[str, str]:
         return self.offers.get(offer_id) or (str(uuid.uuid5(uuid.NAMESPACE_URL, offer_id)), offer_id.upper())

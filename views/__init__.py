@@ -21,6 +21,7 @@ def register(appbuilder) -> None:
     )
     from views.customer.users import CustomerEventsView, CustomerUsersView
     from views.customer.windows import CustomerSeatWindowsView
+    from views.handover import HandoverView
     from views.licence_drift import LicenceDriftView
     from views.memberships import AccountChooserView
     from views.mfa import MfaView
@@ -82,6 +83,7 @@ def register(appbuilder) -> None:
         AccountEventsView,
         AccountSearchView,
         ActivationView,
+        HandoverView,
         ProfileView,
         AccountChooserView,
         MfaView,

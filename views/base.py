@@ -90,11 +90,18 @@ _FILTER_ARG = re.compile(r"^_flt_(?P<index>\d+)_(?P<column>.*)$")
 
 
 def _blank_if_none(value):
+    if isinstance(value, bool):  # a property (not a column) that is a boolean: words too
+        return yes_no(value)
     return "" if value is None else value
 
 
 def _word(value):
     return "" if value is None else str(value).replace("_", " ").capitalize()
+
+
+def yes_no(value) -> str:
+    """A boolean in words (a list never shows True/False); a view may name its own (auto-renew: On/Off)."""
+    return "" if value is None else "Yes" if value else "No"
 
 
 _SAVE_FAILED = "Nothing was saved: it clashes with data already in the portal (for example a name or code in use)."
@@ -208,6 +215,8 @@ class ScopedModelView(ModelView):
                 found[name] = format_date
             elif model.is_numeric(name) and not model.is_float(name):
                 found[name] = format_money
+            elif model.is_boolean(name):
+                found[name] = yes_no
             elif name in self._WORD_COLUMNS:
                 found[name] = _word
             else:

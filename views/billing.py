@@ -23,6 +23,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import StringField, TextAreaField
 
+from app.formatting import format_money
 from app.models.accounts import CUSTOMER, OPERATOR, RESELLER, Account
 from app.models.billing import Invoice
 from app.services import invoices
@@ -30,7 +31,7 @@ from app.services.billing import BillingError
 from security import permissions as P
 from security.capabilities import may
 from security.models import CUSTOMER_PORTAL
-from views.base import PortalView, page_arg, signed_in_first
+from views.base import PortalView, confirmation, page_arg, signed_in_first
 from views.customer.base import CustomerPortalView, customer_page
 from views.partner.accounts_screen import account_in_scope
 
@@ -258,6 +259,16 @@ class BillingView(PortalView):
         self._issuer_side(invoice)
         if not ActionForm().validate_on_submit():
             abort(400, description=_EXPIRED)
+        what = "credit note" if invoice.kind == "credit_note" else "invoice"
+        asked = confirmation(  # an issued invoice cannot be changed: asked without JavaScript too
+            f"Issue this {what} to {invoice.buyer.name} for {invoice.month:%B %Y} ({format_money(invoice.total)})?",
+            "It gets the next number and cannot be changed or deleted afterwards; only a credit note corrects it.",
+            f"Issue {what}",
+            cancel_url=url_for(".invoice", invoice_id=invoice.id),
+            danger=False,
+        )
+        if asked:
+            return asked
         try:
             invoices.issue(invoice, account_id=_own().id)
         except BillingError as exc:

@@ -69,8 +69,16 @@ class AgreementAcceptance:
 
 @dataclasses.dataclass(frozen=True)
 class ProvisionedTenant:
+    """A new customer: its tenant, and the first global admin Microsoft made with it — the user name and temporary
+    password Partner Center returns once, in the create-customer answer (``userCredentials``,
+    https://learn.microsoft.com/partner-center/developer/create-a-customer). The password is never logged or stored in
+    clear (``repr=False`` keeps it out of tracebacks and log lines that print the object)."""
+
     tenant_id: str
     domain: str
+    admin_user_name: str | None = None
+    admin_password: str | None = dataclasses.field(default=None, repr=False)
+    admin_user_id: str | None = None  # the admin's user id, when the answer names it (the sandbox's does)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +170,10 @@ class ProviderUser:
     display_name: str
     enabled: bool
     sku_ids: frozenset[str]
+    # As Microsoft's admin centre shows them (issue 15); None when the answer does not say.
+    first_name: str | None = None
+    last_name: str | None = None
+    usage_location: str | None = None  # two letters (ISO 3166): required before a licence can be assigned
 
 
 class CspProvider(abc.ABC):
@@ -247,8 +259,12 @@ class CspProvider(abc.ABC):
         usage_location: str,
         correlation_id: str,
         request_id: str | None = None,
+        display_name: str | None = None,
     ) -> str:
-        """Add a Microsoft 365 user to the tenant; the user's id. The password goes to Microsoft only: never logged."""
+        """Add a Microsoft 365 user to the tenant; the user's id. The password goes to Microsoft only: never logged.
+        ``usage_location`` (two letters) is required by Microsoft before licences can be assigned to the user
+        (https://learn.microsoft.com/partner-center/developer/create-user-accounts-for-a-customer); ``display_name``
+        defaults to "First Last"."""
 
     @abc.abstractmethod
     def get_user_licences(self, tenant_id: str, user_id: str, *, correlation_id: str) -> list[str]:
@@ -283,6 +299,23 @@ class CspProvider(abc.ABC):
         self, tenant_id: str, user_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None
     ) -> None:
         """Let the user sign in (``enabled``) or stop them."""
+
+    @abc.abstractmethod
+    def update_user(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        first_name: str,
+        last_name: str,
+        display_name: str,
+        usage_location: str,
+        correlation_id: str,
+        request_id: str | None = None,
+    ) -> None:
+        """Change the user's names and usage location (Partner Center: PATCH .../users/{user-id},
+        https://learn.microsoft.com/partner-center/developer/update-user-accounts-for-a-customer). Setting the same
+        values again changes nothing: a retry is safe."""
 
     @abc.abstractmethod
     def delete_user(self, tenant_id: str, user_id: str, *, correlation_id: str, request_id: str | None = None) -> None:

@@ -529,7 +529,18 @@ class PartnerCenterProvider(PartnerCenterCarts, PartnerCenterBilling, CspProvide
             tenant_id = (data.get("companyProfile") or {}).get("tenantId") or data["id"]
         except (KeyError, AttributeError) as exc:
             raise self._unexpected("POST", path, correlation_id, status, exc) from exc
-        return ProvisionedTenant(tenant_id=str(tenant_id), domain=profile.domain)
+        # The first global admin's user name and temporary password, in this answer only (never logged)
+        credentials = data.get("userCredentials") if isinstance(data.get("userCredentials"), dict) else {}
+        user_name = str(credentials.get("userName") or "").strip() or None
+        if user_name and "@" not in user_name:
+            user_name = f"{user_name}@{profile.domain}"
+        password = credentials.get("password") if isinstance(credentials.get("password"), str) else None
+        return ProvisionedTenant(
+            tenant_id=str(tenant_id),
+            domain=profile.domain,
+            admin_user_name=user_name.lower() if user_name else None,
+            admin_password=password or None,
+        )
 
     def accept_agreement(self, tenant_id: str, acceptance: AgreementAcceptance, *, correlation_id: str) -> None:
         body = {
@@ -814,6 +825,7 @@ class PartnerCenterProvider(PartnerCenterCarts, PartnerCenterBilling, CspProvide
         usage_location: str,
         correlation_id: str,
         request_id: str | None = None,
+        display_name: str | None = None,
     ) -> str:
         path = f"/v1/customers/{tenant_id}/users"
         body = {
@@ -821,7 +833,7 @@ class PartnerCenterProvider(PartnerCenterCarts, PartnerCenterBilling, CspProvide
             "userPrincipalName": user_principal_name,
             "firstName": first_name,
             "lastName": last_name,
-            "displayName": f"{first_name} {last_name}".strip(),
+            "displayName": display_name or f"{first_name} {last_name}".strip(),
             "passwordProfile": {"password": password, "forceChangePassword": True},
         }
         response = self._request(
@@ -877,10 +889,20 @@ class PartnerCenterProvider(PartnerCenterCarts, PartnerCenterBilling, CspProvide
             upn = str(item["userPrincipalName"]).lower()
             name = str(item.get("displayName") or "")
             enabled = str(item.get("state") or "active").lower() == "active"
+            first, last, location = (item.get(key) for key in ("firstName", "lastName", "usageLocation"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise self._unexpected(method, path, correlation_id, status, exc) from exc
         licences = self.get_user_licences(tenant_id, user_id, correlation_id=correlation_id)
-        return ProviderUser(user_id, upn, name, enabled, frozenset(licences))
+        return ProviderUser(
+            user_id,
+            upn,
+            name,
+            enabled,
+            frozenset(licences),
+            first_name=str(first) if first is not None else None,
+            last_name=str(last) if last is not None else None,
+            usage_location=str(location).upper() if location else None,
+        )
 
     def find_user(self, tenant_id: str, user_principal_name: str, *, correlation_id: str) -> ProviderUser | None:
         """Partner Center filters a customer's users by state only: its pages are read until the user name is met
@@ -916,6 +938,29 @@ class PartnerCenterProvider(PartnerCenterCarts, PartnerCenterBilling, CspProvide
         body = {**changes, "attributes": {"objectType": "CustomerUser"}}
         path = f"/v1/customers/{tenant_id}/users/{user_id}"
         self._request("PATCH", path, correlation_id=correlation_id, body=body, user=True, request_id=request_id)
+
+    def update_user(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        first_name: str,
+        last_name: str,
+        display_name: str,
+        usage_location: str,
+        correlation_id: str,
+        request_id: str | None = None,
+    ) -> None:
+        """PATCH .../users/{user-id} with the names and usage location
+        (https://learn.microsoft.com/partner-center/developer/update-user-accounts-for-a-customer: a CustomerUser
+        with firstName, lastName, displayName, usageLocation; the same values again change nothing)."""
+        changes = {
+            "firstName": first_name,
+            "lastName": last_name,
+            "displayName": display_name,
+            "usageLocation": usage_location,
+        }
+        self._patch_user(tenant_id, user_id, changes, correlation_id, request_id)
 
     def set_user_enabled(
         self, tenant_id: str, user_id: str, enabled: bool, *, correlation_id: str, request_id: str | None = None

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import os
 import random
+import secrets
 import threading
 import time
 import uuid
@@ -38,6 +39,11 @@ from app.csp.sandbox_renewals import TERM_MONTHS, SandboxRenewals, add_months, s
 from app.models.csp import SandboxCustomer, SandboxDomain, SandboxSeatBatch, SandboxSubscription, SandboxUser
 
 _NAMESPACE = uuid.UUID("5b9a1f3e-7c1d-4d6e-9a39-2f0a3b6c8d41")
+
+
+def _temporary_password() -> str:
+    """What Microsoft makes for a new tenant's first admin: 16+ characters, upper and lower case, a digit, a symbol."""
+    return secrets.token_urlsafe(12) + secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") + secrets.choice("23456789") + "!k"
 
 
 def sandbox_id(kind: str, key: str) -> str:
@@ -126,6 +132,8 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, SandboxBilling, CspProvider
     def create_customer(self, profile: CompanyProfile, *, correlation_id: str) -> ProvisionedTenant:
         self._call("create_customer", correlation_id)
         tenant_id = sandbox_id("tenant", profile.domain_prefix)
+        admin = f"admin@{profile.domain}"
+        admin_id = sandbox_id("user", admin)
         try:
             with self._session() as session, session.begin():
                 session.add(SandboxDomain(prefix=profile.domain_prefix))
@@ -134,9 +142,27 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, SandboxBilling, CspProvider
                         tenant_id=tenant_id, domain_prefix=profile.domain_prefix, company_name=profile.company_name
                     )
                 )
+                # As Partner Center does: the tenant's first global admin, its temporary password in the answer only.
+                session.add(
+                    SandboxUser(
+                        user_id=admin_id,
+                        tenant_id=tenant_id,
+                        user_principal_name=admin,
+                        display_name="Global administrator",
+                        usage_location=profile.country[:2].upper() or None,
+                        is_global_admin=True,
+                        password_reset_on=clock.utcnow(),
+                    )
+                )
         except IntegrityError:
             raise DomainTaken(f"{profile.domain} already exists", correlation_id=correlation_id, status=409) from None
-        return ProvisionedTenant(tenant_id=tenant_id, domain=profile.domain)
+        return ProvisionedTenant(
+            tenant_id=tenant_id,
+            domain=profile.domain,
+            admin_user_name=admin,
+            admin_password=_temporary_password(),
+            admin_user_id=admin_id,
+        )
 
     def find_customer(self, domain_prefix: str, *, correlation_id: str) -> str | None:
         self._call("find_customer", correlation_id)
@@ -522,8 +548,10 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, SandboxBilling, CspProvider
         usage_location: str,
         correlation_id: str,
         request_id: str | None = None,
+        display_name: str | None = None,
     ) -> str:
         self._call("create_user", correlation_id)
+        self._check_usage_location(usage_location, correlation_id)
         user_id = sandbox_id("user", user_principal_name.lower())
         try:
             with self._session() as session, session.begin():
@@ -532,8 +560,11 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, SandboxBilling, CspProvider
                     SandboxUser(
                         user_id=user_id,
                         tenant_id=tenant_id,
-                        display_name=f"{first_name} {last_name}",
+                        display_name=display_name or f"{first_name} {last_name}".strip(),
                         user_principal_name=user_principal_name.lower(),
+                        first_name=first_name or None,
+                        last_name=last_name or None,
+                        usage_location=usage_location.upper(),
                     )
                 )
         except IntegrityError:
@@ -606,7 +637,20 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, SandboxBilling, CspProvider
             display_name=user.display_name,
             enabled=user.enabled,
             sku_ids=frozenset(user.sku_ids.split()),
+            first_name=user.first_name,
+            last_name=user.last_name,
+            usage_location=user.usage_location,
         )
+
+    @staticmethod
+    def _check_usage_location(usage_location: str, correlation_id: str) -> None:
+        """As Microsoft: a usage location is two letters (ISO 3166), required for a user who is to hold licences."""
+        if not (isinstance(usage_location, str) and len(usage_location) == 2 and usage_location.isalpha()):
+            raise ProviderError(
+                f"usageLocation {usage_location!r} is not a two-letter country code",
+                correlation_id=correlation_id,
+                status=400,
+            )
 
     @staticmethod
     def _user(session: Session, tenant_id: str, user_id: str, correlation_id: str) -> SandboxUser:
@@ -642,6 +686,26 @@ class SandboxProvider(SandboxCarts, SandboxRenewals, SandboxBilling, CspProvider
         with self._session() as session, session.begin():
             self._user(session, tenant_id, user_id, correlation_id).enabled = enabled
         self._answer_lost("set_user_enabled", correlation_id)
+
+    def update_user(
+        self,
+        tenant_id: str,
+        user_id: str,
+        *,
+        first_name: str,
+        last_name: str,
+        display_name: str,
+        usage_location: str,
+        correlation_id: str,
+        request_id: str | None = None,
+    ) -> None:
+        self._call("update_user", correlation_id)
+        self._check_usage_location(usage_location, correlation_id)
+        with self._session() as session, session.begin():
+            user = self._user(session, tenant_id, user_id, correlation_id)
+            user.first_name, user.last_name = first_name or None, last_name or None
+            user.display_name, user.usage_location = display_name, usage_location.upper()
+        self._answer_lost("update_user", correlation_id)
 
     def delete_user(self, tenant_id: str, user_id: str, *, correlation_id: str, request_id: str | None = None) -> None:
         self._call("delete_user", correlation_id)

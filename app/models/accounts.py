@@ -103,6 +103,10 @@ class MicrosoftTenant(TenantOwned, Model):
     # When it last went into "provisioning": past TENANT_PROVISIONING_TIMEOUT_SECONDS, the recoverer asks Microsoft.
     provisioning_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
+    # Not a column: the first admin's credentials, in memory for the request that created the tenant alone (issue 15,
+    # app/services/handover.py FreshCredentials).
+    fresh_credentials = None
+
     @property
     def primary_domain(self) -> str:
         return f"{self.domain_prefix}.onmicrosoft.com"

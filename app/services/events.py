@@ -148,6 +148,10 @@ ACTION_NAMES: dict[str, str] = {
     "tenant.recovered": "Settled an interrupted Microsoft tenant",
     "tenant.linked": "Linked a Microsoft tenant",
     "tenant.relationship_accepted": "Reseller relationship accepted",
+    "tenant.credentials_shown": "Showed a new tenant's admin sign-in once",
+    "tenant.credentials_sent": "Mailed a one-time link to a new tenant's admin sign-in",
+    "tenant.credentials_opened": "Opened the one-time link to a tenant's admin sign-in",
+    "tenant.credentials_missing": "Microsoft named no admin password for a new tenant",
     "subscription.ordered": "Ordered a subscription",
     "subscription.created": "Added a subscription",
     "subscription.quantity_changed": "Changed a licence quantity",
@@ -172,6 +176,8 @@ ACTION_NAMES: dict[str, str] = {
     "m365_user.disabled": "Disabled a Microsoft 365 user",
     "m365_user.deleted": "Deleted a Microsoft 365 user",
     "m365_user.password_reset": "Reset a Microsoft 365 user's password",
+    "m365_user.updated": "Edited a Microsoft 365 user",
+    "m365_user.imported": "Imported Microsoft 365 users",
     "m365_user.repaired": "Matched a Microsoft 365 user to Microsoft's record",
     "m365_user.unconfirmed": "Microsoft 365 user change not confirmed by Microsoft",
     "subscription.repaired": "Matched a subscription to Microsoft's record",
@@ -227,17 +233,37 @@ TARGET_NAMES: dict[str, str] = {
     "ReconciliationRun": "Reconciliation",
     "Invoice": "Invoice",
     "Month": "Month",
+    "CredentialHandover": "Admin sign-in link",
+}
+
+#: Words for an action's code, for one ACTION_NAMES lacks: a whole part (``tenant.`` is a Microsoft tenant) ...
+CODE_PARTS: dict[str, str] = {"tenant": "Microsoft tenant", "auth": "sign-in", "reconcile": "reconciliation"}
+#: ... and single words: ``m365_user.created`` → "Microsoft 365 user created".
+CODE_WORDS: dict[str, str] = {
+    "m365": "Microsoft 365",
+    "mfa": "two-factor authentication",
+    "cp3": "(CP3)",
+    "csp": "CSP",
+    "pricesheet": "price sheet",
 }
 
 
 def _words(name: str) -> str:
-    """``m365_user.created`` → ``M365 user created``; ``MicrosoftTenant`` → ``Microsoft tenant``."""
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace(".", " ").replace("_", " ").strip().lower()
-    return spaced[:1].upper() + spaced[1:] if spaced else "Something"
+    """``MicrosoftTenant`` → ``Microsoft tenant``; ``m365_user.created`` → ``Microsoft 365 user created``."""
+    words = []
+    for part in re.split(r"[.\s]+", name.strip()):
+        if part.lower() in CODE_PARTS:
+            words.append(CODE_PARTS[part.lower()])
+            continue
+        spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", part).replace("_", " ").lower()
+        words += [CODE_WORDS.get(word, word) for word in spaced.split()]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:] if text else "Something"
 
 
 def action_name(action: str) -> str:
-    """What the Event Log calls an action; an unknown one in words, never its dotted name."""
+    """What the Event Log calls an action (``m365_user.created``: "Added a Microsoft 365 user"); an action without
+    words of its own (recorded by code newer than this list) in words made from its code, never its dotted name."""
     return ACTION_NAMES.get(action) or _words(action)
 
 

@@ -65,6 +65,7 @@ QUANTITY, AUTO_RENEW = "quantity", "auto_renew"
 LICENCE_ASSIGN, LICENCE_REMOVE = "licence_assign", "licence_remove"
 USER_CREATE, USER_ENABLE, USER_DISABLE = "m365_user_create", "m365_user_enable", "m365_user_disable"
 USER_DELETE, USER_RESET_PASSWORD = "m365_user_delete", "m365_user_reset_password"
+USER_UPDATE = "m365_user_update"
 
 
 def _begin(kind: str, account_id: int, target: str, params: dict) -> ProviderOperation:
@@ -459,8 +460,9 @@ def temporary_password() -> str:
     return secrets.token_urlsafe(12) + secrets.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") + secrets.choice("23456789") + "!a"
 
 
-def _record_user(customer: Account, upn: str, display_name: str, user_id: str) -> M365User:
-    """The portal's record of the user Microsoft has (once: an earlier try may have recorded it)."""
+def _record_user(customer: Account, upn: str, display_name: str, user_id: str, **names) -> M365User:
+    """The portal's record of the user Microsoft has (once: an earlier try may have recorded it), with its
+    ``first_name``, ``last_name`` and ``usage_location`` when given."""
     person = db.session.scalars(
         select(M365User).where(M365User.account_id == customer.id, M365User.user_principal_name == upn)
     ).first()
@@ -468,30 +470,52 @@ def _record_user(customer: Account, upn: str, display_name: str, user_id: str) -
         person = M365User(account_id=customer.id, display_name=display_name, user_principal_name=upn)
         db.session.add(person)
     person.provider_user_id = user_id
+    for name in ("first_name", "last_name", "usage_location"):
+        if names.get(name) is not None:
+            setattr(person, name, names[name] or None)
     db.session.flush()
     return person
 
 
-def add_m365_user(customer: Account, first_name: str, last_name: str, username: str, password: str) -> M365User:
-    """Create the user at Microsoft, then here. The password goes to Microsoft only: never into the operation, an
+def add_m365_user(
+    customer: Account,
+    first_name: str,
+    last_name: str,
+    username: str,
+    password: str,
+    *,
+    display_name: str | None = None,
+    usage_location: str | None = None,
+) -> M365User:
+    """Create the user at Microsoft, then here, as Microsoft's admin centre adds one: names, display name (default
+    "First Last"), user name at the tenant's domain and usage location (default the customer's country: Microsoft
+    needs it before licences can be assigned). The password goes to Microsoft only: never into the operation, an
     event or a log line. Before it is told that nothing was made, Microsoft is asked whether the user exists."""
     tenant = customer.tenant
     tenant_id = _tenant_id(customer)
     first, last = first_name.strip(), last_name.strip()
+    display = (display_name or "").strip() or f"{first} {last}".strip()
     upn = f"{username.strip().lower()}@{tenant.primary_domain}"
     if db.session.scalar(
         select(M365User.id).where(M365User.account_id == customer.id, M365User.user_principal_name == upn)
     ):
         raise LicenceError(f"{upn} already exists.")
-    location = customer.country or "NZ"
-    params = {"user_principal_name": upn, "first_name": first, "last_name": last, "usage_location": location}
+    location = (usage_location or customer.country or "NZ").strip().upper()
+    params = {
+        "user_principal_name": upn,
+        "first_name": first,
+        "last_name": last,
+        "display_name": display,
+        "usage_location": location,
+    }
     operation = _begin(USER_CREATE, customer.id, f"account:{customer.id}", params)
+    names = {"first_name": first, "last_name": last, "usage_location": location}
 
     def found(truth, exc: ProviderError):
         if truth is None:
             return False, f"{upn} does not exist at Microsoft"
         if exc.status == 409:  # it existed before this request: listed now, but its password is not the one typed
-            person = _record_user(customer, upn, truth.display_name or f"{first} {last}", truth.user_id)
+            person = _record_user(customer, upn, truth.display_name or display, truth.user_id, **_names_of(truth))
             record_event(
                 "m365_user.repaired",
                 account_id=customer.id,
@@ -512,6 +536,7 @@ def add_m365_user(customer: Account, first_name: str, last_name: str, username: 
             usage_location=location,
             correlation_id=cid,
             request_id=rid,
+            display_name=display,
         ),
         lambda: get_provider().find_user(tenant_id, upn, correlation_id=new_correlation_id()),
         found,
@@ -521,15 +546,25 @@ def add_m365_user(customer: Account, first_name: str, last_name: str, username: 
         target=customer,
     )
     user_id = answer.user_id if settled else answer
-    person = _record_user(customer, upn, f"{first} {last}", user_id)
+    person = _record_user(customer, upn, display, user_id, **names)
     record_event(
         "m365_user.created",
         account_id=customer.id,
         target=person,
-        summary=f"Microsoft 365 user {upn} added (request id {operation.request_id})",
+        summary=f"Microsoft 365 user {upn} ({display}) added, usage location {location} "
+        f"(request id {operation.request_id})",
     )
     operations.succeeded(operation, {"m365_user_id": person.id, "provider_user_id": user_id}, cid)
     return person
+
+
+def _names_of(truth) -> dict:
+    """What Microsoft's record of a user says of its names and usage location (what it does not say is left out)."""
+    return {
+        name: getattr(truth, name)
+        for name in ("first_name", "last_name", "usage_location")
+        if getattr(truth, name, None) is not None
+    }
 
 
 def _linked_user(person: M365User) -> str:
@@ -596,6 +631,101 @@ def set_m365_user_status(person: M365User, enabled: bool) -> None:
         summary=f"Microsoft 365 user {person.user_principal_name} {verb} (request id {operation.request_id})",
     )
     operations.succeeded(operation, {"enabled": enabled}, cid)
+
+
+#: What Edit changes, as the portal's M365User names it, and how the Event Log says it.
+DETAILS = {
+    "first_name": "first name",
+    "last_name": "last name",
+    "display_name": "display name",
+    "usage_location": "usage location",
+}
+
+
+def _details(person_or_truth) -> dict:
+    return {name: getattr(person_or_truth, name, None) for name in DETAILS}
+
+
+def _changes(before: dict, after: dict) -> str:
+    """What differs, in words: "display name Ana → Ana B, usage location NZ → AU"."""
+    return ", ".join(
+        f"{words} {before[name] or '(none)'} → {after[name] or '(none)'}"
+        for name, words in DETAILS.items()
+        if before[name] != after[name]
+    )
+
+
+def _match_details(person: M365User, wanted: dict, truth) -> tuple[bool, str]:
+    """Microsoft's record of the user (None: it has none): the portal's names and usage location made to match, a
+    repair an event; whether they are what was asked (``wanted``)."""
+    upn = person.user_principal_name
+    if truth is None:
+        return False, f"{upn} no longer exists at Microsoft"
+    before = _details(person)
+    for name in DETAILS:
+        value = getattr(truth, name, None)
+        if value is not None and value != getattr(person, name):
+            setattr(person, name, value)
+    changed = _changes(before, _details(person))
+    if changed:
+        record_event(
+            "m365_user.repaired",
+            account_id=person.account_id,
+            target=person,
+            summary=f"Microsoft has other details for {upn} ({changed}): the portal now matches",
+        )
+    done = all((getattr(truth, name, None) or "") == (wanted[name] or "") for name in DETAILS)
+    location = truth.usage_location or "not set"
+    return done, f"{upn} is {truth.display_name} at Microsoft (usage location {location})"
+
+
+def update_m365_user(
+    person: M365User, *, first_name: str, last_name: str, display_name: str, usage_location: str
+) -> bool:
+    """Change the user's names and usage location — at Microsoft first, then here; whether anything changed. After an
+    unanswered call Microsoft's record is read back and the portal made to match it."""
+    wanted = {
+        "first_name": first_name.strip(),
+        "last_name": last_name.strip(),
+        "display_name": display_name.strip() or f"{first_name.strip()} {last_name.strip()}".strip(),
+        "usage_location": usage_location.strip().upper(),
+    }
+    if not wanted["display_name"]:
+        raise LicenceError("A display name is needed.")
+    before = _details(person)
+    if before == wanted:
+        return False
+    tenant_id = _linked_user(person)
+    upn = person.user_principal_name
+    operation = _begin(
+        USER_UPDATE,
+        person.account_id,
+        f"m365_user:{person.id}",
+        {"m365_user_id": person.id, "provider_user_id": person.provider_user_id, **wanted},
+    )
+    _answer, cid, settled = _send(
+        operation,
+        lambda cid, rid: get_provider().update_user(
+            tenant_id, person.provider_user_id, **wanted, correlation_id=cid, request_id=rid
+        ),
+        _read_user(person),
+        lambda truth, _exc: _match_details(person, wanted, truth),
+        what=f"change the details of {upn}",
+        noun="m365_user",
+        account_id=person.account_id,
+        target=person,
+    )
+    if not settled:
+        for name, value in wanted.items():
+            setattr(person, name, value)
+    record_event(
+        "m365_user.updated",
+        account_id=person.account_id,
+        target=person,
+        summary=f"Microsoft 365 user {upn}: {_changes(before, wanted)} (request id {operation.request_id})",
+    )
+    operations.succeeded(operation, {"updated": True}, cid)
+    return True
 
 
 def _held_subscriptions(person: M365User) -> list[Subscription]:
@@ -778,7 +908,9 @@ def _recover_user_create(operation: ProviderOperation) -> None:
     known = db.session.scalar(
         select(M365User.id).where(M365User.account_id == customer.id, M365User.user_principal_name == upn)
     )
-    person = _record_user(customer, upn, f"{params['first_name']} {params['last_name']}", found.user_id)
+    display = params.get("display_name") or f"{params['first_name']} {params['last_name']}"
+    names = {name: params.get(name) for name in ("first_name", "last_name", "usage_location")}
+    person = _record_user(customer, upn, display, found.user_id, **names)
     if known is None:
         record_event(
             "m365_user.repaired",
@@ -796,6 +928,15 @@ def _recover_user_status(operation: ProviderOperation) -> None:
     if person is None:
         return _interrupted(operation, False, "the user is no longer in the portal")
     done, words = _match_status(person, params["enabled"], _read_user(person)())
+    _interrupted(operation, done, words)
+
+
+def _recover_user_update(operation: ProviderOperation) -> None:
+    params = operations.params_of(operation)
+    person = db.session.get(M365User, params["m365_user_id"])
+    if person is None:
+        return _interrupted(operation, False, "the user is no longer in the portal")
+    done, words = _match_details(person, {name: params[name] for name in DETAILS}, _read_user(person)())
     _interrupted(operation, done, words)
 
 
@@ -842,6 +983,7 @@ RECOVERERS = {
     USER_CREATE: _recover_user_create,
     USER_ENABLE: _recover_user_status,
     USER_DISABLE: _recover_user_status,
+    USER_UPDATE: _recover_user_update,
     USER_DELETE: _recover_user_delete,
     USER_RESET_PASSWORD: _recover_password_reset,
 }

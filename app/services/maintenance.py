@@ -69,6 +69,12 @@ def _purge_exports() -> int:
     return purge_expired()
 
 
+def _purge_handovers() -> int:
+    from app.services.handover import purge_expired
+
+    return purge_expired()
+
+
 def _reconcile() -> int:
     from app.services.reconcile import run_if_due
 
@@ -105,6 +111,8 @@ TASKS = (
     Task("recover tenants", _recover_tenants, _tick),
     Task("purge expired exports", _purge_exports, lambda app: 3600.0 if _tick(app) else 0),
     Task("purge old mail", _purge_mail, lambda app: 3600.0 if _tick(app) else 0),
+    # Hourly: a tenant hand-over link past its expiry has its (encrypted) password erased (issue 15).
+    Task("erase expired hand-over links", _purge_handovers, lambda app: 3600.0 if _tick(app) else 0),
     # Checked every tick; run_if_due itself asks the database when the last reconciliation started.
     Task("reconcile with Microsoft", _reconcile, lambda app: _tick(app) if app.config["RECONCILE_EVERY_HOURS"] else 0),
     # Hourly: a renewal starts at 00:00 UTC (13:00 or midday in New Zealand) and Microsoft may take up to 24 hours.

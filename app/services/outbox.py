@@ -40,6 +40,7 @@ KIND_NAMES = {
     "password_reset": "Password reset",
     "access_granted": "Access granted",
     "password_reset_request": "Password reset",
+    "tenant_handover": "Tenant hand-over",
 }
 # Mails whose final failure shows on their login's row of the Users tab, with Resend.
 LINK_KINDS = ("activation", "welcome")

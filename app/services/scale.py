@@ -223,6 +223,13 @@ def seed_scale(
         )
     )
     db.session.commit()
+    # Fresh planner statistics for what was just written (PostgreSQL): without them the first filtered lists are
+    # planned for empty tables (2-4 s instead of 0.1-0.3 s at 100k customers) until autovacuum gets there.
+    if db.engine.dialect.name == "postgresql":
+        tables = "account, microsoft_tenant, subscription, m365_user, licence_assignment, ab_user, membership"
+        reviewed = {"portal_unscoped_reason": "statistics of the tables the scale seeder filled"}
+        db.session.execute(text(f"ANALYZE {tables}").execution_options(**reviewed))
+        db.session.commit()
     return added
 
 

@@ -24,7 +24,7 @@ from app.csp.rules import DOMAIN_SUFFIX, normalise_prefix, prefix_problem
 from app.extensions import db
 from app.models.accounts import Account, MicrosoftTenant
 from app.models.base import utcnow
-from app.services import operations
+from app.services import handover, operations
 from app.services.events import record_event
 from security import scoping
 
@@ -170,6 +170,19 @@ def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
             faults.point(faults.AFTER_CREATE_CUSTOMER)
             tenant.tenant_guid = created.tenant_id
             operations.succeeded(operation, {"tenant_id": created.tenant_id}, correlation_id)
+            if created.admin_user_name and created.admin_password:  # shown once; to the master admin by a one-time link
+                admin_id = _admin_id(provider, created, correlation_id)
+                tenant.fresh_credentials = handover.hand_over(
+                    tenant, created.admin_user_name, created.admin_password, admin_id
+                )
+            else:
+                record_event(
+                    "tenant.credentials_missing",
+                    account_id=tenant.account_id,
+                    target=tenant,
+                    summary=f"Microsoft's answer for {tenant.primary_domain} named no first admin password: reset the "
+                    "admin's password under Microsoft 365 users",
+                )
             db.session.commit()  # the customer exists at Microsoft now: never create it twice
         acceptance = dict(dataclasses.asdict(request.acceptance), tenant=tenant.id)
         acceptance["accepted_on"] = request.acceptance.accepted_on.isoformat()
@@ -202,6 +215,19 @@ def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
 
 
 TENANT_CREATE, AGREEMENT_ACCEPT = "tenant_create", "agreement_accept"
+
+
+def _admin_id(provider, created, correlation_id: str) -> str | None:
+    """The first admin's user id: in the answer (the sandbox's), else asked by its user name (Partner Center's answer
+    names only the user name). Best effort: without it the admin is still listed, and matched by user name."""
+    if created.admin_user_id:
+        return created.admin_user_id
+    try:
+        found = provider.find_user(created.tenant_id, created.admin_user_name, correlation_id=correlation_id)
+    except ProviderError as exc:
+        log.warning("The first admin of %s was not found yet (%s)", created.domain, exc)
+        return None
+    return found.user_id if found else None
 
 
 def _operation(tenant: MicrosoftTenant, kind: str, params: dict, correlation_id: str):
@@ -284,6 +310,11 @@ def recover(tenant: MicrosoftTenant) -> MicrosoftTenant:
             f"{INTERRUPTED} after Microsoft created the customer (tenant id {found}); the Customer Agreement is not "
             "confirmed yet. Retry completes it (the tenant is not created twice)."
         )
+        if not tenant.tenant_guid:
+            message += (
+                " Microsoft sent the first admin's temporary password only in the lost answer: once the tenant is "
+                "active, reset the admin's password under Microsoft 365 users."
+            )
     else:
         message = f"{INTERRUPTED} before Microsoft created anything. Retry, or change the domain name."
     claimed = db.session.execute(

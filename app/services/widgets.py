@@ -237,11 +237,17 @@ def usage_series(customer_ids, months: int = 12, today: dt.date | None = None) -
     return {"months": [e.strftime("%b %Y") for e in ends], "products": products, "spend": spend}
 
 
+#: The dashboard's own layout changes (add_widget, remove_widget, reorder above): in the Event Log, not in Recent
+#: activity, where moving a widget would push out what happened to the account.
+DASHBOARD_LAYOUT_ACTIONS = ("dashboard.widget_added", "dashboard.widget_removed", "dashboard.reordered")
+
+
 def recent_activity(customer_id: int, limit: int = 8) -> list[Event]:
+    """The account's latest events, less the dashboard's own layout changes."""
     return list(
         db.session.scalars(
             select(Event)
-            .where(customer_portal_events(customer_id))
+            .where(customer_portal_events(customer_id), Event.action.not_in(DASHBOARD_LAYOUT_ACTIONS))
             .order_by(Event.occurred_at.desc(), Event.id.desc())
             .limit(limit)
         )

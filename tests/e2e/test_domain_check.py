@@ -7,8 +7,11 @@ import re
 
 import pytest
 
+from app.models.accounts import Account
 from app.models.csp import SandboxDomain
+from tests import factories
 from tests.conftest import unscoped
+from tests.mail import body_of, empty_outbox, outbox_messages
 
 try:
     from playwright.sync_api import expect
@@ -23,6 +26,9 @@ RECORD_STATUS = """() => {
   new MutationObserver(() => window.statusHistory.push({text: status.textContent, value: input.value}))
     .observe(status, {childList: true, characterData: true, subtree: true});
 }"""
+
+
+MASTER = "mara@anchormarine.example"
 
 
 @pytest.fixture
@@ -85,7 +91,11 @@ def test_typing_quickly_never_leaves_a_stale_verdict(tenant_form, sandbox):
             assert shown.group(1) == entry["value"].lower(), entry
 
 
-def test_create_the_tenant_from_the_form(tenant_form):
+def test_create_the_tenant_from_the_form(tenant_form, app, world):
+    with unscoped() as session:  # the master admin the one-time link goes to (issue 15)
+        factories.user(session.get(Account, world.accounts["customer_a2"].id), MASTER, master_admin=True)
+        session.commit()
+    empty_outbox(app)
     tenant_form.locator("#domain_prefix").fill("anchormarine")
     expect(_status(tenant_form)).to_have_text("✔ anchormarine.onmicrosoft.com is available")
     for field, value in {
@@ -103,5 +113,20 @@ def test_create_the_tenant_from_the_form(tenant_form):
         tenant_form.locator(f"#{field}").fill(value)
     tenant_form.locator("#agreement").check()
     tenant_form.get_by_role("button", name="Create tenant").click()
+    # Issue 15: the first global admin's user name and temporary password, shown once on the answer
+    expect(tenant_form.locator('[data-test="admin-user-name"]')).to_have_text("admin@anchormarine.onmicrosoft.com")
+    expect(tenant_form.locator('[data-test="admin-password"]')).to_have_text(re.compile(r"^\S{16,}$"))
+    password = tenant_form.locator('[data-test="admin-password"]').inner_text()
+    tenant_form.get_by_role("link", name="Done").click()
     expect(tenant_form.locator('[data-test="tenant-status"]')).to_have_text("Active")
+    # The master admin's one-time link: the password once, then never again
+    (mail,) = [m for m in outbox_messages(app) if m["To"] == MASTER]
+    assert password not in mail.as_string()
+    link = re.search(r"https?://[^\s\"<>]+/handover/[^\s\"<>]+", body_of(mail)).group(0)
+    tenant_form.goto(re.sub(r"^https?://[^/]+", "", link))
+    tenant_form.get_by_role("button", name="Show the temporary password").click()
+    expect(tenant_form.locator('[data-test="password"]')).to_have_text(password)
+    tenant_form.reload()
+    expect(tenant_form.get_by_role("heading", name="This link has already been used")).to_be_visible()
+    tenant_form.goto(f"/accounts/{world.accounts['customer_a2'].id}/products/microsoft-tenant")
     expect(tenant_form.locator('[data-test="primary-domain"]')).to_have_text("anchormarine.onmicrosoft.com")

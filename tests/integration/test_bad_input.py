@@ -288,7 +288,7 @@ def test_repeated_clicks_change_nothing_twice(world, ops_admin_client, customer_
     for _ in range(2):
         ops_admin_client.post(
             f"/accounts/{world.accounts['reseller_a'].id}/users/partner/{target}/disable",
-            data={"csrf_token": ops_token},
+            data={"csrf_token": ops_token, "confirmed": "yes"},
         )
     with unscoped() as session:
         after = session.scalar(select(func.count(Event.id)).where(Event.action == "user.disabled"))

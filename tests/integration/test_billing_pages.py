@@ -267,9 +267,9 @@ def test_csp_admin_issues_its_invoice_and_drafts_a_credit_note(billed, login):
     assert 'data-test="issue-form"' in page
     # Not on the invoice it received: that is the operator's to issue (and the reseller sees it once issued).
     assert client.get(f"/billing/invoices/{inv['op_to_a']}").status_code == 404
-    assert _post(client, f"/billing/invoices/{inv['op_to_a']}/issue").status_code == 404
+    assert _post(client, f"/billing/invoices/{inv['op_to_a']}/issue", {"confirmed": "yes"}).status_code == 404
     assert _state(inv["op_to_a"])[0] == "draft"
-    answer = _post(client, f"/billing/invoices/{inv['a_to_customer_a']}/issue")
+    answer = _post(client, f"/billing/invoices/{inv['a_to_customer_a']}/issue", {"confirmed": "yes"})
     assert answer.status_code == 302
     status, number, issued_on = _state(inv["a_to_customer_a"])
     assert status == "issued" and number.endswith("000001") and issued_on is not None
@@ -297,10 +297,10 @@ def test_csp_admin_issues_its_invoice_and_drafts_a_credit_note(billed, login):
 def test_operator_issues_its_invoice_to_a_reseller(billed, login):
     inv = billed.invoices
     client = login(billed.users["ops_admin"].email)
-    assert _post(client, f"/billing/invoices/{inv['op_to_a']}/issue").status_code == 302
+    assert _post(client, f"/billing/invoices/{inv['op_to_a']}/issue", {"confirmed": "yes"}).status_code == 302
     assert _state(inv["op_to_a"])[0] == "issued"
     # The reseller's invoices to its customers are the reseller's to issue: not the operator's.
-    assert _post(client, f"/billing/invoices/{inv['a_to_customer_a']}/issue").status_code == 404
+    assert _post(client, f"/billing/invoices/{inv['a_to_customer_a']}/issue", {"confirmed": "yes"}).status_code == 404
     assert _state(inv["a_to_customer_a"])[0] == "draft"
 
 
@@ -323,7 +323,7 @@ def test_a_partner_user_cannot_issue_or_credit(billed, login, app):
     inv = billed.invoices
     client = login(billed.users["reseller_a_user"].email)
     assert 'data-test="issue-form"' not in client.get(f"/billing/invoices/{inv['a_to_customer_a']}").text
-    assert _post(client, f"/billing/invoices/{inv['a_to_customer_a']}/issue").status_code == 404
+    assert _post(client, f"/billing/invoices/{inv['a_to_customer_a']}/issue", {"confirmed": "yes"}).status_code == 404
     assert _state(inv["a_to_customer_a"]) == ("draft", None, None)
     with app.app_context(), scoping.bypass("test: issue"):
         billing.issue(db.session.get(Invoice, inv["a_to_customer_a"]))
@@ -340,7 +340,7 @@ def test_another_resellers_admin_gets_404_everywhere_and_nothing_changes(billed,
     for name in ("op_to_a", "a_to_customer_a"):
         assert client.get(f"/billing/invoices/{inv[name]}").status_code == 404
         assert client.get(f"/billing/invoices/{inv[name]}.xlsx").status_code == 404
-        assert _post(client, f"/billing/invoices/{inv[name]}/issue").status_code == 404
+        assert _post(client, f"/billing/invoices/{inv[name]}/issue", {"confirmed": "yes"}).status_code == 404
         assert _post(client, f"/billing/invoices/{inv[name]}/credit-note", {"reason": "mine now"}).status_code == 404
     assert client.get(f"/billing/accounts/{a['reseller_a'].id}/").status_code == 404
     assert client.get(f"/billing/settings/{a['reseller_a'].id}").status_code == 404
@@ -433,7 +433,7 @@ def test_billing_settings_save_with_an_event_and_number_the_next_invoice(billed,
         saved = session.scalars(select(BillingProfile).where(BillingProfile.account_id == a["reseller_a"].id)).one()
         assert (saved.invoice_prefix, saved.gst_number, saved.payment_terms_days) == ("ALP-", "12-345-678", 14)
     assert _count(Event, Event.action == "billing.settings", Event.account_id == a["reseller_a"].id) == 1
-    _post(client, f"/billing/invoices/{inv['a_to_customer_a']}/issue")
+    _post(client, f"/billing/invoices/{inv['a_to_customer_a']}/issue", {"confirmed": "yes"})
     status, number, issued_on = _state(inv["a_to_customer_a"])
     with unscoped() as session:
         invoice = session.get(Invoice, inv["a_to_customer_a"])

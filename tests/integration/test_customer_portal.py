@@ -286,7 +286,7 @@ def test_assign_and_unassign_licences(world, customer_a_master_admin_client):
     with unscoped() as session:
         sku = session.get(Product, world.rows["products"]["basic"]).sku
         assert sku in session.scalars(select(SandboxUser.sku_ids).where(SandboxUser.user_id == nia_at_microsoft)).one()
-    _post(client, f"{path}/unassign", m365_user_id=str(nia_id))
+    _post(client, f"{path}/unassign", m365_user_id=str(nia_id), confirmed="yes")
     assert _sub(world)[2] == assigned
     with unscoped() as session:
         points = session.scalars(
@@ -351,7 +351,8 @@ def test_concurrent_assignments_of_the_last_free_licence(app, world, login):
 
 def test_disable_a_microsoft_365_user(world, customer_a_master_admin_client):
     person = world.rows["a"]["m365_user"]
-    _post(customer_a_master_admin_client, f"{_portal(world)}/services/microsoft-csp/users/{person}/disable")
+    path = f"{_portal(world)}/services/microsoft-csp/users/{person}/disable"
+    _post(customer_a_master_admin_client, path, confirmed="yes")
     with unscoped() as session:
         assert session.get(M365User, person).status == "disabled"
 
@@ -492,5 +493,8 @@ def test_a_master_admin_creates_the_tenant_from_services(world, login):
     response = _submit(
         client, customer, _form(client, customer, domain_prefix="anchorboss", contact_email="boss@anchor.example")
     )
-    assert response.location == f"/portal/{customer}/services/microsoft-csp"
-    assert "anchorboss.onmicrosoft.com" in client.get(response.location).text
+    # Created: the first admin's credentials, once, in the customer portal's frame, with the way back (issue 15)
+    assert response.status_code == 200 and "customer-sidebar" in response.text
+    assert 'data-test="admin-user-name">admin@anchorboss.onmicrosoft.com<' in response.text
+    assert f'href="/portal/{customer}/services/microsoft-csp"' in response.text
+    assert "anchorboss.onmicrosoft.com" in client.get(f"/portal/{customer}/services/microsoft-csp").text

@@ -207,7 +207,7 @@ def test_a_partner_user_launched_as_master_admin_helps_with_users_and_licences(w
         f"/portal/{customer}/services/microsoft-csp/users",
         data={"csrf_token": token, "first_name": "Hana", "last_name": "Help", "username": "hana"},
     )
-    assert added.status_code == 302
+    assert added.status_code == 200 and 'data-test="password"' in added.text  # its temporary password, shown once
     with unscoped() as session:
         hana = session.scalars(select(M365User).where(M365User.user_principal_name.like("hana@%"))).one().id
         sub = session.get(Subscription, world.rows["a"]["subscription2"])
@@ -269,18 +269,49 @@ def test_it_expires(world, reseller_a_admin_client, app):
         assert "expired after 60 minutes" in ended
 
 
-def test_logout_ends_both(app, world, reseller_a_admin_client):
-    customer = world.accounts["customer_a"].id
-    _launch(reseller_a_admin_client, world)
-    captured = reseller_a_admin_client.get_cookie(COOKIE).value
-    reseller_a_admin_client.post("/logout/", data={"csrf_token": csrf_token(reseller_a_admin_client)})
-    assert "/login/" in reseller_a_admin_client.get(f"/portal/{customer}/").location
-    assert "/login/" in reseller_a_admin_client.get("/").location
-    replay = app.test_client()
+def _events(action: str) -> list[tuple[int, str]]:
+    with unscoped() as session:
+        return [
+            (e.account_id, e.summary)
+            for e in session.scalars(select(Event).where(Event.action == action).order_by(Event.id))
+        ]
+
+
+def test_logout_while_launched_ends_the_launch_and_returns_to_the_partner_portal(app, world, reseller_a_admin_client):
+    """Logout in a launched customer portal is Return to partner portal: the visit ends (an event on both sides) and
+    the partner user is still signed in as themselves, on the customer's Users tab."""
+    client, customer = reseller_a_admin_client, world.accounts["customer_a"].id
+    _launch(client, world)
+    captured = client.get_cookie(COOKIE).value
+    signed_out = _events("auth.logout")
+    asked = client.get("/logout/")  # an old link or bookmark: asked first, in the visit's words
+    assert "Leave the customer portal?" in asked.text and "still signed in as admin@alpha.example" in asked.text
+    response = client.post("/logout/", data={"csrf_token": csrf_token(client, f"/portal/{customer}/")})
+    assert response.status_code == 302 and response.location == f"/accounts/{customer}/users"
+    page = client.get(response.location)
+    assert page.status_code == 200 and "back in the partner portal, still signed in" in page.text
+    assert 'data-user="' in page.text and "Return to partner portal" not in page.text
+    assert client.get("/").status_code == 200  # signed in as Simon, in the partner portal
+    assert client.get(f"/portal/{customer}/").status_code == 403  # no longer launched
+    ended = _events("impersonation.ended")
+    assert {account for account, _ in ended} == {customer, world.accounts["reseller_a"].id}
+    assert all("logged out of the customer portal" in summary for _, summary in ended)
+    assert _events("auth.logout") == signed_out  # nobody signed out
+    replay = app.test_client()  # the launched session's cookie is dead
     replay.set_cookie(COOKIE, captured)
     assert "/login/" in replay.get("/").location
-    with unscoped() as session:
-        assert session.scalars(select(Event).where(Event.action == "impersonation.ended")).first() is not None
+    # A second Logout, now in the partner portal, signs out.
+    out = client.post("/logout/", data={"csrf_token": csrf_token(client)})
+    assert "/login/" in out.location and "/login/" in client.get("/").location
+
+
+def test_a_customer_users_own_logout_signs_out(world, customer_a_master_admin_client):
+    client, customer = customer_a_master_admin_client, world.accounts["customer_a"].id
+    response = client.post("/logout/", data={"csrf_token": csrf_token(client, f"/portal/{customer}/")})
+    assert response.status_code == 302 and "/login/" in response.location
+    assert "/login/" in client.get(f"/portal/{customer}/").location
+    assert _events("impersonation.ended") == []
+    assert any(account == customer for account, _ in _events("auth.logout"))
 
 
 def test_launch_button_and_activate_button_on_the_users_tab(world, people, reseller_a_admin_client):

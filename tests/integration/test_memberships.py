@@ -226,7 +226,7 @@ def test_removing_a_membership_ends_that_access_at_the_next_request(app, world, 
     assert client.get(f"/portal/{a2}/").status_code == 200
     removed = reseller_a_admin_client.post(
         f"/accounts/{a2}/users/customer/{shared['login']}/delete",
-        data={"csrf_token": csrf_token(reseller_a_admin_client)},
+        data={"csrf_token": csrf_token(reseller_a_admin_client), "confirmed": "yes"},
     )
     assert removed.status_code == 302
     # The next request no longer works in A2: the only account left is chosen, A2 answers 404.
@@ -249,7 +249,8 @@ def test_disabling_a_membership_ends_sessions_working_in_it_and_enabling_revives
     client = _chosen_client(app, shared, "a2")
     token = csrf_token(reseller_a_admin_client)
     users = f"/accounts/{a2}/users/customer/{shared['login']}"
-    assert reseller_a_admin_client.post(f"{users}/disable", data={"csrf_token": token}).status_code == 302
+    disabled = reseller_a_admin_client.post(f"{users}/disable", data={"csrf_token": token, "confirmed": "yes"})
+    assert disabled.status_code == 302
     assert client.get(f"/portal/{a2}/").status_code == 404  # now in A, its only live account
     assert reseller_a_admin_client.post(f"{users}/enable", data={"csrf_token": token}).status_code == 302
     assert client.get(f"/portal/{a2}/").status_code == 404  # not brought back
@@ -291,7 +292,8 @@ def test_removing_the_last_membership_signs_it_out(app, world, shared, reseller_
                 add_member(db.session.get(Account, account), "boss@aardvark.example", "B", "Oss", master_admin=True)
                 db.session.commit()
         done = reseller_a_admin_client.post(
-            f"/accounts/{account}/users/customer/{shared['login']}/delete", data={"csrf_token": token}
+            f"/accounts/{account}/users/customer/{shared['login']}/delete",
+            data={"csrf_token": token, "confirmed": "yes"},
         )
         assert done.status_code == 302
     ended = client.get(f"/portal/{world.accounts['customer_a'].id}/")
@@ -467,7 +469,7 @@ def test_the_second_sub_account_keeps_the_it_support_master_admin_and_activation
     with unscoped() as session:
         login_id = session.scalar(select(PortalUser.id).where(PortalUser.email == IT))
     gone = reseller_a_admin_client.post(
-        f"/accounts/{kiwi_account}/users/customer/{login_id}/delete", data={"csrf_token": token}
+        f"/accounts/{kiwi_account}/users/customer/{login_id}/delete", data={"csrf_token": token, "confirmed": "yes"}
     )
     assert gone.status_code == 302
     with unscoped() as session:

@@ -355,7 +355,7 @@ def _reset_partner(client, world, name):
     user = world.users[name]
     return client.post(
         f"/accounts/{user.account_id}/users/partner/{user.id}/reset-two-factor",
-        data={"csrf_token": csrf_token(client)},
+        data={"csrf_token": csrf_token(client), "confirmed": "yes"},
     )
 
 
@@ -363,7 +363,7 @@ def _reset_customer(client, world, name):
     user = world.users[name]
     return client.post(
         f"/accounts/{user.account_id}/users/customer/{user.id}/reset-two-factor",
-        data={"csrf_token": csrf_token(client)},
+        data={"csrf_token": csrf_token(client), "confirmed": "yes"},
     )
 
 

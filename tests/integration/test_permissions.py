@@ -24,6 +24,8 @@ PUBLIC_ENDPOINTS = {
     "ActivationView.resend",
     "ActivationView.forgot",
     "ActivationView.send_reset",
+    "HandoverView.show",  # a new tenant's first admin password: the one-time link is the credential (issue 15)
+    "HandoverView.reveal",
     "ReturnView.stop",  # Return to partner portal: allowed whenever the session holds an impersonation, only then
 }
 
@@ -31,7 +33,8 @@ PUBLIC_ENDPOINTS = {
 def _registered_view_methods(app):
     views = {view.endpoint: view for view in appbuilder.baseviews}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in ("static", "appbuilder.static", "vendor.plotly_js") or rule.endpoint in PUBLIC_ENDPOINTS:
+        static = ("static", "appbuilder.static", "vendor.plotly_js", "vendor.favicon")
+        if rule.endpoint in static or rule.endpoint in PUBLIC_ENDPOINTS:
             continue
         blueprint, method_name = rule.endpoint.split(".", 1)
         yield rule, views[blueprint], method_name

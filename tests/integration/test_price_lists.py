@@ -167,7 +167,8 @@ def test_change_and_delete_a_rule(app, world, reseller_a_admin_client):
     with unscoped() as session:
         rule = session.get(PriceRule, rule_id)
         assert (rule.basis, rule.percent) == ("retail", D("2.00"))
-    assert client.post(f"/prices/{a}/rules/{rule_id}/delete", data={"csrf_token": token}).status_code == 302
+    deleted = client.post(f"/prices/{a}/rules/{rule_id}/delete", data={"csrf_token": token, "confirmed": "yes"})
+    assert deleted.status_code == 302
     with unscoped() as session:
         assert session.get(PriceRule, rule_id) is None
         actions = session.scalars(select(Event.action).where(Event.action.like("price_rule.%"))).all()
@@ -244,7 +245,8 @@ def test_a_subscription_override_and_apply_now_to_monthly_terms(app, world, rese
     before = dict(_prices())
     # Locked: the rule changed no subscription's price.
     assert before[monthly] == D("10.80") and before[annual] == D("9.00")
-    assert client.post(f"/prices/{a}/apply-now", data={"csrf_token": token, "customer_id": c1}).status_code == 302
+    applied = client.post(f"/prices/{a}/apply-now", data={"csrf_token": token, "customer_id": c1, "confirmed": "yes"})
+    assert applied.status_code == 302
     after = dict(_prices())
     assert after[monthly] == D("10.10")  # 9.18 + 10 % = 10.098
     assert after[annual] == D("9.00")  # an annual term keeps its price to renewal

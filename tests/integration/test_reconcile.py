@@ -455,7 +455,8 @@ def test_a_reseller_checks_its_customer_now_but_only_operator_staff_repair(
     page = ops_admin_client.get(f"/reconciliation/?customer={a}")
     assert "Repair: match Microsoft" in page.text
     response = ops_admin_client.post(
-        f"/reconciliation/check/{a}", data={"csrf_token": csrf_token(ops_admin_client), "repair": "1"}
+        f"/reconciliation/check/{a}",
+        data={"csrf_token": csrf_token(ops_admin_client), "repair": "1", "confirmed": "yes"},
     )
     assert "1 difference(s) repaired" in ops_admin_client.get(response.location).text
     with unscoped() as session:

@@ -107,7 +107,7 @@ def _page_table(page: str) -> tuple[list[str], dict[str, str], dict[str, dict[st
     money_headers = dict(re.findall(r'<th data-col="([a-z_]+)">([^<]*)</th>', head))
     rows = {}
     for row in re.findall(r'<tr data-subscription="\d+">(.*?)</tr>', table, re.S):
-        name = re.search(r"<td>([^<]+?) <span", row).group(1)
+        name = re.search(r"<td>([^<]+?) <(?:span|button)", row).group(1)
         rows[name] = {k: html.unescape(v).strip() for k, v in re.findall(r'<td data-col="([a-z_-]+)">(.*?)</td>', row)}
     return headers, money_headers, rows
 

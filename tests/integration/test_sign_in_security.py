@@ -196,7 +196,8 @@ def test_disable_then_enable_revives_no_old_session(app, world, login, reseller_
     users = f"/accounts/{world.accounts['reseller_a'].id}/users"
     for action in ("disable", "enable"):
         answer = reseller_a_admin_client.post(
-            f"{users}/partner/{target.id}/{action}", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+            f"{users}/partner/{target.id}/{action}",
+            data={"csrf_token": csrf_token(reseller_a_admin_client), "confirmed": "yes"},  # Disable asks first
         )
         assert answer.status_code == 302
     response = old.get("/")

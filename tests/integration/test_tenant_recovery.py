@@ -110,7 +110,7 @@ def test_a_tenant_whose_request_was_killed_is_settled_by_asking_microsoft(
     retried = reseller_a_admin_client.post(
         f"/accounts/{customer}/microsoft-tenant/retry", data={"csrf_token": csrf_token(reseller_a_admin_client)}
     )
-    assert retried.status_code == 302
+    assert retried.status_code in (200, 302)  # 200: Retry created it, with the admin's password shown once
     assert _tenant(customer).status == "active"
     assert _customers_at_microsoft() == 1  # never created twice
 

@@ -7,7 +7,9 @@ from sqlalchemy import select
 
 from app.csp.partner_center import PartnerCenterProvider
 from app.models.accounts import MicrosoftTenant
+from app.models.subscriptions import M365User
 from tests.conftest import csrf_token, unscoped
+from tests.integration.test_operations_recovery import _nowhere
 from tests.integration.test_tenants import _check, _form, _submit
 
 
@@ -30,7 +32,16 @@ def test_check_and_create_over_http(world, partner_center, reseller_a_admin_clie
     response = _submit(
         reseller_a_admin_client, customer, _form(reseller_a_admin_client, customer, domain_prefix="enet123456")
     )
-    assert response.status_code == 302
+    assert response.status_code == 200  # created: the first admin's credentials, once
+    tenant_id = next(iter(partner_center.customers))
+    assert "admin@enet123456.onmicrosoft.com" in response.text
+    assert partner_center.admin_passwords[tenant_id] in response.text
+    _nowhere(partner_center.admin_passwords[tenant_id])  # shown once, stored nowhere in clear
+    with unscoped() as session:  # the admin listed with the tenant's users, linked to Microsoft's id (asked by name)
+        admin = session.scalars(
+            select(M365User).where(M365User.user_principal_name == "admin@enet123456.onmicrosoft.com")
+        ).one()
+        assert admin.provider_user_id == next(iter(partner_center.users[tenant_id]))
     (created,) = partner_center.calls("POST", "/v1/customers")
     assert created.json["companyProfile"]["domain"] == "enet123456.onmicrosoft.com"
     assert created.json["billingProfile"]["companyName"] == "Anchor Marine"

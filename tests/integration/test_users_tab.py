@@ -69,7 +69,7 @@ def test_customer_portal_users_table_as_in_the_guide(world, reseller_a_admin_cli
     placeholder = table.split(f'data-placeholder="{world.rows["a"]["placeholder"]}"')[1].split("</tr>")[0]
     assert "Master Admin" in placeholder and "default.masteradmin@mycloudstore.co.nz" in placeholder
     assert "Last Login N/A" in placeholder and "Activate (CP3)" in placeholder
-    assert ">Delete<" in placeholder and ">Edit<" in placeholder and placeholder.count("&#10003;") == 2
+    assert ">Delete<" in placeholder and ">Edit<" in placeholder and placeholder.count("fa-check") == 2
     master = table.split(f'data-user="{world.users["customer_a_master_admin"].id}"')[1].split("</tr>")[0]
     assert re.search(r"Last Login \d\d/\d\d/\d\d \d\d:\d\d (AM|PM)", master)
     assert "Launch (CP3)" in master and ">Disable<" in master
@@ -323,7 +323,8 @@ def test_the_last_active_master_admin_cannot_be_disabled_or_deleted(world, resel
     master = world.users["customer_a_master_admin"]
     before = database_fingerprint()
     response = reseller_a_admin_client.post(
-        f"{_users_url(world)}/customer/{master.id}/{action}", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+        f"{_users_url(world)}/customer/{master.id}/{action}",
+        data={"csrf_token": csrf_token(reseller_a_admin_client), "confirmed": "yes"},
     )
     assert response.status_code == 302
     page = reseller_a_admin_client.get(_users_url(world)).text
@@ -352,7 +353,8 @@ def test_with_a_second_master_admin_the_first_can_go(app, world, reseller_a_admi
         _add_customer_user(reseller_a_admin_client, world, master_admin="y")
     master = world.users["customer_a_master_admin"]
     response = reseller_a_admin_client.post(
-        f"{_users_url(world)}/customer/{master.id}/delete", data={"csrf_token": csrf_token(reseller_a_admin_client)}
+        f"{_users_url(world)}/customer/{master.id}/delete",
+        data={"csrf_token": csrf_token(reseller_a_admin_client), "confirmed": "yes"},
     )
     assert response.status_code == 302
     with unscoped() as session:
@@ -378,7 +380,9 @@ def test_a_deleted_users_address_can_be_added_again(world, reseller_a_admin_clie
         session.commit()
         gone_id = gone.id
     token = csrf_token(reseller_a_admin_client)
-    deleted = reseller_a_admin_client.post(f"{_users_url(world)}/customer/{gone_id}/delete", data={"csrf_token": token})
+    deleted = reseller_a_admin_client.post(
+        f"{_users_url(world)}/customer/{gone_id}/delete", data={"csrf_token": token, "confirmed": "yes"}
+    )
     said = reseller_a_admin_client.get(deleted.location).text
     assert "leaver@aardvark.example" in said and "#deleted-" not in said
     response = _add_customer_user(reseller_a_admin_client, world, email="leaver@aardvark.example")
@@ -408,7 +412,9 @@ def test_disable_and_enable(world, reseller_a_admin_client, login):
         session.commit()
     master = world.users["customer_a_master_admin"]
     token = csrf_token(reseller_a_admin_client)
-    reseller_a_admin_client.post(f"{_users_url(world)}/customer/{master.id}/disable", data={"csrf_token": token})
+    reseller_a_admin_client.post(
+        f"{_users_url(world)}/customer/{master.id}/disable", data={"csrf_token": token, "confirmed": "yes"}
+    )
     assert not _member(master.email, master.account_id).active
     assert _user(master.email).active  # the membership is disabled; the login (the person's) stays
     assert "/login/" in user_client.get("/").location  # the signed-in session ends at its next request

@@ -17,7 +17,7 @@ from app.services.events import ACTION_NAMES, action_choices, action_name, targe
         ("impersonation.started", "Launched the customer portal"),
         ("mfa.recovery_code_used", "Used a recovery code"),
         ("widget.frobbed_twice", "Widget frobbed twice"),
-        ("m365_user.archived", "M365 user archived"),
+        ("m365_user.archived", "Microsoft 365 user archived"),
         ("", "Something"),
     ],
 )

@@ -12,7 +12,7 @@ from app.services.events import customer_portal_events
 from security import memberships
 from security import permissions as P
 from security.models import Membership
-from views.base import MASTER_ADMIN_NEEDS_ORDERS, may_grant_master_admin
+from views.base import MASTER_ADMIN_NEEDS_ORDERS, confirmation, may_grant_master_admin
 from views.customer.base import CustomerPortalView, customer_page
 from views.event_log import export_response, page_context
 from views.partner.account_users import (
@@ -147,7 +147,7 @@ class CustomerUsersView(CustomerPortalView):
         flash(f"Saved {membership.email}.", "success")
         return self._back(customer_id)
 
-    def _change(self, customer_id, user_id, change, done):
+    def _change(self, customer_id, user_id, change, done, ask=None):
         user = self._user(customer_id, user_id)
         return apply_user_change(
             user,
@@ -155,6 +155,19 @@ class CustomerUsersView(CustomerPortalView):
             done,
             url_for(".users", customer_id=customer_id),
             refused=_may_manage(memberships.chosen(), user, admin=False, master_admin=False),
+            ask=(lambda: self._ask(*ask(user))) if ask else None,
+        )
+
+    def _ask(self, question: str, consequence: str, button: str):
+        """The confirmation step, in the customer portal's layout; Cancel goes back to Users."""
+        return confirmation(
+            question,
+            consequence,
+            button,
+            cancel_url=url_for(".users", customer_id=g.customer.id),
+            layout="portal/customer/base.html",
+            customer=g.customer,
+            section=self.section,
         )
 
     @expose("/<int:customer_id>/users/<int:user_id>/disable", methods=["POST"])
@@ -162,7 +175,16 @@ class CustomerUsersView(CustomerPortalView):
     @has_access
     def disable_user(self, customer_id, user_id):
         return self._change(
-            customer_id, user_id, lambda m: user_service.set_member_enabled(m, False), "{email} is disabled."
+            customer_id,
+            user_id,
+            lambda m: user_service.set_member_enabled(m, False),
+            "{email} is disabled.",
+            ask=lambda m: (
+                f"Disable {m.email}?",
+                f"{m.get_full_name()} can no longer sign in to {g.customer.name}'s portal, and their sessions end, "
+                "until they are enabled again.",
+                "Disable",
+            ),
         )
 
     @expose("/<int:customer_id>/users/<int:user_id>/enable", methods=["POST"])
@@ -177,7 +199,18 @@ class CustomerUsersView(CustomerPortalView):
     @customer_page
     @has_access
     def delete_user(self, customer_id, user_id):
-        return self._change(customer_id, user_id, user_service.remove_member, "{email} is deleted.")
+        return self._change(
+            customer_id,
+            user_id,
+            user_service.remove_member,
+            "{email} is deleted.",
+            ask=lambda m: (
+                f"Delete {m.email}?",
+                f"{m.get_full_name()} loses access to {g.customer.name}'s portal for good: to give it back, invite "
+                "them again. Their history stays.",
+                "Delete user",
+            ),
+        )
 
 
 class CustomerEventsView(CustomerPortalView):

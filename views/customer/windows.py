@@ -101,7 +101,7 @@ class CustomerSeatWindowsView(CustomerPortalView):
             windows.check_cancel(sub)
         except LicenceError as exc:
             return self._page(sub, action="cancel", error=str(exc)), 400
-        if request.form.get("confirmed") != "1":
+        if request.form.get("confirmed") not in ("1", "yes"):  # "yes": views/base.py confirmation()'s answer
             return self._page(sub, action="cancel", confirm=True)
         name = sub.product.name
         try:

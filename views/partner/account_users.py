@@ -20,6 +20,7 @@ from security.models import PARTNER_PORTAL, Membership, PortalUser
 from views.base import (
     MASTER_ADMIN_NEEDS_ORDERS,
     PortalView,
+    confirmation,
     form_error,
     get_or_404,
     may_grant_master_admin,
@@ -121,13 +122,16 @@ def tell_added(added: Added, account: Account) -> None:
         flash(f"Added {email}; an email asking them to activate their account is on its way.", "success")
 
 
-def apply_user_change(user, change, done: str, back: str, refused: str | None = None):
+def apply_user_change(user, change, done: str, back: str, refused: str | None = None, ask=None):
     """Run a one-click change (disable, enable, delete) of a login or a membership — never on one's own sign-in —
-    and go ``back`` saying what happened (or why not)."""
+    and go ``back`` saying what happened (or why not). ``ask``: the confirmation step of a change that cannot be
+    taken back (``ask()`` returns the confirmation page, or None once the POST carries the answer)."""
     if getattr(user, "user_id", None) == g.user.id or (isinstance(user, PortalUser) and user.id == g.user.id):
         refused = "You cannot change your own sign-in this way."
     if refused:
         flash(refused, "danger")
+    elif ask is not None and (page := ask()) is not None:
+        return page
     else:
         address = user.email  # before the change: a deleted login's stored address carries a mark
         try:
@@ -146,11 +150,27 @@ def mfa_resettable(users) -> set[int]:
     return {u.id for u in users if u.mfa is not None and can_reset_mfa(actor=g.user, target=u)}
 
 
+def ask_on_users_tab(question: str, consequence: str, button: str, account: Account):
+    """The confirmation step on the partner side (views/base.py confirmation); Cancel goes back to the Users tab."""
+    back = url_for("AccountUsersView.users", account_id=account.id)
+    return lambda: confirmation(question, consequence, button, cancel_url=back)
+
+
 def reset_mfa_of(user: PortalUser, back: str):
-    """Reset ``user``'s two-factor authentication (a lost phone), if the signed-in user may; back to the list."""
+    """Reset ``user``'s two-factor authentication (a lost phone), if the signed-in user may; back to the list. Asked
+    first: the old authenticator cannot be brought back."""
     decision = can_reset_mfa(actor=g.user, target=user)
     if not decision:
         abort(403, description=decision.reason)
+    asked = user.mfa is not None and confirmation(  # without one, the reset below says there is nothing to reset
+        f"Reset the two-factor authentication of {user.email}?",
+        "Their authenticator app and recovery codes stop working at once and their sessions end; they sign in "
+        "with their password and set up two-factor authentication again.",
+        "Reset two-factor",
+        cancel_url=back,
+    )
+    if asked:
+        return asked
     try:
         mfa_service.reset(g.user, user)
     except UserError as exc:
@@ -306,13 +326,15 @@ class AccountUsersView(PortalView):
             return self._back(account)
         return self._page("user_form.html", account, form=form, title=title, user=membership), 400
 
-    def _change(self, account_id, user_id, change, done: str):
+    def _change(self, account_id, user_id, change, done: str, ask=None):
         account = self._customer(account_id)
+        membership = member_of(account, user_id)
         return apply_user_change(
-            member_of(account, user_id),
+            membership,
             change,
             done,
             url_for("AccountUsersView.users", account_id=account.id),
+            ask=ask(membership, account) if ask else None,
         )
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/disable", methods=["POST"])
@@ -323,6 +345,13 @@ class AccountUsersView(PortalView):
             user_id,
             lambda m: user_service.set_member_enabled(m, False),
             "{email} is disabled here: they can no longer work in this account.",
+            ask=lambda m, account: ask_on_users_tab(
+                f"Disable {m.email} in {account.name}?",
+                f"They can no longer work in {account.name}, and their sessions there end, until they are enabled "
+                "again. Any other accounts of theirs are not affected.",
+                "Disable",
+                account,
+            ),
         )
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/enable", methods=["POST"])
@@ -340,6 +369,13 @@ class AccountUsersView(PortalView):
             user_id,
             user_service.remove_member,
             "{email} is deleted from this account; their history stays.",
+            ask=lambda m, account: ask_on_users_tab(
+                f"Delete {m.email} from {account.name}?",
+                f"They lose access to {account.name} for good: to give it back, add them anew. Any other accounts "
+                "of theirs stay, and so does their history.",
+                "Delete user",
+                account,
+            ),
         )
 
     @expose("/<int:account_id>/users/customer/<int:user_id>/resend", methods=["POST"])
@@ -458,7 +494,17 @@ class AccountUsersView(PortalView):
     @has_access
     def delete_placeholder(self, account_id, placeholder_id):
         account = self._customer(account_id, placeholders=True)
-        user_service.delete_placeholder(self._placeholder(account, placeholder_id))
+        placeholder = self._placeholder(account, placeholder_id)
+        asked = ask_on_users_tab(
+            f"Delete the master admin {placeholder.email} of {account.name}?",
+            f"{placeholder.name} has never been activated: the placeholder is removed for good. A master admin can "
+            "be added again with Add New.",
+            "Delete",
+            account,
+        )()
+        if asked:
+            return asked
+        user_service.delete_placeholder(placeholder)
         db.session.commit()
         flash("Removed the master admin placeholder.", "success")
         return self._back(account)
@@ -576,11 +622,19 @@ class PartnerUsersView(PortalView):
     @has_access
     def disable_partner_user(self, account_id, user_id):
         account = self._reseller(account_id)
+        user = _user_of(account, user_id, PARTNER_PORTAL)
         return apply_user_change(
-            _user_of(account, user_id, PARTNER_PORTAL),
+            user,
             lambda u: user_service.set_enabled(u, False),
             "{email} is disabled and can no longer sign in.",
             url_for("AccountUsersView.users", account_id=account.id),
+            ask=ask_on_users_tab(
+                f"Disable {user.email}?",
+                f"They can no longer sign in to {account.name}'s partner portal, and their sessions end, until they "
+                "are enabled again.",
+                "Disable",
+                account,
+            ),
         )
 
     @expose("/<int:account_id>/users/partner/<int:user_id>/enable", methods=["POST"])

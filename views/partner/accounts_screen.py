@@ -224,8 +224,15 @@ class AccountScreenView(PortalView):
         tenant = account.tenant
         if tenant is not None and is_stuck(tenant):
             tenant = recover(tenant)  # interrupted: Microsoft is asked what exists
+        from app.services.handover import pending
+
         return self._render(
-            "microsoft_tenant.html", account, "products", tenant=tenant, invitation_url=invitation_url()
+            "microsoft_tenant.html",
+            account,
+            "products",
+            tenant=tenant,
+            invitation_url=invitation_url(),
+            handovers=pending(account) if tenant is not None else [],
         )
 
 

@@ -22,7 +22,7 @@ from app.services import price_lists
 from app.services.price_lists import BASIS_LABELS, PriceRuleError
 from security import permissions as P
 from security.capabilities import NotAllowed, may
-from views.base import PortalView, get_or_404, page_arg, signed_in_first
+from views.base import PortalView, confirmation, get_or_404, page_arg, signed_in_first
 from views.partner.accounts_screen import account_in_scope
 
 PER_PAGE = 50
@@ -91,6 +91,19 @@ def _save(change):
 def _back(reseller: Account, customer: Account | None):
     """To the reseller's Customer prices page (on the customer it was showing)."""
     return redirect(url_for(".reseller", reseller_id=reseller.id, customer=customer.id if customer else None))
+
+
+def _ask_delete(rule: PriceRule, back: str):
+    """Delete of a price rule asks first (without JavaScript too): the rule cannot be brought back."""
+    row = price_lists.describe_rules([rule])[0]
+    return confirmation(
+        f"Delete the price rule {rule.describe()} for {row.applies_to}"
+        + (f" ({row.owner_name})?" if row.owner_name else "?"),
+        "The rule is removed for good: the next rule prices new orders at once; existing subscriptions take it at "
+        "renewal.",
+        "Delete rule",
+        cancel_url=back,
+    )
 
 
 def _error(errors: dict, exc: PriceRuleError) -> None:
@@ -299,6 +312,9 @@ class CustomerPricesView(PortalView):
         rule = self._rule(reseller, rule_id)
         customer = self._customer(reseller, request.form.get("customer_id") or None)
         _fresh(ApplyNowForm())
+        back = url_for(".reseller", reseller_id=reseller.id, customer=customer.id if customer else None)
+        if asked := _ask_delete(rule, back):
+            return asked
         _save(lambda: price_lists.delete_rule(rule))
         flash("Removed the rule: the next one applies.", "success")
         return _back(reseller, customer)
@@ -312,6 +328,17 @@ class CustomerPricesView(PortalView):
         form = ApplyNowForm()
         customer = self._customer(reseller, form.customer_id.data or None)
         _fresh(form)
+        whose = f"{customer.name}'s" if customer else "every customer's"
+        asked = confirmation(
+            f"Re-price {whose} monthly-term subscriptions now?",
+            "Each monthly-term subscription takes today's price from the price rules at once, replacing the price it "
+            "has (its customer pays the new price from today). Annual and 3-year terms keep their price to renewal.",
+            "Apply now",
+            cancel_url=url_for(".reseller", reseller_id=reseller.id, customer=customer.id if customer else None),
+            danger=False,
+        )
+        if asked:
+            return asked
         changed = _save(lambda: price_lists.apply_now_to_monthly_terms(reseller, customer))
         flash(
             f"Applied now: {len(changed)} monthly-term subscription(s) re-priced"
@@ -455,6 +482,8 @@ class ResellerPricesView(PortalView):
         rule = self._rule(rule_id)
         reseller = self._reseller(request.form.get("reseller_id") or None)
         _fresh(ApplyNowForm())
+        if asked := _ask_delete(rule, url_for(".index", reseller=reseller.id if reseller else None)):
+            return asked
         _save(lambda: price_lists.delete_rule(rule))
         flash("Removed the rule: the next one applies.", "success")
         return redirect(url_for(".index", reseller=reseller.id if reseller else None))

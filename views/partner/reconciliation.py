@@ -13,7 +13,7 @@ from app.models.accounts import CUSTOMER, OPERATOR, RESELLER
 from app.services import reconcile
 from app.services.reconcile import KINDS, DriftFilters
 from security import permissions as P
-from views.base import PortalView, page_arg, signed_in_first
+from views.base import PortalView, confirmation, page_arg, signed_in_first
 from views.partner.accounts_screen import account_in_scope
 
 PER_PAGE = 25
@@ -89,6 +89,17 @@ class ReconciliationView(PortalView):
         if customer.tenant is None or customer.tenant.status != "active" or not customer.tenant.tenant_guid:
             flash(f"{customer.name} has no active Microsoft tenant: there is nothing at Microsoft to compare.", "info")
             return redirect(url_for(".report", customer=customer.id))
+        if repair:
+            asked = confirmation(
+                f"Repair {customer.name}: make its records in the portal match Microsoft's?",
+                "Each difference found is changed in the portal to what Microsoft has (quantities, licences, users, "
+                f"subscriptions), replacing the portal's own values; each change is recorded in {customer.name}'s "
+                "Event Log.",
+                "Repair: match Microsoft",
+                cancel_url=url_for(".report", customer=customer.id),
+            )
+            if asked:
+                return asked
         report = reconcile.reconcile(scope_account=customer, repair=repair, trigger=f"user:{g.user.id}")
         run = report.run
         if run.customers_unreadable:

@@ -121,11 +121,42 @@ def _prefilled(customer: Account, request_data: TenantRequest | None = None) -> 
             "region": customer.region,
             "postcode": customer.postcode,
             "country": customer.country,
+            # The customer's contact usually signs; whoever does is typed over these
+            "signer_first_name": customer.contact_first_name,
+            "signer_last_name": customer.contact_last_name,
+            "signer_email": customer.contact_email,
             "accepted_on": clock.today(),
         }
     form = NewTenantForm(formdata=None, data=data)
     form.idempotency_key.data = uuid.uuid4().hex
     return form
+
+
+COMPANY_FIELDS = (
+    "company_name",
+    "contact_first_name",
+    "contact_last_name",
+    "contact_email",
+    "phone",
+    "address_line1",
+    "address_line2",
+    "city",
+    "region",
+    "postcode",
+    "country",
+)
+
+
+def _company_complete(customer: Account, form: NewTenantForm) -> bool:
+    """Whether the company's details (taken by Add Sub Account or the Details tab) already pass Microsoft's checks:
+    then the form shows them as a summary to confirm, not as fields to fill in again. A form that comes back with an
+    error in one of them shows the fields."""
+    if any(form[name].errors for name in COMPANY_FIELDS):
+        return False
+    probe = NewTenantForm(formdata=None, data={name: form[name].data for name in COMPANY_FIELDS})
+    probe.reseller_domains = reseller_domains(customer)
+    probe.validate()
+    return not any(probe[name].errors for name in COMPANY_FIELDS)
 
 
 class TenantSetupView(PortalView):
@@ -149,11 +180,35 @@ class TenantSetupView(PortalView):
             account=customer,
             tab="products",
             form=form,
+            company_fields=COMPANY_FIELDS,
+            company_complete=_company_complete(customer, form),
             rules=DOMAIN_RULES,
             check_url=url_for("DomainCheckView.check", account_id=customer.id),
             **_layout_context(customer),
         )
         return page, status
+
+    def _created(self, customer: Account, tenant):
+        """The tenant is active: its first admin's credentials on this answer alone (never flashed: a flash is kept in
+        the session), the page not cached; else the tenant's page."""
+        credentials = tenant.fresh_credentials
+        if credentials is None:
+            flash(f"Created the Microsoft tenant {tenant.primary_domain}.", "success")
+            return self._tenant_page(customer)
+        page = self.render_template(
+            "portal/account/tenant_created.html",
+            account=customer,
+            tab="products",
+            tenant=tenant,
+            credentials=credentials,
+            back_url=(
+                url_for("CustomerServicesView.microsoft_csp", customer_id=customer.id)
+                if in_customer_portal()
+                else url_for("AccountScreenView.microsoft_tenant", account_id=customer.id)
+            ),
+            **_layout_context(customer),
+        )
+        return page, 200, {"Cache-Control": "no-store"}
 
     def _tenant_page(self, customer: Account):
         if in_customer_portal():
@@ -188,8 +243,8 @@ class TenantSetupView(PortalView):
             form_error(form, exc)
             return self._form_page(customer, form, 409 if exc.field else 400)
         if tenant.status == "active":
-            flash(f"Created the Microsoft tenant {tenant.primary_domain}.", "success")
-        elif tenant.status == "failed":
+            return self._created(customer, tenant)
+        if tenant.status == "failed":
             flash(f"The Microsoft tenant {tenant.primary_domain} is not created yet: {tenant.last_error}", "danger")
         return self._tenant_page(customer)
 
@@ -205,7 +260,7 @@ class TenantSetupView(PortalView):
             flash(str(exc), "warning")
         else:
             if tenant.status == "active":
-                flash(f"Created the Microsoft tenant {tenant.primary_domain}.", "success")
+                return self._created(customer, tenant)
             else:
                 flash(f"Still not created: {tenant.last_error}", "danger")
         return self._tenant_page(customer)

@@ -36,6 +36,7 @@
     list.innerHTML = "";
     active = -1;
     input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
   }
 
   function highlight(index) {
@@ -46,6 +47,7 @@
       item.classList.toggle("active", i === active);
       item.setAttribute("aria-selected", i === active ? "true" : "false");
     });
+    input.setAttribute("aria-activedescendant", items[active].id);
   }
 
   function show(accounts) {
@@ -55,16 +57,18 @@
       var none = document.createElement("li");
       none.className = "disabled no-match";
       none.setAttribute("data-test", "no-match");
+      none.setAttribute("role", "option");
+      none.setAttribute("aria-disabled", "true");
       none.innerHTML = "<a>No accounts match</a>";
       list.appendChild(none);
     }
-    accounts.forEach(function (account) {
+    accounts.forEach(function (account, index) {
       var item = document.createElement("li");
+      item.id = "account-suggestion-" + index;
       item.setAttribute("role", "option");
       item.setAttribute("data-url", account.url);
       var link = document.createElement("a");
-      link.href = account.url;
-      link.textContent = account.name;
+      link.textContent = account.name;  // no href: the option is the control (arrow keys, Enter or a click)
       var detail = document.createElement("small");
       detail.className = "text-muted";
       detail.textContent = " " + account.kind + (account.domain ? " · " + account.domain : "");
@@ -105,15 +109,32 @@
       window.location.href = entries()[active].getAttribute("data-url");
     }
   });
+  list.addEventListener("click", function (event) {
+    var item = event.target.closest("li[data-url]");
+    if (item) { window.location.href = item.getAttribute("data-url"); }
+  });
   document.addEventListener("click", function (event) {
     if (!list.contains(event.target) && event.target !== input) { hide(); }
   });
 })();
 
-/* The ⓘ beside a product: its SKU and billing cycle on hover and on keyboard focus (Bootstrap's tooltip, FAB's copy). */
+/* The info icon beside a product: its SKU and billing cycle on hover and keyboard focus (Bootstrap's tooltip). */
 (function () {
   "use strict";
   if (window.jQuery && window.jQuery.fn.tooltip) {
     window.jQuery(function ($) { $('[data-toggle="tooltip"]').tooltip({container: "body"}); });
   }
+})();
+
+/* A table wider than its panel scrolls inside it: the scroller takes keyboard focus then, so arrow keys scroll it. */
+(function () {
+  "use strict";
+  function focusableWhenScrolling() {
+    document.querySelectorAll(".table-responsive").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1) { box.setAttribute("tabindex", "0"); }
+      else { box.removeAttribute("tabindex"); }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", focusableWhenScrolling);
+  window.addEventListener("resize", focusableWhenScrolling);
 })();
