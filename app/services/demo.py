@@ -186,7 +186,14 @@ def _m365_users(customer: Account, domain: str, count: int) -> list[M365User]:
         upn = f"{first}.{last}{'' if i < len(FIRST_NAMES) else i}@{domain}".lower()
         user = existing.get(upn)
         if user is None:
-            user = M365User(account=customer, display_name=f"{first} {last}", user_principal_name=upn)
+            user = M365User(
+                account=customer,
+                display_name=f"{first} {last}",
+                user_principal_name=upn,
+                first_name=first,
+                last_name=last,
+                usage_location=(customer.country or "NZ")[:2].upper(),  # as the sandbox is told (below)
+            )
             db.session.add(user)
         users.append(user)
     db.session.flush()

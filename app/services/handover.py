@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from flask_login import current_user
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.links import external_url
@@ -71,7 +71,8 @@ def _fernet(token: str) -> Fernet:
 
 def recipients(customer: Account) -> list[str]:
     """Who the link goes to: the customer's active master admins (their logins), else the master admin the customer
-    was given when it was added (a placeholder, before anyone activated); at most MAX_RECIPIENTS, each once."""
+    was given when it was added (a placeholder, before anyone activated) unless that is still the operator's default
+    address (``DEFAULT_MASTER_ADMIN_EMAIL``: nobody's mailbox at the customer); at most MAX_RECIPIENTS, each once."""
     emails = db.session.scalars(
         select(PortalUser.email)
         .join(Membership, Membership.user_id == PortalUser.id)
@@ -85,10 +86,15 @@ def recipients(customer: Account) -> list[str]:
         )
         .order_by(Membership.id)
     ).all()
-    if not emails:
+    if not emails:  # the address Add Sub Account took (the reseller's IT support, say), not the operator's default
+        default = current_app.config["DEFAULT_MASTER_ADMIN_EMAIL"].lower()
         emails = db.session.scalars(
             select(PlaceholderUser.email)
-            .where(PlaceholderUser.account_id == customer.id, PlaceholderUser.is_master_admin.is_(True))
+            .where(
+                PlaceholderUser.account_id == customer.id,
+                PlaceholderUser.is_master_admin.is_(True),
+                func.lower(PlaceholderUser.email) != default,
+            )
             .order_by(PlaceholderUser.id)
         ).all()
     seen: list[str] = []

@@ -24,6 +24,7 @@ from app.csp.rules import DOMAIN_SUFFIX, normalise_prefix, prefix_problem
 from app.extensions import db
 from app.models.accounts import Account, MicrosoftTenant
 from app.models.base import utcnow
+from app.models.subscriptions import M365User
 from app.services import handover, operations
 from app.services.events import record_event
 from security import scoping
@@ -200,6 +201,8 @@ def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
         _operation_ended(operation, exc, correlation_id)
         return _failed(tenant, f"Microsoft did not complete the request: {exc}", exc.correlation_id or correlation_id)
     operations.succeeded(operation, {"accepted": True}, correlation_id)
+    if tenant.fresh_credentials is None:
+        _record_adopted_users(tenant, provider, correlation_id)
     tenant.status = "active"
     tenant.provisioned_on = utcnow()
     tenant.last_error = None
@@ -215,6 +218,37 @@ def provision(tenant: MicrosoftTenant) -> MicrosoftTenant:
 
 
 TENANT_CREATE, AGREEMENT_ACCEPT = "tenant_create", "agreement_accept"
+
+
+def _record_adopted_users(tenant: MicrosoftTenant, provider, correlation_id: str, guid: str | None = None) -> None:
+    """A tenant whose creating answer was lost (adopted after a crash) has users at Microsoft the portal never heard
+    of — its first admin: list them as Microsoft has them, so the portal's records equal Microsoft's. Best effort:
+    what is missed, reconciliation reports."""
+    try:
+        theirs = provider.list_users(guid or tenant.tenant_guid, correlation_id=correlation_id)
+    except ProviderError as exc:
+        log.warning("Users of the adopted tenant %s not listed yet (%s)", tenant.primary_domain, exc)
+        return
+    ours = select(M365User.user_principal_name).where(M365User.account_id == tenant.account_id)
+    known = set(db.session.scalars(ours))
+    for user in theirs:
+        if user.user_principal_name.lower() not in known:
+            db.session.add(
+                M365User(
+                    account_id=tenant.account_id,
+                    display_name=user.display_name or user.user_principal_name,
+                    user_principal_name=user.user_principal_name.lower(),
+                    provider_user_id=user.user_id,
+                    status="active" if user.enabled else "disabled",
+                )
+            )
+            record_event(
+                "m365_user.repaired",
+                account_id=tenant.account_id,
+                target=tenant,
+                summary=f"{user.user_principal_name} exists at Microsoft in the adopted tenant "
+                f"{tenant.primary_domain}: the portal now lists it (reset its password to sign in)",
+            )
 
 
 def _admin_id(provider, created, correlation_id: str) -> str | None:
@@ -331,6 +365,8 @@ def recover(tenant: MicrosoftTenant) -> MicrosoftTenant:
         db.session.rollback()  # settled (or retried) by someone else meanwhile
     else:
         record_event("tenant.recovered", account_id=tenant.account_id, target=tenant, summary=message)
+        if found and not tenant.tenant_guid:  # adopted: its first admin exists at Microsoft, listed here too
+            _record_adopted_users(tenant, get_provider(), correlation_id, found)
         db.session.commit()
     db.session.refresh(tenant)
     return tenant

@@ -16,8 +16,9 @@ WIDTHS = (390, 768)
 _PAGE_WIDTH = "[document.documentElement.scrollWidth, window.innerWidth]"
 
 
-def _sideways(page, demo, screen_list) -> list[str]:
-    """The screens wider than the window, at each width: 'screen at 390 px: 694 px wide'."""
+def _sideways(page, demo, screen_list, axe_on_phone: bool = False) -> list[str]:
+    """The screens wider than the window, at each width: 'screen at 390 px: 694 px wide'; with ``axe_on_phone``
+    also axe-core's serious and critical findings at 390 px (the folded menus and card-like layout)."""
     wide = []
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 800})
@@ -26,6 +27,8 @@ def _sideways(page, demo, screen_list) -> list[str]:
             scroll_width, window_width = page.evaluate(_PAGE_WIDTH)
             if scroll_width > window_width:
                 wide.append(f"{name} at {width} px: {scroll_width} px wide")
+            if axe_on_phone and width == 390:
+                wide.extend(screens.serious_violations(page, f"{name} at 390 px"))
     return wide
 
 
@@ -39,7 +42,7 @@ def test_no_partner_portal_screen_scrolls_sideways(app, page, sign_in):
 def test_no_customer_portal_screen_scrolls_sideways(app, page, sign_in):
     demo = screens.seed(app)
     sign_in(page, screens.CUSTOMER_ADMIN)
-    assert _sideways(page, demo, screens.CUSTOMER_SCREENS) == []
+    assert _sideways(page, demo, screens.CUSTOMER_SCREENS, axe_on_phone=True) == []
 
 
 def test_the_users_tab_scrolls_inside_its_panel_and_search_is_one_tap_away_on_a_phone(app, page, sign_in):

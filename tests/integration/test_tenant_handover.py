@@ -11,9 +11,9 @@ import logging
 import re
 
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from app.models.accounts import Account, CredentialHandover
+from app.models.accounts import Account, CredentialHandover, PlaceholderUser
 from app.models.events import Event
 from app.models.outbox import OutboxMail
 from app.models.subscriptions import M365User
@@ -146,32 +146,36 @@ def test_a_wrong_or_tampered_token_shows_nothing_and_changes_nothing(app, world,
     assert database_fingerprint() == before
 
 
+def _placeholder(customer: int, email: str | None) -> None:
+    with unscoped() as session:
+        session.execute(delete(PlaceholderUser).where(PlaceholderUser.account_id == customer))
+        if email:
+            session.add(PlaceholderUser(account_id=customer, email=email))
+        session.commit()
+
+
+def _mailed() -> list[str]:
+    with unscoped() as session:
+        return sorted(session.scalars(select(OutboxMail.recipient).where(OutboxMail.kind == handover.MAIL_KIND)))
+
+
 def test_with_no_master_admin_login_the_placeholder_gets_the_link(app, world, reseller_a_admin_client):
     customer = world.accounts["customer_a2"].id
-    with unscoped() as session:
-        expected = handover_recipients(session, customer)
+    _placeholder(customer, "itsupport@reseller-a.example")  # what Add Sub Account took
     response = _submit(reseller_a_admin_client, customer, _form(reseller_a_admin_client, customer))
-    assert response.status_code == 200
+    assert response.status_code == 200 and 'data-test="handover-mailed"' in response.text
+    assert _mailed() == ["itsupport@reseller-a.example"]
+
+
+def test_the_operators_default_address_is_nobodys_mailbox_the_creator_is_told(app, world, reseller_a_admin_client):
+    customer = world.accounts["customer_a2"].id
+    _placeholder(customer, app.config["DEFAULT_MASTER_ADMIN_EMAIL"])
+    response = _submit(reseller_a_admin_client, customer, _form(reseller_a_admin_client, customer))
+    assert response.status_code == 200 and 'data-test="handover-not-mailed"' in response.text
+    assert 'data-test="admin-password"' in response.text and _mailed() == []
     with unscoped() as session:
-        mailed = session.scalars(select(OutboxMail.recipient).where(OutboxMail.kind == handover.MAIL_KIND)).all()
-    assert sorted(mailed) == sorted(expected)
-    if not expected:
-        assert 'data-test="handover-not-mailed"' in response.text
-
-
-def handover_recipients(session, customer_id: int) -> list[str]:
-    from app.models.accounts import PlaceholderUser
-
-    return sorted(
-        {
-            e.lower()
-            for e in session.scalars(
-                select(PlaceholderUser.email).where(
-                    PlaceholderUser.account_id == customer_id, PlaceholderUser.is_master_admin.is_(True)
-                )
-            )
-        }
-    )
+        assert session.scalars(select(CredentialHandover)).all() == []
+        assert session.scalars(select(Event).where(Event.action == "tenant.credentials_shown")).one()
 
 
 def test_another_reseller_cannot_see_the_hand_over_rows(world, reseller_a_admin_client, reseller_b_admin_client):

@@ -7,6 +7,7 @@ exiting at named fault points; the timeout is crossed by moving the portal's clo
 from __future__ import annotations
 
 import datetime as dt
+import html
 import os
 import subprocess
 
@@ -18,6 +19,7 @@ from app import clock
 from app.models.accounts import MicrosoftTenant
 from app.models.csp import SandboxCustomer
 from app.models.events import Event
+from app.models.subscriptions import M365User
 from tests import clocked
 from tests.conftest import csrf_token, unscoped
 from tests.integration.test_reports import ROOT
@@ -102,6 +104,10 @@ def test_a_tenant_whose_request_was_killed_is_settled_by_asking_microsoft(
     if made_at_microsoft:
         assert settled.tenant_guid is not None  # adopted: what the first attempt made
         assert "Change the domain name" not in shown
+        assert "reset the admin's password under Microsoft 365 users" in html.unescape(shown)  # its password was lost
+        with unscoped() as session:  # its first admin, made with it at Microsoft, listed here too (issue 15)
+            admins = session.scalars(select(M365User.user_principal_name).where(M365User.account_id == customer))
+            assert list(admins) == [f"admin@{settled.domain_prefix}.onmicrosoft.com"]
     else:
         assert settled.tenant_guid is None and "Change the domain name" in shown
     with unscoped() as session:

@@ -14,7 +14,7 @@ from flask_login import current_user
 
 from app.models.accounts import CUSTOMER, RESELLER, Account
 from security.models import CUSTOMER_PORTAL
-from views.base import PortalView, get_or_404
+from views.base import PortalView, confirmation, get_or_404
 
 
 def customer_page(view):
@@ -43,3 +43,16 @@ class CustomerPortalView(PortalView):
 
     def render(self, template: str, **context):
         return self.render_template(f"portal/customer/{template}", customer=g.customer, section=self.section, **context)
+
+    def ask(self, question: str, consequence: str, button: str, cancel_url: str):
+        """Ask before what cannot be taken back (views/base.py ``confirmation``), in the customer portal's layout:
+        None once the POST carries the answer, else the page that asks."""
+        return confirmation(
+            question,
+            consequence,
+            button,
+            cancel_url=cancel_url,
+            layout="portal/customer/base.html",
+            customer=g.customer,
+            section=self.section,
+        )

@@ -18,7 +18,7 @@ from app.models.subscriptions import M365User, Subscription
 from app.services import customer_services, licensing, m365_import, windows
 from app.services.licensing import LicenceError
 from security import permissions as P
-from views.base import confirmation, get_or_404
+from views.base import get_or_404
 from views.customer.base import CustomerPortalView, customer_page
 
 _NAME = m365_import.NAME_MAX
@@ -225,6 +225,7 @@ class CustomerLicencesView(CustomerPortalView):
     """Assigning and unassigning licences: Customer Admins and Master Admins, and CSP Admins while launched."""
 
     class_permission_name = P.LICENCES
+    section = "microsoft_csp"
     method_permission_name = {"assign": P.WRITE, "unassign": P.WRITE}
 
     def _back(self, customer_id, subscription_id):
@@ -251,15 +252,12 @@ class CustomerLicencesView(CustomerPortalView):
     def unassign(self, customer_id, subscription_id):
         sub = _subscription(customer_id, subscription_id)
         person = _person(customer_id, request.form.get("m365_user_id"))
-        asked = confirmation(
+        asked = self.ask(
             f"Unassign {sub.product.name} from {person.user_principal_name}?",
             f"{person.display_name} loses {sub.product.name} at Microsoft at once: its apps and services stop for "
             "them, and Microsoft keeps their data for it only 30 days. The licence is free for someone else.",
             "Unassign",
-            cancel_url=url_for("CustomerServicesView.subscription", customer_id=customer_id, subscription_id=sub.id),
-            layout="portal/customer/base.html",
-            customer=g.customer,
-            section="microsoft_csp",
+            url_for("CustomerServicesView.subscription", customer_id=customer_id, subscription_id=sub.id),
         )
         if asked:
             return asked
@@ -416,15 +414,12 @@ class CustomerM365UsersView(CustomerPortalView):
     def disable(self, customer_id, person_id):
         person = _person(customer_id, person_id)
         upn = person.user_principal_name
-        asked = confirmation(
+        asked = self.ask(
             f"Disable {upn}?",
             f"{person.display_name} can no longer sign in to Microsoft 365 until you enable them again. They keep "
             "their licences (still paid for) and their mail and files.",
             "Disable user",
-            cancel_url=url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id),
-            layout="portal/customer/base.html",
-            customer=g.customer,
-            section=self.section,
+            url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id),
         )
         if asked:
             return asked
@@ -448,16 +443,13 @@ class CustomerM365UsersView(CustomerPortalView):
         person = _person(customer_id, person_id)
         upn = person.user_principal_name
         held = licensing.held_licence_names(person)
-        asked = confirmation(
+        asked = self.ask(
             f"Delete {upn}?",
             f"{person.display_name} is deleted at Microsoft and can no longer sign in"
             + (f"; their licences ({', '.join(held)}) are released." if held else ".")
             + " Microsoft keeps a deleted user restorable for 30 days; the portal does not.",
             "Delete user",
-            cancel_url=url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id),
-            layout="portal/customer/base.html",
-            customer=g.customer,
-            section=self.section,
+            url_for("CustomerServicesView.microsoft_csp", customer_id=customer_id),
         )
         if asked:
             return asked

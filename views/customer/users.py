@@ -12,7 +12,7 @@ from app.services.events import customer_portal_events
 from security import memberships
 from security import permissions as P
 from security.models import Membership
-from views.base import MASTER_ADMIN_NEEDS_ORDERS, confirmation, may_grant_master_admin
+from views.base import MASTER_ADMIN_NEEDS_ORDERS, may_grant_master_admin
 from views.customer.base import CustomerPortalView, customer_page
 from views.event_log import export_response, page_context
 from views.partner.account_users import (
@@ -160,15 +160,7 @@ class CustomerUsersView(CustomerPortalView):
 
     def _ask(self, question: str, consequence: str, button: str):
         """The confirmation step, in the customer portal's layout; Cancel goes back to Users."""
-        return confirmation(
-            question,
-            consequence,
-            button,
-            cancel_url=url_for(".users", customer_id=g.customer.id),
-            layout="portal/customer/base.html",
-            customer=g.customer,
-            section=self.section,
-        )
+        return self.ask(question, consequence, button, url_for(".users", customer_id=g.customer.id))
 
     @expose("/<int:customer_id>/users/<int:user_id>/disable", methods=["POST"])
     @customer_page

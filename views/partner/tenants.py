@@ -81,57 +81,8 @@ def _tenant_request(form: NewTenantForm) -> TenantRequest:
     return TenantRequest(profile, acceptance)
 
 
-def _prefilled(customer: Account, request_data: TenantRequest | None = None) -> NewTenantForm:
-    """The form as first shown: the customer's details, today's date, a new idempotency key."""
-    if request_data is not None:
-        profile, acceptance = request_data.profile, request_data.acceptance
-        data = {
-            **{
-                k: getattr(profile, k)
-                for k in (
-                    "domain_prefix",
-                    "company_name",
-                    "contact_first_name",
-                    "contact_last_name",
-                    "contact_email",
-                    "phone",
-                    "address_line1",
-                    "address_line2",
-                    "city",
-                    "region",
-                    "postcode",
-                    "country",
-                )
-            },
-            "signer_first_name": acceptance.signer_first_name,
-            "signer_last_name": acceptance.signer_last_name,
-            "signer_email": acceptance.signer_email,
-            "accepted_on": acceptance.accepted_on,
-        }
-    else:
-        data = {
-            "company_name": customer.name,
-            "contact_first_name": customer.contact_first_name,
-            "contact_last_name": customer.contact_last_name,
-            "contact_email": customer.contact_email,
-            "phone": customer.phone,
-            "address_line1": customer.address_line1,
-            "address_line2": customer.address_line2,
-            "city": customer.city,
-            "region": customer.region,
-            "postcode": customer.postcode,
-            "country": customer.country,
-            # The customer's contact usually signs; whoever does is typed over these
-            "signer_first_name": customer.contact_first_name,
-            "signer_last_name": customer.contact_last_name,
-            "signer_email": customer.contact_email,
-            "accepted_on": clock.today(),
-        }
-    form = NewTenantForm(formdata=None, data=data)
-    form.idempotency_key.data = uuid.uuid4().hex
-    return form
-
-
+# The company as Microsoft records it: the tenant form's fields, named as CompanyProfile's (and Account's, but for
+# company_name, which is the account's name).
 COMPANY_FIELDS = (
     "company_name",
     "contact_first_name",
@@ -145,6 +96,32 @@ COMPANY_FIELDS = (
     "postcode",
     "country",
 )
+
+
+def _prefilled(customer: Account, request_data: TenantRequest | None = None) -> NewTenantForm:
+    """The form as first shown: the customer's details, today's date, a new idempotency key."""
+    if request_data is not None:
+        profile, acceptance = request_data.profile, request_data.acceptance
+        data = {
+            **{k: getattr(profile, k) for k in ("domain_prefix", *COMPANY_FIELDS)},
+            "signer_first_name": acceptance.signer_first_name,
+            "signer_last_name": acceptance.signer_last_name,
+            "signer_email": acceptance.signer_email,
+            "accepted_on": acceptance.accepted_on,
+        }
+    else:
+        data = {
+            **{k: getattr(customer, k) for k in COMPANY_FIELDS[1:]},
+            "company_name": customer.name,
+            # The customer's contact usually signs; whoever does is typed over these
+            "signer_first_name": customer.contact_first_name,
+            "signer_last_name": customer.contact_last_name,
+            "signer_email": customer.contact_email,
+            "accepted_on": clock.today(),
+        }
+    form = NewTenantForm(formdata=None, data=data)
+    form.idempotency_key.data = uuid.uuid4().hex
+    return form
 
 
 def _company_complete(customer: Account, form: NewTenantForm) -> bool:

@@ -30,15 +30,28 @@
     status.className = "help-block domain-status " + ({
       available: "text-success", taken: "text-danger", invalid: "text-danger", error: "text-warning"
     }[state] || "text-muted");
-    status.textContent = text;
+    // The verdict's icon from the app's own icon font (Font Awesome, served by the portal), never a system glyph;
+    // the words carry the meaning, so the icon is hidden from screen readers.
+    var icon = {
+      available: "fa-check-circle", taken: "fa-exclamation-circle", invalid: "fa-exclamation-circle",
+      error: "fa-exclamation-triangle", validating: "fa-circle-o"
+    }[state];
+    status.textContent = "";
+    if (icon && text) {
+      var mark = document.createElement("span");
+      mark.className = "fa " + icon + " status-icon";
+      mark.setAttribute("aria-hidden", "true");
+      status.appendChild(mark);
+    }
+    status.appendChild(document.createTextNode(text));
     container.classList.toggle("has-error", state === "taken" || state === "invalid");
     container.classList.toggle("has-success", state === "available");
   }
 
   function verdict(data) {
-    if (data.state === "available") { return "\u2714 " + data.domain + " is available"; }
-    if (data.state === "taken") { return "\u2757 " + data.domain + " is not available"; }
-    if (data.state === "invalid") { return "\u2757 " + data.message; }
+    if (data.state === "available") { return data.domain + " is available"; }
+    if (data.state === "taken") { return data.domain + " is not available"; }
+    if (data.state === "invalid") { return data.message; }
     return data.message || "Couldn't check availability \u2014 try again";
   }
 
@@ -63,10 +76,10 @@
     var prefix = normalise(input.value);
     var broken = problem(prefix);
     if (broken) {
-      show(input.value ? "invalid" : "", input.value ? "\u2757 " + broken : "");
+      show(input.value ? "invalid" : "", input.value ? broken : "");
       return;
     }
-    show("validating", "\u25cb validating...");
+    show("validating", "validating...");
     timer = window.setTimeout(check, 400);
   }
 
