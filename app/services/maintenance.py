@@ -13,6 +13,7 @@ themselves) is how often the loop wakes; each task has its own period below.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 from flask import Flask, current_app
 
+from app import failure
 from app.extensions import db
 from security import scoping
 
@@ -148,9 +150,20 @@ class Loop:
                 try:
                     with scoping.bypass(f"maintenance: {task.name}"):
                         done[task.name] = task.run()
-                except Exception:  # an outage of the database or Redis: the next tick tries again
-                    log.exception("Maintenance task %r failed; it runs again in %s s", task.name, every)
-                    db.session.rollback()
+                except Exception as exc:  # an outage of the database or Redis: the next tick tries again
+                    outage = failure.outage_of(exc)
+                    if outage:  # expected in an outage: one line, no traceback (a bug still gets one)
+                        log.warning(
+                            "Maintenance task %r skipped: the %s is out of reach (%s); it runs again in %s s",
+                            task.name,
+                            outage,
+                            failure.describe(exc),
+                            every,
+                        )
+                    else:
+                        log.exception("Maintenance task %r failed; it runs again in %s s", task.name, every)
+                    with contextlib.suppress(Exception):  # the rollback of a lost connection may fail too
+                        db.session.rollback()
                 finally:
                     db.session.remove()
         return done

@@ -76,6 +76,25 @@ def test_a_failing_task_is_logged_and_the_others_still_run(app, world, ticking, 
     assert any(first.name in record.getMessage() for record in caplog.records)
 
 
+def test_a_database_outage_is_one_warning_line_without_a_traceback(app, world, ticking, monkeypatch, caplog):
+    """An outage is expected (the gunicorn fault test cuts the database while the loop may tick): the task is skipped
+    with one line naming the outage; only a bug gets a traceback (the test above)."""
+    import sqlalchemy.exc
+
+    def cut() -> int:
+        raise sqlalchemy.exc.TimeoutError("QueuePool limit reached, connection timed out")
+
+    first = maintenance.TASKS[0]
+    monkeypatch.setattr(maintenance, "TASKS", (maintenance.Task(first.name, cut, first.every_seconds),)
+                        + maintenance.TASKS[1:])  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="app.services.maintenance"):
+        done = ticking.run_due()
+    assert first.name not in done and "fail abandoned jobs" in done
+    (record,) = [r for r in caplog.records if first.name in r.getMessage()]
+    assert record.levelno == logging.WARNING and "the database is out of reach" in record.getMessage()
+    assert record.exc_info is None
+
+
 def test_the_loop_is_off_when_its_period_is_zero(app, world):
     assert app.config["MAINTENANCE_INTERVAL_SECONDS"] == 0
     assert maintenance.start(app) is None
