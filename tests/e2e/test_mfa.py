@@ -40,8 +40,18 @@ def _enter(page, value: str) -> None:
 
 
 def _sign_out(page) -> None:
-    page.locator(".navbar-right .dropdown-toggle").click()
-    page.get_by_role("button", name="Logout").click()
+    """The name menu opens by Bootstrap's script: a click on a page whose script has not run yet (just navigated to)
+    opens nothing, so the menu is opened again until its Logout shows."""
+    toggle, logout = page.locator(".navbar-right .dropdown-toggle"), page.get_by_role("button", name="Logout")
+    for _ in range(3):
+        page.wait_for_load_state("load")
+        toggle.click()
+        try:
+            expect(logout).to_be_visible(timeout=2_000)
+            break
+        except AssertionError:
+            continue
+    logout.click()
     expect(page).to_have_url(re.compile(r"/login/$"))
 
 
