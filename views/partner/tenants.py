@@ -15,6 +15,7 @@ from app.csp.rules import DOMAIN_RULES
 from app.extensions import db
 from app.models.accounts import CUSTOMER, RESELLER, Account
 from app.services import tenants as tenant_service
+from app.services.accounts import ACCOUNT_DETAIL_FIELDS
 from app.services.tenants import TenantError, TenantRequest
 from security import permissions as P
 from views.base import PortalView, form_error, signed_in_first
@@ -81,20 +82,11 @@ def _tenant_request(form: NewTenantForm) -> TenantRequest:
     return TenantRequest(profile, acceptance)
 
 
-# The company as Microsoft records it: the tenant form's fields, named as CompanyProfile's (and Account's, but for
-# company_name, which is the account's name).
+# The company as Microsoft records it: the tenant form's fields — the account's details (app/services/accounts.py),
+# named as CompanyProfile's: the account's name is the company name, and its IT support address is not Microsoft's.
 COMPANY_FIELDS = (
     "company_name",
-    "contact_first_name",
-    "contact_last_name",
-    "contact_email",
-    "phone",
-    "address_line1",
-    "address_line2",
-    "city",
-    "region",
-    "postcode",
-    "country",
+    *(name for name in ACCOUNT_DETAIL_FIELDS if name not in ("name", "it_support_email")),
 )
 
 
